@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test. Installs what the tests need (iproute2 for ss/ip,
+# util-linux for setpriv, procps) when missing. As root it also runs the
+# root-only tests (network namespaces, other users): --include-ignored.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "scripts/test.sh: missing ${need[*]}; install them (apt-get install ${need[*]})" >&2
+        exit 2
+    fi
+fi
+
+extra=()
+if [ "$(id -u)" -eq 0 ]; then
+    extra=(--include-ignored)
+fi
+# Examples are test fixtures (sockpop builds socket populations): build them first.
+cargo build --locked --examples --quiet
+exec cargo test --locked -- "${extra[@]}" "$@"

@@ -1,0 +1,4 @@
+//! One file per subcommand. Each builds a query, runs the shared inventory
+//! pipeline, and renders; none repeats the pipeline.
+
+pub mod listen;

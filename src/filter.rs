@@ -1,0 +1,297 @@
+//! Value parsers for the command line (ports, ranges, CIDRs, states) and the
+//! predicates that use them. No I/O here.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use crate::model::{State, StateSet};
+
+/// An inclusive port range; a single port is `lo == hi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi { write!(f, "{}", self.lo) } else { write!(f, "{}-{}", self.lo, self.hi) }
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    /// `8080`, `:8080`, `8000-8100`. Port 0 is never a real port to look for.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().trim_start_matches(':');
+        let (lo, hi) = match t.split_once('-') {
+            Some((a, b)) => (parse_port(a)?, parse_port(b)?),
+            None => {
+                let p = parse_port(t)?;
+                (p, p)
+            }
+        };
+        if lo > hi {
+            return Err(format!("range {lo}-{hi} is backwards (did you mean {hi}-{lo}?)"));
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+/// A port number 1..=65535 with a message that names the bad value.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty port".to_string());
+    }
+    if !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{t}' is not a port number"));
+    }
+    match t.parse::<u32>() {
+        Ok(0) => Err("port 0 is not a real port (the kernel picks one)".to_string()),
+        Ok(n) if n <= 65535 => Ok(n as u16),
+        _ => Err(format!("port {t} is out of range (1-65535)")),
+    }
+}
+
+/// An address with a prefix length: `10.0.0.0/8`, `::1`, `fe80::/10`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Matches an address of the same family, and an IPv4 prefix also matches
+    /// IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3` is in `10.0.0.0/8`).
+    pub fn contains(&self, addr: &IpAddr) -> bool {
+        match (self.addr, addr) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => prefix_eq(&net.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(net), IpAddr::V6(a)) => prefix_eq(&net.octets(), &a.octets(), self.prefix),
+            (IpAddr::V4(net), IpAddr::V6(a)) => {
+                a.to_ipv4_mapped().is_some_and(|m| prefix_eq(&net.octets(), &m.octets(), self.prefix))
+            }
+            (IpAddr::V6(_), IpAddr::V4(_)) => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let full = (bits / 8) as usize;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    let rest = bits % 8;
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[full] & mask == b[full] & mask
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (a, p) = match t.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (t, None),
+        };
+        let a = a.trim_start_matches('[').trim_end_matches(']');
+        let addr: IpAddr = a.parse().map_err(|_| format!("'{a}' is not an IPv4 or IPv6 address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("prefix /{p} is out of range for {a} (0-{max})")),
+            },
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+/// A `--state` value: one state or a named group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSpec(pub StateSet);
+
+/// Groups `ss` users know, by the names `ss` uses.
+const GROUPS: [&str; 5] = ["all", "connected", "synchronized", "bucket", "big"];
+
+impl FromStr for StateSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase().replace('-', "_");
+        let one = |st: State| Ok(StateSpec(StateSet::of(&[st])));
+        let except = |out: &[State]| {
+            let v: Vec<State> = State::TCP.iter().copied().filter(|st| !out.contains(st)).collect();
+            StateSet::of(&v)
+        };
+        match t.as_str() {
+            "all" => Ok(StateSpec(StateSet::all())),
+            // Unlike ss, TIME_WAIT is not "connected" here: no process holds
+            // it and no data flows (the definition).
+            "connected" => Ok(StateSpec(except(&[State::Listen, State::Close, State::TimeWait]))),
+            "synchronized" => Ok(StateSpec(except(&[State::Listen, State::Close, State::TimeWait, State::SynSent]))),
+            "bucket" => Ok(StateSpec(StateSet::of(&[State::TimeWait, State::SynRecv]))),
+            "big" => Ok(StateSpec(except(&[State::TimeWait, State::SynRecv]).union(StateSet::of(&[State::Unconn])))),
+            _ => {
+                if let Some(st) = State::TCP.iter().chain([State::Unconn].iter()).find(|st| st.as_str() == t) {
+                    return one(*st);
+                }
+                let aliases =
+                    [("estab", State::Established), ("time_wait", State::TimeWait), ("timewait", State::TimeWait)];
+                if let Some((_, st)) = aliases.iter().find(|(a, _)| *a == t) {
+                    return one(*st);
+                }
+                let mut msg = format!("unknown state '{s}'");
+                if let Some(near) = nearest_state(&t) {
+                    msg.push_str(&format!(" (did you mean '{near}'?)"));
+                } else {
+                    msg.push_str(&format!(
+                        "; states: {}, unconn; groups: {}",
+                        State::TCP.map(|s| s.as_str()).join(", "),
+                        GROUPS.join(", ")
+                    ));
+                }
+                Err(msg)
+            }
+        }
+    }
+}
+
+/// The closest known state or group name, for a "did you mean" hint.
+fn nearest_state(t: &str) -> Option<&'static str> {
+    let names = State::TCP.iter().map(|s| s.as_str()).chain(["unconn"]).chain(GROUPS);
+    names
+        .filter_map(|n| {
+            let d = if t.starts_with(n) || n.starts_with(t) { 1 } else { edit_distance(t, n) };
+            (d <= 3.max(n.len() / 3)).then_some((d, n))
+        })
+        .min()
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        let good = [
+            ("80", (80, 80)),
+            (":8080", (8080, 8080)),
+            ("8000-8100", (8000, 8100)),
+            ("1-65535", (1, 65535)),
+            (" 22 ", (22, 22)),
+            ("443-443", (443, 443)),
+        ];
+        for (s, (lo, hi)) in good {
+            assert_eq!(s.parse::<PortRange>(), Ok(PortRange { lo, hi }), "{s}");
+        }
+        let bad = [
+            ("70000", "out of range"),
+            ("65536", "out of range"),
+            ("abc", "not a port number"),
+            ("9-3", "backwards"),
+            ("0", "port 0"),
+            ("", "empty"),
+            ("-5", "empty"),
+            ("8080-", "empty"),
+            ("+80", "not a port"),
+            ("99999999999999999999", "out of range"),
+        ];
+        for (s, want) in bad {
+            let e = s.parse::<PortRange>().unwrap_err();
+            assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn cidrs() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains(&"10.255.1.2".parse().unwrap()));
+        assert!(!c.contains(&"11.0.0.1".parse().unwrap()));
+        assert!(c.contains(&"::ffff:10.1.2.3".parse().unwrap()), "v4 prefix matches v4-mapped");
+        assert!(!c.contains(&"::1".parse().unwrap()));
+        let c: Cidr = "fe80::/10".parse().unwrap();
+        assert!(c.contains(&"fe80::1".parse().unwrap()));
+        assert!(c.contains(&"febf::1".parse().unwrap()));
+        assert!(!c.contains(&"fec0::1".parse().unwrap()));
+        assert!(!c.contains(&"10.0.0.1".parse().unwrap()));
+        let c: Cidr = "[::1]".parse().unwrap();
+        assert_eq!(c.prefix, 128);
+        let c: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(c.contains(&"1.2.3.4".parse().unwrap()));
+        let c: Cidr = "192.168.1.77/27".parse().unwrap();
+        assert!(c.contains(&"192.168.1.64".parse().unwrap()));
+        assert!(!c.contains(&"192.168.1.96".parse().unwrap()));
+        for (bad, want) in [
+            ("10.0.0.0/33", "out of range"),
+            ("::1/129", "out of range"),
+            ("10.0.0/8", "not an IPv4"),
+            ("x", "not an IPv4"),
+            ("1.2.3.4/-1", "out of range"),
+        ] {
+            let e = bad.parse::<Cidr>().unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn states_and_groups() {
+        let s = |x: &str| x.parse::<StateSpec>().unwrap().0;
+        assert!(s("listen").contains(State::Listen));
+        assert!(s("TIME-WAIT").contains(State::TimeWait));
+        assert!(s("estab").contains(State::Established));
+        assert!(s("unconn").contains(State::Unconn));
+        let all = s("all");
+        assert!(State::TCP.iter().all(|&st| all.contains(st)) && all.contains(State::Unconn));
+        let conn = s("connected");
+        assert!(conn.contains(State::Established) && conn.contains(State::CloseWait) && conn.contains(State::SynSent));
+        assert!(!conn.contains(State::Listen) && !conn.contains(State::TimeWait) && !conn.contains(State::Close));
+        assert!(!s("synchronized").contains(State::SynSent));
+        let b = s("bucket");
+        assert!(b.contains(State::TimeWait) && b.contains(State::SynRecv) && !b.contains(State::Established));
+        let big = s("big");
+        assert!(!big.contains(State::TimeWait) && big.contains(State::Listen));
+    }
+
+    #[test]
+    fn state_typos_get_a_hint() {
+        let e = "listening".parse::<StateSpec>().unwrap_err();
+        assert!(e.contains("did you mean 'listen'"), "{e}");
+        let e = "establised".parse::<StateSpec>().unwrap_err();
+        assert!(e.contains("did you mean 'established'"), "{e}");
+        let e = "zzzzzzzzzzzzz".parse::<StateSpec>().unwrap_err();
+        assert!(e.contains("groups: all"), "{e}");
+    }
+}

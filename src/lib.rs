@@ -1,0 +1,47 @@
+//! portctl: who holds this port, and why.
+//!
+//! The flow, for every command:
+//!
+//! ```text
+//! argv -> cli (clap) -> query (validated request)
+//!      -> inventory: sock_diag dump (kernel: state mask + bytecode filter)
+//!                    + owner map (/proc walk, in parallel with the dump)
+//!                    + enrich (service names, interfaces)
+//!      -> command logic (filter, sort, diagnose) -> render (table | json | jsonl)
+//! warnings -> report (stderr), which also decides the exit status
+//! ```
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod filter;
+pub mod inventory;
+pub mod model;
+pub mod procs;
+pub mod query;
+pub mod render;
+pub mod report;
+pub mod services;
+pub mod sock_diag;
+
+use std::io::{BufWriter, Write};
+
+use anyhow::Result;
+
+use cli::{Cli, Command};
+use report::Report;
+
+/// Runs one command line; returns the exit status (0 matched, 1 nothing).
+/// Output goes through one buffered writer; warnings go to stderr after it.
+pub fn run(cli: Cli) -> Result<i32> {
+    let mut report = Report::default();
+    let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let result = match &cli.command {
+        Command::Listen(args) => commands::listen::run(args, &mut out, &mut report),
+    };
+    let flushed = out.flush();
+    report.flush();
+    let status = result?;
+    flushed?;
+    Ok(status)
+}

@@ -1,0 +1,45 @@
+//! The binary: parse, run, turn the result into an exit status.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+fn main() -> ExitCode {
+    let cli = match portctl::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match portctl::run(cli) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) if portctl::error::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            for line in portctl::error::render(&e) {
+                eprintln!("{line}");
+            }
+            ExitCode::from(portctl::report::EXIT_ERROR as u8)
+        }
+    }
+}
+
+/// Help and version print as clap does; usage errors become one line on
+/// stderr and exit status 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(portctl::report::EXIT_ERROR as u8)
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("portctl: error: {first}");
+            ExitCode::from(portctl::report::EXIT_ERROR as u8)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Process details (name, user, command line, and for `who` parent, start
+//! time, cwd, cgroup), read lazily and once per pid, through the `procfs`
+//! crate.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use procfs::process::Process;
+
+/// What `listen` and `conns` show about an owning process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub name: Arc<str>,
+    /// Effective user name (or the number when it has no name; `?` when unreadable).
+    pub user: Arc<str>,
+    pub uid: Option<u32>,
+    pub cmdline: Arc<str>,
+    pub ppid: Option<u32>,
+    /// Process start, in clock ticks since boot (`stat` field 22).
+    pub start_ticks: Option<u64>,
+}
+
+/// Reads and caches process details and user names.
+pub struct ProcTable {
+    root: PathBuf,
+    procs: HashMap<u32, Arc<ProcInfo>>,
+    users: HashMap<u32, Arc<str>>,
+}
+
+impl ProcTable {
+    pub fn new(root: &Path) -> ProcTable {
+        ProcTable { root: root.to_path_buf(), procs: HashMap::new(), users: HashMap::new() }
+    }
+
+    pub fn process(&self, pid: u32) -> Option<Process> {
+        Process::new_with_root(self.root.join(pid.to_string())).ok()
+    }
+
+    /// Details of one pid, read on first use. A process that vanished still
+    /// gets a record (name `?`), because we did see it hold the socket.
+    pub fn info(&mut self, pid: u32) -> Arc<ProcInfo> {
+        if let Some(p) = self.procs.get(&pid) {
+            return p.clone();
+        }
+        let proc_ = self.process(pid);
+        let stat = proc_.as_ref().and_then(|p| p.stat().ok());
+        let uid = proc_.as_ref().and_then(|p| p.status().ok()).map(|s| s.euid);
+        let cmdline = proc_.as_ref().and_then(|p| p.cmdline().ok()).map(|v| v.join(" ")).unwrap_or_default();
+        let user = match uid {
+            Some(uid) => self.user(uid),
+            None => Arc::from("?"),
+        };
+        let info = Arc::new(ProcInfo {
+            pid,
+            name: Arc::from(stat.as_ref().map_or("?", |s| s.comm.as_str())),
+            user,
+            uid,
+            cmdline: Arc::from(cmdline),
+            ppid: stat.as_ref().and_then(|s| u32::try_from(s.ppid).ok()),
+            start_ticks: stat.as_ref().map(|s| s.starttime),
+        });
+        self.procs.insert(pid, info.clone());
+        info
+    }
+
+    /// User name of a uid, cached.
+    pub fn user(&mut self, uid: u32) -> Arc<str> {
+        self.users.entry(uid).or_insert_with(|| Arc::from(user_name(uid).unwrap_or_else(|| uid.to_string()))).clone()
+    }
+}
+
+/// `getpwuid_r`, so NSS sources (LDAP, sssd) work as they do for `ls -l`.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: zeroed passwd is a valid out-parameter.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    for _ in 0..4 {
+        // SAFETY: all pointers are valid for the call; buf outlives its use.
+        let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name points into buf, NUL-terminated.
+        return Some(unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_details() {
+        let mut t = ProcTable::new(Path::new("/proc"));
+        let me = t.info(std::process::id());
+        assert_ne!(&*me.name, "?");
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(me.uid, Some(unsafe { libc::geteuid() }));
+        assert!(!me.cmdline.is_empty());
+        assert!(me.ppid.is_some());
+        // cached: same allocation
+        assert!(Arc::ptr_eq(&me, &t.info(std::process::id())));
+    }
+
+    #[test]
+    fn vanished_process_gets_placeholder() {
+        let mut t = ProcTable::new(Path::new("/nonexistent-proc"));
+        let p = t.info(42);
+        assert_eq!(&*p.name, "?");
+        assert_eq!(&*p.user, "?");
+        assert_eq!(p.uid, None);
+    }
+
+    #[test]
+    fn root_has_a_name() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert_eq!(user_name(4_000_000_000), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! Who holds each socket: one walk of `/proc/*/fd` into an inode -> owners
+//! map, then process details read only for the pids that matter.
+//!
+//! This module reports what it could not read (`denied`, `errors`); deciding
+//! how to present that is the caller's job.
+
+mod details;
+mod walk;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use details::{ProcInfo, ProcTable, user_name};
+pub use walk::Link;
+
+/// inode -> (pid, fd) links, sorted by inode.
+///
+/// A sorted flat vector rather than a `HashMap<inode, Vec<owner>>`: 16 bytes
+/// per link and no allocation per socket, the owners of one socket are
+/// contiguous, and building it is one `sort_unstable` (O(n log n), ~5 ms at
+/// 125k fds) — nothing like `ss -p`'s fixed 256-bucket table, which goes
+/// quadratic.
+#[derive(Debug, Default)]
+pub struct OwnerMap {
+    links: Vec<Link>,
+    /// Processes whose descriptors could not be read (permissions).
+    pub denied: Vec<u32>,
+    /// Unexpected errors, one per process.
+    pub errors: Vec<(u32, io::Error)>,
+    /// Processes walked.
+    pub processes: usize,
+    /// Where the walk read from (`/proc` unless testing).
+    pub root: PathBuf,
+}
+
+impl OwnerMap {
+    /// Walks `root` (normally `/proc`) on `threads` threads.
+    pub fn build(root: &Path, threads: usize) -> io::Result<OwnerMap> {
+        let mut r = walk::walk(root, threads)?;
+        r.links.sort_unstable();
+        Ok(OwnerMap {
+            links: r.links,
+            denied: r.denied,
+            errors: r.errors,
+            processes: r.processes,
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Every (pid, fd) holding this socket inode, by pid then fd.
+    pub fn owners_of(&self, inode: u64) -> &[Link] {
+        let start = self.links.partition_point(|l| l.inode < inode);
+        let end = start + self.links[start..].partition_point(|l| l.inode == inode);
+        &self.links[start..end]
+    }
+
+    /// All links (tests, statistics).
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+}
+
+/// Threads for the fd walk: every core the process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    /// A fake proc root: pid -> [(fd, link target)].
+    fn fake_proc(procs: &[(u32, &[(u32, &str)])]) -> tempdir::TempDir {
+        let dir = tempdir::TempDir::new();
+        for (pid, fds) in procs {
+            let fd_dir = dir.path().join(pid.to_string()).join("fd");
+            fs::create_dir_all(&fd_dir).unwrap();
+            for (fd, target) in fds.iter() {
+                symlink(target, fd_dir.join(fd.to_string())).unwrap();
+            }
+        }
+        // Noise the walk must ignore.
+        fs::create_dir_all(dir.path().join("self")).unwrap();
+        fs::write(dir.path().join("uptime"), "1 1\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn maps_inodes_to_every_owner() {
+        let tree = fake_proc(&[
+            (100, &[(0, "/dev/null"), (3, "socket:[5001]"), (4, "pipe:[77]"), (7, "socket:[5002]")]),
+            // a pre-fork worker sharing the listener 5001 on fd 3
+            (101, &[(3, "socket:[5001]"), (9, "socket:[5003]")]),
+            (4194304, &[(12, "socket:[5001]")]),
+            (200, &[]),
+        ]);
+        for threads in [1, 2, 8] {
+            let map = OwnerMap::build(tree.path(), threads).unwrap();
+            let owners: Vec<(u32, u32)> = map.owners_of(5001).iter().map(|l| (l.pid, l.fd)).collect();
+            assert_eq!(owners, vec![(100, 3), (101, 3), (4194304, 12)], "threads={threads}");
+            assert_eq!(map.owners_of(5002).len(), 1);
+            assert_eq!(map.owners_of(5003)[0].pid, 101);
+            assert!(map.owners_of(77).is_empty(), "pipes are not sockets");
+            assert!(map.owners_of(9999).is_empty());
+            assert_eq!(map.processes, 4);
+            assert_eq!(map.links().len(), 5);
+            assert!(map.denied.is_empty());
+        }
+    }
+
+    #[test]
+    fn unreadable_process_is_denied_not_fatal() {
+        let tree = fake_proc(&[(300, &[(3, "socket:[1]")]), (301, &[(5, "socket:[2]")])]);
+        let fd_dir = tree.path().join("301/fd");
+        fs::set_permissions(&fd_dir, fs::Permissions::from_mode(0o000)).unwrap();
+        let map = OwnerMap::build(tree.path(), 2).unwrap();
+        fs::set_permissions(&fd_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(map.owners_of(1).len(), 1);
+        // root reads a 0000 directory anyway (CAP_DAC_OVERRIDE); anyone else is denied.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(map.owners_of(2).len(), 1);
+        } else {
+            assert_eq!(map.denied, vec![301]);
+            assert!(map.owners_of(2).is_empty());
+        }
+    }
+
+    #[test]
+    fn vanished_process_is_skipped_quietly() {
+        // a pid directory without an fd dir: like a process gone mid-walk
+        let tree = fake_proc(&[(400, &[(3, "socket:[9]")])]);
+        fs::create_dir_all(tree.path().join("401")).unwrap();
+        let map = OwnerMap::build(tree.path(), 1).unwrap();
+        assert!(map.errors.is_empty());
+        assert!(map.denied.is_empty());
+        assert_eq!(map.owners_of(9).len(), 1);
+    }
+
+    #[test]
+    fn live_walk_finds_our_own_socket() {
+        use std::os::unix::fs::MetadataExt;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&l))).unwrap().ino();
+        let map = OwnerMap::build(Path::new("/proc"), 2).unwrap();
+        let owners = map.owners_of(inode);
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].pid, std::process::id());
+    }
+
+    /// Minimal temp dir (no extra dependency for one test helper).
+    mod tempdir {
+        use std::path::{Path, PathBuf};
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        pub struct TempDir(PathBuf);
+        static N: AtomicU32 = AtomicU32::new(0);
+
+        impl TempDir {
+            pub fn new() -> TempDir {
+                let p = std::env::temp_dir().join(format!(
+                    "portctl-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                TempDir(p)
+            }
+            pub fn path(&self) -> &Path {
+                &self.0
+            }
+        }
+
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}

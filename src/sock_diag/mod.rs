@@ -1,0 +1,380 @@
+//! The kernel's view of sockets: `NETLINK_SOCK_DIAG` dumps, with the state
+//! mask and a bytecode filter applied in the kernel, and a `/proc/net`
+//! fallback for systems without sock_diag.
+//!
+//! This module knows nothing of processes or of how sockets are shown.
+
+pub mod bytecode;
+pub mod decode;
+mod procnet;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+
+use netlink_packet_core::Emitable;
+use netlink_packet_sock_diag::SOCK_DIAG_BY_FAMILY;
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+
+pub use bytecode::{Cond, Expr};
+
+use crate::model::{Family, Proto, Socket, StateSet};
+
+/// What to ask the kernel for. Everything here is applied kernel-side.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub protos: Vec<Proto>,
+    pub families: Vec<Family>,
+    /// States wanted; mapped onto each protocol's kernel state mask.
+    pub states: StateSet,
+    /// Port/address filter, compiled to `INET_DIAG_REQ_BYTECODE`.
+    pub filter: Option<Expr>,
+    /// Ask for `struct tcp_info` (INET_DIAG_INFO).
+    pub tcp_info: bool,
+    /// Where to read from.
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// sock_diag, falling back to /proc/net when it is unavailable.
+    Auto,
+    /// /proc/net only (testing the fallback; `PORTCTL_SOURCE=proc`).
+    ProcNet,
+}
+
+/// The result of a dump: sockets plus notes for stderr.
+#[derive(Debug, Default)]
+pub struct Dump {
+    pub sockets: Vec<Socket>,
+    /// Things the user should know (fallbacks taken); printed once each.
+    pub notes: Vec<String>,
+}
+
+/// Why the kernel could not be asked.
+#[derive(Debug)]
+pub enum DiagError {
+    /// No sock_diag on this system (module not loaded, seccomp, very old kernel).
+    Unavailable(io::Error),
+    /// The kernel answered with `NLMSG_ERROR`.
+    Kernel {
+        errno: i32,
+        request: String,
+    },
+    /// The dump was interrupted (`NLM_F_DUMP_INTR`) on every try.
+    Interrupted {
+        tries: u32,
+    },
+    /// A reply we could not decode.
+    Decode(String),
+    Io(io::Error),
+}
+
+impl fmt::Display for DiagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiagError::Unavailable(e) => write!(f, "sock_diag is not available: {e}"),
+            DiagError::Kernel { errno, request } => write!(
+                f,
+                "the kernel refused the sock_diag request for {request}: {}",
+                io::Error::from_raw_os_error(*errno)
+            ),
+            DiagError::Interrupted { tries } => {
+                write!(f, "the socket table changed during every one of {tries} dumps (NLM_F_DUMP_INTR)")
+            }
+            DiagError::Decode(e) => write!(f, "could not decode a sock_diag reply: {e}"),
+            DiagError::Io(e) => write!(f, "netlink I/O failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DiagError {}
+
+impl DiagError {
+    /// Errors that mean "this kernel has no sock_diag for that protocol", which
+    /// the /proc/net fallback covers.
+    fn is_unavailable(&self) -> bool {
+        match self {
+            DiagError::Unavailable(_) => true,
+            DiagError::Kernel { errno, .. } => {
+                matches!(*errno, libc::ENOENT | libc::EOPNOTSUPP | libc::EPROTONOSUPPORT)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Dumps every (protocol, family) pair the query names, in the kernel when it
+/// can, from /proc/net when it cannot (with a note saying so).
+pub fn dump(query: &Query) -> Result<Dump, DiagError> {
+    let mut out = Dump::default();
+    let mut reader = match query.source {
+        Source::Auto => match Reader::new() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                out.notes.push(format!("{e}; reading /proc/net instead (slower, no IPV6_V6ONLY, no tcp_info)"));
+                None
+            }
+        },
+        Source::ProcNet => None,
+    };
+    for &proto in &query.protos {
+        let states = query.states.kernel_mask(proto);
+        if states == 0 {
+            continue;
+        }
+        for &family in &query.families {
+            if let Some(r) = reader.as_mut() {
+                match r.dump(proto, family, states, query.filter.as_ref(), query.tcp_info, &mut out.sockets) {
+                    Ok(()) => continue,
+                    Err(e) if e.is_unavailable() => {
+                        out.notes.push(format!("{e}; reading /proc/net for {proto} instead"));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            procnet::read(proto, family, states, query.filter.as_ref(), &mut out.sockets).map_err(DiagError::Io)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Netlink attribute carrying a bytecode filter in a request.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+/// Tries before giving up on a dump that keeps being interrupted.
+const DUMP_TRIES: u32 = 5;
+/// The kernel fills at most 32 KiB per dump message batch; a little more room
+/// avoids MSG_TRUNC on any kernel.
+const RECV_BUF: usize = 64 * 1024;
+
+/// A sock_diag netlink socket with its receive buffer, reused across dumps.
+pub struct Reader {
+    sock: NlSocket,
+    buf: Vec<u8>,
+    seq: u32,
+    ifnames: HashMap<u32, Option<String>>,
+}
+
+impl Reader {
+    pub fn new() -> Result<Reader, DiagError> {
+        let mut sock = NlSocket::new(NETLINK_SOCK_DIAG).map_err(DiagError::Unavailable)?;
+        sock.bind_auto().map_err(DiagError::Unavailable)?;
+        sock.connect(&SocketAddr::new(0, 0)).map_err(DiagError::Unavailable)?;
+        // A large socket buffer lets the kernel queue more while we decode.
+        let _ = sock.set_rx_buf_sz(4 * 1024 * 1024);
+        Ok(Reader { sock, buf: Vec::with_capacity(RECV_BUF), seq: 0, ifnames: HashMap::new() })
+    }
+
+    /// One dump of (proto, family) with a kernel state mask, appended to `out`.
+    /// Retries from scratch when the kernel flags the dump as interrupted.
+    pub fn dump(
+        &mut self,
+        proto: Proto,
+        family: Family,
+        states: u32,
+        filter: Option<&Expr>,
+        tcp_info: bool,
+        out: &mut Vec<Socket>,
+    ) -> Result<(), DiagError> {
+        let request = request_bytes(proto, family, states, filter, tcp_info);
+        for _ in 0..DUMP_TRIES {
+            let start = out.len();
+            self.seq = self.seq.wrapping_add(1);
+            let seq = self.seq;
+            let mut req = request.clone();
+            req[8..12].copy_from_slice(&seq.to_ne_bytes());
+            self.sock.send(&req, 0).map_err(DiagError::Io)?;
+            match self.receive(proto, family, seq, out) {
+                Ok(true) => return Ok(()),
+                Ok(false) => out.truncate(start),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        Err(DiagError::Interrupted { tries: DUMP_TRIES })
+    }
+
+    /// Reads one dump's replies. Ok(false) when the kernel marked it interrupted.
+    fn receive(&mut self, proto: Proto, family: Family, seq: u32, out: &mut Vec<Socket>) -> Result<bool, DiagError> {
+        let mut intact = true;
+        loop {
+            self.buf.clear();
+            let n = loop {
+                match self.sock.recv(&mut self.buf, 0) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(DiagError::Io(e)),
+                }
+            };
+            if n > self.buf.len() {
+                return Err(DiagError::Decode(format!("reply of {n} bytes truncated to {}", self.buf.len())));
+            }
+            let mut bound = Vec::new();
+            let mut done = false;
+            for msg in decode::messages(&self.buf) {
+                let msg = msg.map_err(DiagError::Decode)?;
+                if msg.seq != seq {
+                    continue; // a stale reply to an earlier, abandoned dump
+                }
+                if msg.flags & decode::NLM_F_DUMP_INTR != 0 {
+                    intact = false;
+                }
+                match msg.kind {
+                    decode::NLMSG_DONE => {
+                        let errno = decode::error_code(msg.payload);
+                        if errno != 0 {
+                            return Err(DiagError::Kernel { errno, request: describe(proto, family) });
+                        }
+                        done = true;
+                        break;
+                    }
+                    decode::NLMSG_ERROR => {
+                        let errno = decode::error_code(msg.payload);
+                        if errno != 0 {
+                            return Err(DiagError::Kernel { errno, request: describe(proto, family) });
+                        }
+                    }
+                    SOCK_DIAG_BY_FAMILY => {
+                        let s = decode::socket(proto, msg.payload).map_err(DiagError::Decode)?;
+                        let ifindex = decode::bound_ifindex(msg.payload);
+                        if ifindex != 0 {
+                            bound.push((out.len(), ifindex));
+                        }
+                        out.push(s);
+                    }
+                    _ => {}
+                }
+            }
+            for (i, ifindex) in bound {
+                out[i].interface = self.ifname(ifindex);
+            }
+            if done {
+                return Ok(intact);
+            }
+        }
+    }
+
+    fn ifname(&mut self, index: u32) -> Option<String> {
+        self.ifnames.entry(index).or_insert_with(|| interface_name(index)).clone()
+    }
+}
+
+fn describe(proto: Proto, family: Family) -> String {
+    let fam = match family {
+        Family::Ipv4 => "IPv4",
+        Family::Ipv6 => "IPv6",
+    };
+    format!("{proto}/{fam}")
+}
+
+/// `nlmsghdr` + `inet_diag_req_v2` + optional bytecode attribute. The
+/// sequence number (bytes 8..12) is filled in per send.
+pub fn request_bytes(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, tcp_info: bool) -> Vec<u8> {
+    let (af, sid) = match family {
+        Family::Ipv4 => (libc::AF_INET as u8, SocketId::new_v4()),
+        Family::Ipv6 => (libc::AF_INET6 as u8, SocketId::new_v6()),
+    };
+    let req = InetRequest {
+        family: af,
+        protocol: match proto {
+            Proto::Tcp => libc::IPPROTO_TCP as u8,
+            Proto::Udp => libc::IPPROTO_UDP as u8,
+        },
+        extensions: if tcp_info && proto == Proto::Tcp { ExtensionFlags::INFO } else { ExtensionFlags::empty() },
+        states: StateFlags::from_bits_retain(states),
+        socket_id: sid,
+    };
+    let body_len = req.buffer_len();
+    let bytecode = filter.map(bytecode::compile);
+    let attr_len = bytecode.as_ref().map_or(0, |bc| 4 + bc.len());
+    let total = decode::NLMSG_HDRLEN + body_len + decode::align4(attr_len);
+    let mut buf = vec![0u8; total];
+    buf[0..4].copy_from_slice(&(total as u32).to_ne_bytes());
+    buf[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    buf[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req.emit(&mut buf[decode::NLMSG_HDRLEN..decode::NLMSG_HDRLEN + body_len]);
+    if let Some(bc) = bytecode {
+        let at = decode::NLMSG_HDRLEN + body_len;
+        buf[at..at + 2].copy_from_slice(&(attr_len as u16).to_ne_bytes());
+        buf[at + 2..at + 4].copy_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+        buf[at + 4..at + 4 + bc.len()].copy_from_slice(&bc);
+    }
+    buf
+}
+
+/// Name of an interface index (`if_indextoname`), None when it is gone.
+pub fn interface_name(index: u32) -> Option<String> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer is IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let cstr = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    Some(cstr.to_string_lossy().into_owned())
+}
+
+/// Evaluates a filter in user space, for sockets read from /proc/net (the
+/// kernel evaluates the same expression as bytecode on the fast path).
+pub fn matches(expr: &Expr, s: &Socket) -> bool {
+    match expr {
+        Expr::Cond(c) => cond_matches(c, s),
+        Expr::And(v) => v.iter().all(|e| matches(e, s)),
+        Expr::Or(v) => v.iter().any(|e| matches(e, s)),
+        Expr::Not(e) => !matches(e, s),
+    }
+}
+
+fn cond_matches(c: &Cond, s: &Socket) -> bool {
+    let remote = s.remote.unwrap_or(crate::model::Endpoint { addr: crate::model::unspecified(s.family), port: 0 });
+    match *c {
+        Cond::SPort { lo, hi } => (lo..=hi).contains(&s.local.port),
+        Cond::DPort { lo, hi } => (lo..=hi).contains(&remote.port),
+        Cond::Src { addr, prefix } => crate::filter::Cidr { addr, prefix }.contains(&s.local.addr),
+        Cond::Dst { addr, prefix } => crate::filter::Cidr { addr, prefix }.contains(&remote.addr),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_layout_without_filter() {
+        let b = request_bytes(Proto::Tcp, Family::Ipv6, 1 << 10, None, false);
+        // nlmsghdr (16) + inet_diag_req_v2 (56)
+        assert_eq!(b.len(), 72);
+        assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 72);
+        assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), 20);
+        assert_eq!(u16::from_ne_bytes(b[6..8].try_into().unwrap()), 0x301);
+        // sdiag_family, sdiag_protocol, idiag_ext, pad
+        assert_eq!(&b[16..20], &[libc::AF_INET6 as u8, 6, 0, 0]);
+        // idiag_states: LISTEN only
+        assert_eq!(u32::from_ne_bytes(b[20..24].try_into().unwrap()), 1 << 10);
+    }
+
+    #[test]
+    fn request_carries_bytecode_attribute() {
+        let f = Expr::Cond(Cond::SPort { lo: 443, hi: 443 });
+        let bc = bytecode::compile(&f);
+        let b = request_bytes(Proto::Udp, Family::Ipv4, 1 << 7, Some(&f), true);
+        assert_eq!(b.len(), 72 + decode::align4(4 + bc.len()));
+        // protocol UDP and no INFO extension for UDP
+        assert_eq!(&b[16..20], &[libc::AF_INET as u8, 17, 0, 0]);
+        assert_eq!(u16::from_ne_bytes(b[72..74].try_into().unwrap()) as usize, 4 + bc.len());
+        assert_eq!(u16::from_ne_bytes(b[74..76].try_into().unwrap()), INET_DIAG_REQ_BYTECODE);
+        assert_eq!(&b[76..76 + bc.len()], &bc[..]);
+    }
+
+    #[test]
+    fn tcp_info_extension_bit() {
+        let b = request_bytes(Proto::Tcp, Family::Ipv4, 2, None, true);
+        assert_eq!(b[18], 1 << (2 - 1)); // INET_DIAG_INFO
+    }
+}
