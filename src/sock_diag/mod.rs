@@ -66,6 +66,8 @@ pub enum DiagError {
     Interrupted {
         tries: u32,
     },
+    /// The filter cannot be expressed as kernel bytecode (too large).
+    Filter(String),
     /// A reply we could not decode.
     Decode(String),
     Io(io::Error),
@@ -83,6 +85,7 @@ impl fmt::Display for DiagError {
             DiagError::Interrupted { tries } => {
                 write!(f, "the socket table changed during every one of {tries} dumps (NLM_F_DUMP_INTR)")
             }
+            DiagError::Filter(e) => write!(f, "the filter cannot be given to the kernel: {e}"),
             DiagError::Decode(e) => write!(f, "could not decode a sock_diag reply: {e}"),
             DiagError::Io(e) => write!(f, "netlink I/O failed: {e}"),
         }
@@ -179,7 +182,7 @@ impl Reader {
         tcp_info: bool,
         out: &mut Vec<Socket>,
     ) -> Result<(), DiagError> {
-        let request = request_bytes(proto, family, states, filter, tcp_info);
+        let request = request_bytes(proto, family, states, filter, tcp_info)?;
         for _ in 0..DUMP_TRIES {
             let start = out.len();
             self.seq = self.seq.wrapping_add(1);
@@ -274,7 +277,13 @@ fn describe(proto: Proto, family: Family) -> String {
 
 /// `nlmsghdr` + `inet_diag_req_v2` + optional bytecode attribute. The
 /// sequence number (bytes 8..12) is filled in per send.
-pub fn request_bytes(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, tcp_info: bool) -> Vec<u8> {
+pub fn request_bytes(
+    proto: Proto,
+    family: Family,
+    states: u32,
+    filter: Option<&Expr>,
+    tcp_info: bool,
+) -> Result<Vec<u8>, DiagError> {
     let (af, sid) = match family {
         Family::Ipv4 => (libc::AF_INET as u8, SocketId::new_v4()),
         Family::Ipv6 => (libc::AF_INET6 as u8, SocketId::new_v6()),
@@ -290,7 +299,10 @@ pub fn request_bytes(proto: Proto, family: Family, states: u32, filter: Option<&
         socket_id: sid,
     };
     let body_len = req.buffer_len();
-    let bytecode = filter.map(bytecode::compile);
+    let bytecode = filter
+        .map(bytecode::try_compile)
+        .transpose()
+        .map_err(|e| DiagError::Filter(e.to_string()))?;
     let attr_len = bytecode.as_ref().map_or(0, |bc| 4 + bc.len());
     let total = decode::NLMSG_HDRLEN + body_len + decode::align4(attr_len);
     let mut buf = vec![0u8; total];
@@ -304,7 +316,7 @@ pub fn request_bytes(proto: Proto, family: Family, states: u32, filter: Option<&
         buf[at + 2..at + 4].copy_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
         buf[at + 4..at + 4 + bc.len()].copy_from_slice(&bc);
     }
-    buf
+    Ok(buf)
 }
 
 /// Name of an interface index (`if_indextoname`), None when it is gone.
@@ -347,7 +359,7 @@ mod tests {
 
     #[test]
     fn request_layout_without_filter() {
-        let b = request_bytes(Proto::Tcp, Family::Ipv6, 1 << 10, None, false);
+        let b = request_bytes(Proto::Tcp, Family::Ipv6, 1 << 10, None, false).unwrap();
         // nlmsghdr (16) + inet_diag_req_v2 (56)
         assert_eq!(b.len(), 72);
         assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 72);
@@ -363,7 +375,7 @@ mod tests {
     fn request_carries_bytecode_attribute() {
         let f = Expr::Cond(Cond::SPort { lo: 443, hi: 443 });
         let bc = bytecode::compile(&f);
-        let b = request_bytes(Proto::Udp, Family::Ipv4, 1 << 7, Some(&f), true);
+        let b = request_bytes(Proto::Udp, Family::Ipv4, 1 << 7, Some(&f), true).unwrap();
         assert_eq!(b.len(), 72 + decode::align4(4 + bc.len()));
         // protocol UDP and no INFO extension for UDP
         assert_eq!(&b[16..20], &[libc::AF_INET as u8, 17, 0, 0]);
@@ -374,7 +386,7 @@ mod tests {
 
     #[test]
     fn tcp_info_extension_bit() {
-        let b = request_bytes(Proto::Tcp, Family::Ipv4, 2, None, true);
+        let b = request_bytes(Proto::Tcp, Family::Ipv4, 2, None, true).unwrap();
         assert_eq!(b[18], 1 << (2 - 1)); // INET_DIAG_INFO
     }
 }
