@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::filter::PortRange;
+use crate::filter::{PortRange, PortSpec};
 
 /// Who holds this port, and why: sockets, their processes and a diagnosis,
 /// straight from the kernel (sock_diag).
@@ -21,6 +21,10 @@ pub enum Command {
     /// and exposure.
     #[command(visible_alias = "l")]
     Listen(ListenArgs),
+    /// Who holds a port, what a new bind() would get, and what to do:
+    /// the answer to "address already in use".
+    #[command(visible_alias = "w")]
+    Who(WhoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -32,6 +36,27 @@ pub struct ListenArgs {
     pub port: Vec<PortRange>,
     #[command(flatten)]
     pub out: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WhoArgs {
+    /// 8080, :8080, 8080/tcp, 8080/udp, 127.0.0.1:8080, [::1]:8080, or a
+    /// service name (postgresql, https/tcp).
+    #[arg(value_name = "SPEC")]
+    pub spec: PortSpec,
+    /// One JSON object: spec, verdict, holders, sockets, hints.
+    #[arg(long)]
+    pub json: bool,
+    /// Colour: auto (terminal and no NO_COLOR), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+impl WhoArgs {
+    /// The shared output options this command uses.
+    pub fn out_args(&self) -> OutputArgs {
+        OutputArgs { json: self.json, jsonl: false, no_header: false, color: self.color }
+    }
 }
 
 /// Protocol and address family selection shared by every command.

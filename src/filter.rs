@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::model::{State, StateSet};
+use crate::model::{Proto, State, StateSet};
 
 /// An inclusive port range; a single port is `lo == hi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -122,6 +122,78 @@ impl FromStr for Cidr {
             },
         };
         Ok(Cidr { addr, prefix })
+    }
+}
+
+/// A port given as a number or a service name (resolved later, with I/O).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortRef {
+    Number(u16),
+    Service(String),
+}
+
+/// `who`/`kill`/`wait` target: `8080`, `:8080`, `8080/tcp`, `127.0.0.1:8080`,
+/// `[::1]:8080/udp`, `postgresql`, `https/tcp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub port: PortRef,
+    /// None: TCP and UDP.
+    pub proto: Option<Proto>,
+    /// A specific local address to ask about.
+    pub addr: Option<IpAddr>,
+}
+
+impl FromStr for PortSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err("empty port spec".to_string());
+        }
+        let (body, proto) = match t.rsplit_once('/') {
+            Some((b, p)) => {
+                let proto = match p.to_ascii_lowercase().as_str() {
+                    "tcp" => Proto::Tcp,
+                    "udp" => Proto::Udp,
+                    other => return Err(format!("unknown protocol '{other}' in '{t}' (tcp or udp)")),
+                };
+                (b, Some(proto))
+            }
+            None => (t, None),
+        };
+        let (addr, port) = if let Some(rest) = body.strip_prefix('[') {
+            let Some((a, after)) = rest.split_once(']') else {
+                return Err(format!("'{body}' is missing the closing ']'"));
+            };
+            let a: std::net::Ipv6Addr = a.parse().map_err(|_| format!("'{a}' is not an IPv6 address"))?;
+            let Some(p) = after.strip_prefix(':') else {
+                return Err(format!("'{body}' needs a port after the address, like [{a}]:8080"));
+            };
+            (Some(IpAddr::V6(a)), p)
+        } else if body.matches(':').count() > 1 {
+            return Err(format!("write IPv6 addresses in brackets, like [::1]:8080 (got '{body}')"));
+        } else if let Some((a, p)) = body.split_once(':') {
+            let addr = if a.is_empty() {
+                None
+            } else {
+                Some(IpAddr::V4(a.parse().map_err(|_| format!("'{a}' is not an IP address"))?))
+            };
+            (addr, p)
+        } else {
+            (None, body)
+        };
+        let port = if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            PortRef::Number(parse_port(port)?)
+        } else if addr.is_none()
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            PortRef::Service(port.to_string())
+        } else {
+            return Err(format!("'{port}' is not a port number or service name"));
+        };
+        Ok(PortSpec { port, proto, addr })
     }
 }
 
@@ -263,6 +335,43 @@ mod tests {
         ] {
             let e = bad.parse::<Cidr>().unwrap_err();
             assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn port_specs() {
+        let n = |p| PortRef::Number(p);
+        let v4 = |a: &str| Some(a.parse::<IpAddr>().unwrap());
+        let good: [(&str, PortRef, Option<Proto>, Option<IpAddr>); 9] = [
+            ("8080", n(8080), None, None),
+            (":8080", n(8080), None, None),
+            ("8080/tcp", n(8080), Some(Proto::Tcp), None),
+            ("8080/UDP", n(8080), Some(Proto::Udp), None),
+            ("127.0.0.1:8080", n(8080), None, v4("127.0.0.1")),
+            ("[::1]:8080", n(8080), None, v4("::1")),
+            ("[::]:53/udp", n(53), Some(Proto::Udp), v4("::")),
+            ("postgresql", PortRef::Service("postgresql".into()), None, None),
+            ("https/tcp", PortRef::Service("https".into()), Some(Proto::Tcp), None),
+        ];
+        for (s, port, proto, addr) in good {
+            assert_eq!(s.parse::<PortSpec>(), Ok(PortSpec { port, proto, addr }), "{s}");
+        }
+        let bad = [
+            (":0", "port 0"),
+            (":65536", "out of range"),
+            ("abc:80", "not an IP address"),
+            ("[::1", "closing ']'"),
+            ("[::1]", "needs a port"),
+            ("8080/sctp", "unknown protocol 'sctp'"),
+            ("::1:8080", "brackets"),
+            ("127.0.0.1:http", "not a port number"),
+            ("", "empty"),
+            ("80 80", "not a port number"),
+            ("[zz::1]:80", "not an IPv6"),
+        ];
+        for (s, want) in bad {
+            let e = s.parse::<PortSpec>().unwrap_err();
+            assert!(e.contains(want), "{s}: {e}");
         }
     }
 

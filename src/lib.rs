@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod diagnose;
 pub mod error;
 pub mod filter;
 pub mod inventory;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let result = match &cli.command {
         Command::Listen(args) => commands::listen::run(args, &mut out, &mut report),
+        Command::Who(args) => commands::who::run(args, &mut out, &mut report),
     };
     let flushed = out.flush();
     report.flush();

@@ -120,6 +120,7 @@ pub fn listen_query(sel: &Selection, ports: &[PortRange]) -> sock_diag::Query {
         states: StateSet::of(&[crate::model::State::Listen, crate::model::State::Unconn]),
         filter: local_ports_filter(ports),
         tcp_info: false,
+        bound_inactive: false,
         source: source(),
     }
 }

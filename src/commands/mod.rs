@@ -2,3 +2,4 @@
 //! pipeline, and renders; none repeats the pipeline.
 
 pub mod listen;
+pub mod who;

@@ -23,6 +23,16 @@ pub struct ProcInfo {
     pub start_ticks: Option<u64>,
 }
 
+/// More about a process, for `who`.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Start time, RFC 3339 UTC.
+    pub started: Option<String>,
+    pub uptime_s: Option<u64>,
+    pub cwd: Option<String>,
+    pub context: Option<super::context::Context>,
+}
+
 /// Reads and caches process details and user names.
 pub struct ProcTable {
     root: PathBuf,
@@ -66,6 +76,26 @@ impl ProcTable {
         info
     }
 
+    /// Start time, working directory and cgroup context (uncached: `who`
+    /// asks once per holder).
+    pub fn extra(&mut self, pid: u32) -> Extra {
+        let info = self.info(pid);
+        let p = self.process(pid);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let start = info.start_ticks.and_then(|ticks| {
+            let boot = procfs::boot_time_secs().ok()?;
+            Some(boot + ticks / procfs::ticks_per_second().max(1))
+        });
+        Extra {
+            started: start.map(rfc3339),
+            uptime_s: start.map(|s| now.saturating_sub(s)),
+            cwd: p.as_ref().and_then(|p| p.cwd().ok()).map(|c| c.to_string_lossy().into_owned()),
+            context: std::fs::read_to_string(self.root.join(pid.to_string()).join("cgroup"))
+                .ok()
+                .and_then(|t| super::context::parse(&t)),
+        }
+    }
+
     /// User name of a uid, cached.
     pub fn user(&mut self, uid: u32) -> Arc<str> {
         self.users.entry(uid).or_insert_with(|| Arc::from(user_name(uid).unwrap_or_else(|| uid.to_string()))).clone()
@@ -94,8 +124,32 @@ pub fn user_name(uid: u32) -> Option<String> {
     None
 }
 
+/// Unix seconds as `2026-11-21T12:09:39Z` (UTC; no time zone database needed).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem / 60) % 60, rem % 60)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_262_979), "2026-11-21T12:09:39Z");
+    }
+
     use super::*;
 
     #[test]

@@ -4,13 +4,14 @@
 //! This module reports what it could not read (`denied`, `errors`); deciding
 //! how to present that is the caller's job.
 
+pub mod context;
 mod details;
 mod walk;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use details::{ProcInfo, ProcTable, user_name};
+pub use details::{Extra, ProcInfo, ProcTable, rfc3339, user_name};
 pub use walk::Link;
 
 /// inode -> (pid, fd) links, sorted by inode.

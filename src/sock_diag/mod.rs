@@ -32,6 +32,10 @@ pub struct Query {
     pub filter: Option<Expr>,
     /// Ask for `struct tcp_info` (INET_DIAG_INFO).
     pub tcp_info: bool,
+    /// Also dump TCP sockets that are bound but neither listening nor
+    /// connected (Linux 6.8+, TCP_BOUND_INACTIVE); they block bind() yet `ss`
+    /// cannot show them. Reported in state `close`.
+    pub bound_inactive: bool,
     /// Where to read from.
     pub source: Source,
 }
@@ -140,8 +144,20 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
             procnet::read(proto, family, states, query.filter.as_ref(), &mut out.sockets).map_err(DiagError::Io)?;
         }
     }
+    if query.bound_inactive && query.protos.contains(&Proto::Tcp) {
+        if let Some(r) = reader.as_mut() {
+            for &family in &query.families {
+                // Older kernels answer an unknown state bit with nothing at all.
+                r.dump(Proto::Tcp, family, TCPF_BOUND_INACTIVE, query.filter.as_ref(), false, &mut out.sockets)?;
+            }
+        }
+    }
     Ok(out)
 }
+
+/// `1 << TCP_BOUND_INACTIVE`: the kernel dumps bound-only sockets only when
+/// this is the sole bit requested.
+const TCPF_BOUND_INACTIVE: u32 = 1 << 13;
 
 /// Netlink attribute carrying a bytecode filter in a request.
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
