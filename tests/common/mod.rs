@@ -1,0 +1,785 @@
+//! Support shared by the integration tests (`tests/*.rs`).
+//!
+//! - [`Portctl`] runs the built binary (optionally inside a network namespace
+//!   and/or as another user) and captures stdout, stderr and the exit status
+//!   in a [`Run`], which parses JSON, JSON lines and tables.
+//! - [`tcp_listener`] / [`udp_socket`] bind real sockets with exact options
+//!   (IPV6_V6ONLY on or off, backlog), close-on-exec like everything else.
+//! - Guards that clean up in `Drop`, so a failing assertion (a panic) still
+//!   cleans up: [`Netns`] (a network namespace the test creates),
+//!   [`ChildGuard`] (a child process, killed by pid), [`Sockpop`] (the
+//!   `examples/sockpop` socket population generator), [`TempDir`].
+//! - [`ss`] / [`parse_ss`]: `ss` output as data, used as an oracle.
+//!
+//! One rule for whoever adds tests: start every process through [`output`],
+//! [`spawn`] or the types above. They hold one lock ([`SPAWN_LOCK`]) while a
+//! process is being forked and while portctl runs, because a child that has
+//! been forked but has not yet exec'd holds copies of every descriptor of the
+//! test process; a portctl run by a parallel test would then see a stranger
+//! "owning" this test's sockets.
+//!
+//! Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, mpsc};
+use std::time::Duration;
+
+use portctl::model::{Endpoint, Proto, Socket};
+
+/// Held while a process is forked and while portctl runs (see the module docs).
+pub static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+
+/// Takes [`SPAWN_LOCK`]; a test that panicked while holding it does not
+/// poison it for the others.
+pub fn spawn_lock() -> MutexGuard<'static, ()> {
+    SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Unique names for namespaces and temp dirs: `portctl-t-<pid>-<n>`.
+pub fn unique_name() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("portctl-t-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The binary under test.
+pub fn portctl_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portctl"))
+}
+
+/// `examples/sockpop`, next to the binary under test. Panics when it has not
+/// been built (`cargo test` does not build examples; `scripts/test.sh` does).
+pub fn sockpop_path() -> PathBuf {
+    let bin = portctl_path();
+    let path = bin.parent().expect("the binary has a directory").join("examples").join("sockpop");
+    assert!(
+        path.is_file(),
+        "{} is missing: build the test fixtures first with `cargo build --examples` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Panics unless running as root (for `#[ignore = "needs root"]` tests, which
+/// must fail, not pass, when run without root).
+pub fn require_root() {
+    assert!(is_root(), "this test needs root (network namespaces / other users): run it as root");
+}
+
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// User name of a uid (getpwuid_r), or the number when it has none, which is
+/// what portctl prints.
+pub fn user_name(uid: u32) -> String {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: a zeroed passwd is a valid out-parameter.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the sizes given.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: pw_name points into buf, NUL-terminated.
+    unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned()
+}
+
+/// This process's `comm` and command line as /proc shows them to others.
+pub fn own_comm_and_cmdline() -> (String, String) {
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let cmdline = std::fs::read("/proc/self/cmdline").unwrap();
+    let args: Vec<String> =
+        cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    (comm.trim_end_matches('\n').to_string(), args.join(" "))
+}
+
+// ---------------------------------------------------------------------------
+// Running commands
+
+/// What a finished command left behind.
+#[derive(Debug)]
+pub struct Run {
+    /// What ran, for failure messages.
+    pub what: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The exit code; panics when the process died from a signal.
+    pub fn code(&self) -> i32 {
+        match self.status.code() {
+            Some(c) => c,
+            None => panic!("{} was killed by signal {:?}\n{}", self.what, self.status.signal(), self.dump()),
+        }
+    }
+
+    /// Panics (showing everything) unless the exit code is `want`.
+    pub fn expect_code(&self, want: i32) -> &Run {
+        assert_eq!(self.code(), want, "exit status of {}\n{}", self.what, self.dump());
+        self
+    }
+
+    /// Stdout and stderr, for failure messages.
+    pub fn dump(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}---", self.stdout, self.stderr)
+    }
+
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().collect()
+    }
+
+    /// Stdout as the `--json` contract: one array of [`Socket`], every
+    /// record deserialised with `deny_unknown_fields`.
+    pub fn sockets(&self) -> Vec<Socket> {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("{}: stdout is not a JSON array of Socket: {e}\n{}", self.what, self.dump()))
+    }
+
+    /// Stdout as the `--jsonl` contract: one [`Socket`] per line.
+    pub fn jsonl_sockets(&self) -> Vec<Socket> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("{}: line is not a Socket record: {e}: {l}\n{}", self.what, self.dump()))
+            })
+            .collect()
+    }
+
+    /// Stdout as a table: the header's column names, then each row split on
+    /// whitespace. Only for tables whose cells have no spaces.
+    pub fn table(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let mut lines = self.stdout.lines();
+        let header = lines.next().unwrap_or_else(|| panic!("{}: no table header\n{}", self.what, self.dump()));
+        let split = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        (split(header), lines.map(split).collect())
+    }
+}
+
+/// Runs a command to completion (holding [`SPAWN_LOCK`]) with stdin closed.
+pub fn output(cmd: &mut Command) -> Run {
+    let what = describe(cmd);
+    let _lock = spawn_lock();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("could not start {what}: {e}"));
+    Run {
+        what,
+        status: out.status,
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// Starts a command (holding [`SPAWN_LOCK`] while it forks) and guards it.
+pub fn spawn(cmd: &mut Command) -> ChildGuard {
+    let what = describe(cmd);
+    let _lock = spawn_lock();
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("could not start {what}: {e}"));
+    ChildGuard { child: Some(child), what }
+}
+
+/// `program arg arg`, for messages.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A portctl command line, run directly, in a namespace, and/or as another user.
+///
+/// ```ignore
+/// let run = Portctl::new(["listen", "--json"]).netns(&ns).run();
+/// run.expect_code(0);
+/// let sockets = run.sockets();
+/// ```
+pub struct Portctl {
+    bin: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    netns: Option<String>,
+    user: Option<(u32, u32)>,
+}
+
+impl Portctl {
+    pub fn new<I, S>(args: I) -> Portctl
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Portctl {
+            bin: portctl_path(),
+            args: args.into_iter().map(|a| a.as_ref().to_os_string()).collect(),
+            env: Vec::new(),
+            netns: None,
+            user: None,
+        }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Portctl {
+        self.args.push(a.as_ref().to_os_string());
+        self
+    }
+
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Portctl {
+        self.env.push((k.as_ref().to_os_string(), v.as_ref().to_os_string()));
+        self
+    }
+
+    /// Runs inside the namespace (`ip netns exec`).
+    pub fn netns(mut self, ns: &Netns) -> Portctl {
+        self.netns = Some(ns.name().to_string());
+        self
+    }
+
+    /// Runs as uid/gid with no supplementary groups (`setpriv`), from `bin`,
+    /// which that user must be able to execute (see [`executable_by_others`]).
+    pub fn as_user(mut self, uid: u32, gid: u32, bin: &Path) -> Portctl {
+        self.user = Some((uid, gid));
+        self.bin = bin.to_path_buf();
+        self
+    }
+
+    /// The command to run: `[ip netns exec NS] [setpriv ...] portctl args`.
+    pub fn command(&self) -> Command {
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(ns) = &self.netns {
+            argv.extend(["ip", "netns", "exec"].map(OsString::from));
+            argv.push(ns.into());
+        }
+        if let Some((uid, gid)) = self.user {
+            argv.push("setpriv".into());
+            argv.push(format!("--reuid={uid}").into());
+            argv.push(format!("--regid={gid}").into());
+            argv.push("--clear-groups".into());
+        }
+        argv.push(self.bin.clone().into());
+        argv.extend(self.args.iter().cloned());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        // A clean, predictable environment: no colour, no source override
+        // unless the test sets one.
+        cmd.env_remove("PORTCTL_SOURCE").env_remove("RUST_BACKTRACE").env("NO_COLOR", "1");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self) -> Run {
+        output(&mut self.command())
+    }
+}
+
+/// Whether every directory above `path` is searchable, and `path` readable
+/// and executable, by users other than the owner.
+pub fn executable_by_others(path: &Path) -> bool {
+    let file_ok = std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o005 == 0o005);
+    file_ok && path.ancestors().skip(1).all(|d| std::fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0))
+}
+
+// ---------------------------------------------------------------------------
+// Sockets with exact options
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// A close-on-exec socket bound to `addr`; for IPv6, IPV6_V6ONLY is set to
+/// `v6only` (which must be `None` for IPv4).
+fn bound_socket(addr: SocketAddr, ty: libc::c_int, v6only: Option<bool>) -> io::Result<OwnedFd> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, 0) };
+    check(fd)?;
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    match (addr, v6only) {
+        (SocketAddr::V4(_), None) => {}
+        (SocketAddr::V4(_), Some(_)) => panic!("IPV6_V6ONLY is for IPv6 sockets"),
+        (SocketAddr::V6(_), v) => {
+            let on: libc::c_int = v.map_or_else(|| panic!("say whether {addr} is v6only"), i32::from);
+            // SAFETY: on lives across the call; the size matches.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_V6ONLY,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            check(rc)?;
+        }
+    }
+    let rc = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sin is a valid sockaddr_in of the size given.
+            unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sin6 is a valid sockaddr_in6 of the size given.
+            unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sin6 as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    check(rc)?;
+    Ok(fd)
+}
+
+/// A TCP listener on `addr` (port 0: the kernel picks) with this backlog.
+pub fn try_tcp_listener(addr: SocketAddr, v6only: Option<bool>, backlog: i32) -> io::Result<TcpListener> {
+    let fd = bound_socket(addr, libc::SOCK_STREAM, v6only)?;
+    // SAFETY: plain syscall on a descriptor we own.
+    check(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(TcpListener::from(fd))
+}
+
+/// [`try_tcp_listener`], panicking on failure.
+pub fn tcp_listener(addr: SocketAddr, v6only: Option<bool>, backlog: i32) -> TcpListener {
+    try_tcp_listener(addr, v6only, backlog).unwrap_or_else(|e| panic!("TCP listener on {addr}: {e}"))
+}
+
+/// A bound, unconnected UDP socket.
+pub fn try_udp_socket(addr: SocketAddr, v6only: Option<bool>) -> io::Result<UdpSocket> {
+    Ok(UdpSocket::from(bound_socket(addr, libc::SOCK_DGRAM, v6only)?))
+}
+
+/// [`try_udp_socket`], panicking on failure.
+pub fn udp_socket(addr: SocketAddr, v6only: Option<bool>) -> UdpSocket {
+    try_udp_socket(addr, v6only).unwrap_or_else(|e| panic!("UDP socket on {addr}: {e}"))
+}
+
+/// The inode of the socket behind a descriptor (what sock_diag calls
+/// `idiag_inode`).
+pub fn socket_inode(fd: RawFd) -> u64 {
+    std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().ino()
+}
+
+/// Blocks until a listener has a connection waiting in its accept queue
+/// (poll says readable), so its receive queue is known to be non-empty.
+pub fn wait_for_pending_connection(l: &TcpListener) {
+    let mut p = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: p is one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, 60_000) };
+    assert!(n == 1, "no connection reached the accept queue of {:?} (poll returned {n})", l.local_addr());
+}
+
+/// A port nothing on this host has bound, for TCP or UDP, IPv4 or IPv6:
+/// below the ephemeral range (so a parallel test binding port 0 cannot take
+/// it) and checked by binding dual-stack `[::]` for both protocols.
+/// Each call in a test process returns a different port, so tests running in
+/// parallel never race for the same one.
+pub fn unused_port() -> u16 {
+    static NEXT_BELOW: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let lo: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let _ = NEXT_BELOW.compare_exchange(0, lo, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT_BELOW.fetch_sub(1, Ordering::SeqCst) - 1;
+        if port < 10_000 {
+            break;
+        }
+        let any = SocketAddr::new("::".parse().unwrap(), port);
+        if try_tcp_listener(any, Some(false), 1).is_ok() && try_udp_socket(any, Some(false)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no unused port below the ephemeral range {lo}");
+}
+
+// ---------------------------------------------------------------------------
+// Guards
+
+/// A directory under the system temp dir, mode 0755, removed on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let path = std::env::temp_dir().join(unique_name());
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A child process, killed (by its pid) and reaped on drop.
+pub struct ChildGuard {
+    child: Option<Child>,
+    what: String,
+}
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child is running").id()
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child is running")
+    }
+
+    /// Waits for it to exit by itself (no kill).
+    pub fn wait(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("child is running");
+        child.wait().unwrap_or_else(|e| panic!("wait for {}: {e}", self.what))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // kill(2) on this child's pid only; harmless if it already exited
+            // (it is not reaped yet, so the pid cannot have been reused).
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A network namespace made for one test (`portctl-t-<pid>-<n>`, with `lo`
+/// up), deleted on drop, even when the test panics.
+///
+/// Declare it before the guards of processes running inside it, so that
+/// they drop (are killed) first.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        require_root();
+        let name = unique_name();
+        let add = output(Command::new("ip").args(["netns", "add", &name]));
+        assert!(add.status.success(), "ip netns add {name} failed\n{}", add.dump());
+        let ns = Netns { name };
+        let up = output(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        assert!(up.status.success(), "ip -n {} link set lo up failed\n{}", ns.name, up.dump());
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip netns exec NS program`: add arguments and run it with [`output`]
+    /// or [`spawn`]. The pid of the child is the program's (ip execs it).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let del = output(Command::new("ip").args(["netns", "del", &self.name]));
+        if !del.status.success() {
+            eprintln!("warning: ip netns del {} failed\n{}", self.name, del.dump());
+        }
+    }
+}
+
+/// `examples/sockpop` running (in a namespace or not), with the pids of its
+/// holder processes. Dropping it kills the holders (by pid, only while they
+/// are still sockpop's children) and sockpop itself.
+pub struct Sockpop {
+    child: ChildGuard,
+    stdin: Option<ChildStdin>,
+    /// Pids of the processes holding the sockets, in the order printed.
+    pub holders: Vec<u32>,
+    /// Everything sockpop printed up to and including `ready`.
+    pub transcript: Vec<String>,
+}
+
+impl Sockpop {
+    /// Starts sockpop with these arguments and waits for `ready`. Panics if
+    /// it exits first, or has not said `ready` after two minutes (a hang
+    /// guard, not a performance check).
+    pub fn start(args: &[&str], netns: Option<&Netns>) -> Sockpop {
+        let path = sockpop_path();
+        let mut cmd = match netns {
+            Some(ns) => ns.command(&path),
+            None => Command::new(&path),
+        };
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = spawn(&mut cmd);
+        let stdin = child.child_mut().stdin.take();
+        let stdout = child.child_mut().stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let done = line == "ready";
+                if tx.send(line).is_err() || done {
+                    break;
+                }
+            }
+        });
+        let mut pop = Sockpop { child, stdin, holders: Vec::new(), transcript: Vec::new() };
+        loop {
+            let line = match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(l) => l,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("sockpop {args:?} did not say ready in 120 s; said {:?}", pop.transcript)
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("sockpop {args:?} exited before ready; said {:?}", pop.transcript)
+                }
+            };
+            pop.transcript.push(line.clone());
+            if line == "ready" {
+                break;
+            }
+            if let Some(pid) = line.strip_prefix("pid ") {
+                pop.holders.push(pid.trim().parse().unwrap_or_else(|_| panic!("sockpop printed {line:?}")));
+            }
+        }
+        assert!(!pop.holders.is_empty(), "sockpop {args:?} printed no `pid N` line: {:?}", pop.transcript);
+        pop
+    }
+
+    /// The pid of sockpop itself.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+}
+
+/// The parent pid from /proc/PID/stat; None when the process is gone.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name is in parentheses and may contain anything: skip to the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl Drop for Sockpop {
+    fn drop(&mut self) {
+        let me = self.child.pid();
+        for &pid in &self.holders {
+            // Only our grandchildren: a pid whose parent is no longer sockpop
+            // may belong to someone else by now.
+            if parent_of(pid) == Some(me) {
+                // SAFETY: plain syscall.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+        // EOF on stdin, then kill and reap sockpop (ChildGuard's drop).
+        drop(self.stdin.take());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ss as an oracle
+
+/// One socket as `ss -tuanpH` (or a subset of those flags) prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsSocket {
+    pub proto: Proto,
+    /// ss's state column: `LISTEN`, `UNCONN`, `ESTAB`, `TIME-WAIT`, ...
+    pub state: String,
+    pub recv_q: u32,
+    pub send_q: u32,
+    /// The local address; ss's `*` (a dual-stack IPv6 wildcard) is `::`.
+    pub local: Endpoint,
+    /// ss printed `*` for the local address: `[::]` without IPV6_V6ONLY.
+    pub dual_stack: bool,
+    /// `%ifname` after the local address (SO_BINDTODEVICE).
+    pub interface: Option<String>,
+    /// The peer; None when ss prints a wildcard port (`*`).
+    pub peer: Option<Endpoint>,
+    /// `users:(("name",pid=N,fd=M),...)`, in ss's order; empty without `-p`.
+    pub users: Vec<SsUser>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SsUser {
+    pub name: String,
+    pub pid: u32,
+    pub fd: u32,
+}
+
+impl SsSocket {
+    pub fn pids(&self) -> BTreeSet<u32> {
+        self.users.iter().map(|u| u.pid).collect()
+    }
+}
+
+/// Runs `ss` with these flags (which must include `-H` and `-n`, and one of
+/// `-t`/`-u` both or `--tcp --udp` so the Netid column is there), in a
+/// namespace or not, and parses it.
+pub fn ss(flags: &str, netns: Option<&Netns>) -> Vec<SsSocket> {
+    let mut cmd = match netns {
+        Some(ns) => ns.command("ss"),
+        None => Command::new("ss"),
+    };
+    cmd.arg(flags);
+    let run = output(&mut cmd);
+    run.expect_code(0);
+    parse_ss(&run.stdout)
+}
+
+/// Parses `ss -tu[a|l]n[p]H` output: `Netid State Recv-Q Send-Q Local Peer [Process]`.
+/// Panics on a line it does not understand (an oracle must not guess).
+pub fn parse_ss(text: &str) -> Vec<SsSocket> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(parse_ss_line).collect()
+}
+
+fn parse_ss_line(line: &str) -> SsSocket {
+    let bad = |why: &str| -> ! { panic!("ss line not understood ({why}): {line:?}") };
+    let mut f = line.split_whitespace();
+    let mut next = |what: &str| f.next().unwrap_or_else(|| bad(what)).to_string();
+    let proto = match next("netid").as_str() {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        other => bad(&format!("netid {other}")),
+    };
+    let state = next("state");
+    let recv_q = next("recv-q").parse().unwrap_or_else(|_| bad("recv-q"));
+    let send_q = next("send-q").parse().unwrap_or_else(|_| bad("send-q"));
+    let local_text = next("local");
+    let peer_text = next("peer");
+    let process = f.collect::<Vec<_>>().join(" ");
+    let (local, dual_stack, interface) = parse_ss_addr(&local_text).unwrap_or_else(|| bad("local address"));
+    let local = local.unwrap_or_else(|| bad("local port"));
+    let peer = parse_ss_addr(&peer_text).unwrap_or_else(|| bad("peer address")).0;
+    SsSocket { proto, state, recv_q, send_q, local, dual_stack, interface, peer, users: parse_ss_users(&process) }
+}
+
+/// `127.0.0.1:80`, `[::1]:80`, `*:80`, `0.0.0.0:*`, `127.0.0.53%lo:53`,
+/// `[fe80::1]%eth0:123` -> (endpoint, unless the port is `*`; whether the
+/// address was `*`; interface).
+fn parse_ss_addr(s: &str) -> Option<(Option<Endpoint>, bool, Option<String>)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let (host, interface) = match host.rsplit_once('%') {
+        Some((h, i)) => (h, Some(i.to_string())),
+        None => (host, None),
+    };
+    let (addr, star): (IpAddr, bool) = if host == "*" {
+        ("::".parse().unwrap(), true)
+    } else if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        (v6.parse().ok()?, false)
+    } else {
+        (host.parse().ok()?, false)
+    };
+    let endpoint = if port == "*" { None } else { Some(Endpoint { addr, port: port.parse().ok()? }) };
+    Some((endpoint, star, interface))
+}
+
+/// `users:(("nginx",pid=10,fd=6),("nginx",pid=11,fd=6))` -> owners. Names
+/// are taken between the quotes; a name containing `",pid=` would confuse
+/// it, which is fine for the processes tests start.
+fn parse_ss_users(s: &str) -> Vec<SsUser> {
+    let Some(start) = s.find("users:(") else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut rest = &s[start + "users:(".len()..];
+    while let Some(open) = rest.find("(\"") {
+        rest = &rest[open + 2..];
+        let end = rest.find("\",pid=").unwrap_or_else(|| panic!("ss users not understood: {s:?}"));
+        let name = rest[..end].to_string();
+        rest = &rest[end + "\",pid=".len()..];
+        let num = |t: &str| -> (u32, usize) {
+            let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+            (t[..digits].parse().unwrap_or_else(|_| panic!("ss users not understood: {s:?}")), digits)
+        };
+        let (pid, n) = num(rest);
+        rest = rest[n..].strip_prefix(",fd=").unwrap_or_else(|| panic!("ss users not understood: {s:?}"));
+        let (fd, n) = num(rest);
+        rest = &rest[n..];
+        out.push(SsUser { name, pid, fd });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ss_lines_parse() {
+        let text = "\
+tcp   LISTEN 0      128          0.0.0.0:2024       0.0.0.0:*
+tcp   LISTEN 0      4096               *:20001            *:*    users:((\"sockpop\",pid=10,fd=7),(\"sockpop\",pid=11,fd=7))
+tcp   LISTEN 0      511            [::1]:8080          [::]:*    users:((\"a b\",pid=12,fd=3))
+udp   UNCONN 0      0      127.0.0.53%lo:53         0.0.0.0:*    users:((\"systemd-resolve\",pid=5,fd=14))
+tcp   ESTAB  0      0          127.0.0.1:40000    127.0.0.1:20000
+";
+        let got = parse_ss(text);
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[0].proto, Proto::Tcp);
+        assert_eq!(got[0].state, "LISTEN");
+        assert_eq!(got[0].send_q, 128);
+        assert_eq!(got[0].local, Endpoint { addr: "0.0.0.0".parse().unwrap(), port: 2024 });
+        assert!(got[0].users.is_empty() && !got[0].dual_stack && got[0].peer.is_none());
+        assert!(got[1].dual_stack);
+        assert_eq!(got[1].local, Endpoint { addr: "::".parse().unwrap(), port: 20001 });
+        assert_eq!(got[1].pids(), BTreeSet::from([10, 11]));
+        assert_eq!(got[1].users[1], SsUser { name: "sockpop".into(), pid: 11, fd: 7 });
+        assert_eq!(got[2].local, Endpoint { addr: "::1".parse().unwrap(), port: 8080 });
+        assert_eq!(got[2].users, vec![SsUser { name: "a b".into(), pid: 12, fd: 3 }]);
+        assert_eq!(got[3].proto, Proto::Udp);
+        assert_eq!(got[3].interface.as_deref(), Some("lo"));
+        assert_eq!(got[3].local.port, 53);
+        assert_eq!(got[4].peer, Some(Endpoint { addr: "127.0.0.1".parse().unwrap(), port: 20000 }));
+    }
+}

@@ -1,0 +1,398 @@
+//! `portctl who` (issue 3): every bind case of the issue, with real sockets,
+//! and each verdict checked against what a real bind() does right after.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Portctl, Run, spawn, tcp_listener, udp_socket, unused_port};
+use portctl::commands::who::WhoReport;
+use portctl::diagnose::Outcome;
+use portctl::model::{Proto, State};
+
+fn who(spec: &str) -> (Run, WhoReport) {
+    let run = Portctl::new(["who", spec, "--json"]).run();
+    let report: WhoReport = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("who {spec} --json is not a WhoReport: {e}\n{}", run.dump()));
+    (run, report)
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A real bind() attempt: Ok(()) or the errno.
+fn try_bind(proto: Proto, addr: SocketAddr, v6only: bool, reuseaddr: bool) -> Result<(), i32> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let ty = if proto == Proto::Tcp { libc::SOCK_STREAM } else { libc::SOCK_DGRAM };
+    // SAFETY: plain syscalls on a descriptor we own; every pointer is valid for its call.
+    unsafe {
+        let fd = libc::socket(family, ty | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let fd = OwnedFd::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        if reuseaddr {
+            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const i32).cast(), len);
+        }
+        if let SocketAddr::V6(_) = addr {
+            let v: libc::c_int = v6only.into();
+            libc::setsockopt(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&v as *const i32).cast(), len);
+        }
+        let rc = match addr {
+            SocketAddr::V4(a) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as u16,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                    sin_zero: [0; 8],
+                };
+                libc::bind(fd.as_raw_fd(), (&sin as *const libc::sockaddr_in).cast(), 16)
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as u16,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                    sin6_scope_id: 0,
+                };
+                libc::bind(fd.as_raw_fd(), (&sin6 as *const libc::sockaddr_in6).cast(), 28)
+            }
+        };
+        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) }
+    }
+}
+
+/// Every plain-bind verdict must be what bind() really does, and a
+/// SO_REUSEADDR verdict of ok/fails must be too ("only if theirs had it"
+/// depends on the other socket, checked by the callers that know).
+fn verdicts_match_the_kernel(r: &WhoReport) {
+    for b in &r.verdict.binds {
+        let addr = SocketAddr::new(b.addr, b.port);
+        let v6only = b.v6only.unwrap_or(false);
+        let real = try_bind(b.proto, addr, v6only, false);
+        assert_eq!(real.is_ok(), b.plain == Outcome::Ok, "plain bind {addr}/{:?}: kernel said {real:?}, portctl {b:?}", b.proto);
+        if b.reuseaddr != Outcome::OnlyIfTheirsToo {
+            let real = try_bind(b.proto, addr, v6only, true);
+            assert_eq!(real.is_ok(), b.reuseaddr == Outcome::Ok, "SO_REUSEADDR bind {addr}: kernel {real:?}, portctl {b:?}");
+        }
+    }
+}
+
+fn bind_of<'a>(r: &'a WhoReport, proto: Proto, addr: &str) -> &'a portctl::diagnose::BindCheck {
+    let addr: IpAddr = addr.parse().unwrap();
+    r.verdict.binds.iter().find(|b| b.proto == proto && b.addr == addr).unwrap_or_else(|| panic!("no verdict for {addr}"))
+}
+
+#[test]
+fn issue3_wildcard_listener_blocks_every_address_of_its_family() {
+    let port = unused_port();
+    let _l = tcp_listener(sa(&format!("0.0.0.0:{port}")), None, 16);
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(0);
+    assert!(r.verdict.in_use);
+    let me = std::process::id();
+    assert!(r.verdict.summary[0].contains(&format!("pid {me}")), "{:?}", r.verdict.summary);
+    assert!(r.verdict.summary[0].contains(&format!("listens on 0.0.0.0:{port}")), "{:?}", r.verdict.summary);
+    assert_eq!(bind_of(&r, Proto::Tcp, "127.0.0.1").plain, Outcome::Fails);
+    assert_eq!(bind_of(&r, Proto::Tcp, "0.0.0.0").reuseaddr, Outcome::Fails, "SO_REUSEADDR never beats a listener");
+    assert_eq!(bind_of(&r, Proto::Tcp, "::").plain, Outcome::Fails, "a default (dual-stack) [::] bind takes IPv4 too");
+    assert_eq!(r.holders.len(), 1);
+    assert_eq!(r.holders[0].pid, me);
+    assert!(r.hints.iter().any(|h| h.contains(&format!("kill {me}"))), "{:?}", r.hints);
+    verdicts_match_the_kernel(&r);
+}
+
+#[test]
+fn issue3_loopback_listener_blocks_loopback_and_wildcard_not_another_address() {
+    let port = unused_port();
+    let _l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    let (run, r) = who(&format!("127.0.0.2:{port}/tcp"));
+    // 127.0.0.2 is another specific address: the listener does not block it.
+    assert_eq!(bind_of(&r, Proto::Tcp, "127.0.0.2").plain, Outcome::Ok);
+    assert!(!r.verdict.in_use, "nothing conflicts with 127.0.0.2:{port}");
+    run.expect_code(1);
+    assert_eq!(bind_of(&r, Proto::Tcp, "127.0.0.1").plain, Outcome::Fails);
+    assert_eq!(bind_of(&r, Proto::Tcp, "0.0.0.0").plain, Outcome::Fails);
+    verdicts_match_the_kernel(&r);
+    let (run, r) = who(&format!("127.0.0.1:{port}"));
+    run.expect_code(0);
+    assert!(r.verdict.in_use);
+}
+
+#[test]
+fn issue3_dual_stack_listener_blocks_ipv4_and_v6only_does_not() {
+    let port = unused_port();
+    {
+        let _dual = tcp_listener(sa(&format!("[::]:{port}")), Some(false), 16);
+        let (run, r) = who(&format!(":{port}/tcp"));
+        run.expect_code(0);
+        assert_eq!(bind_of(&r, Proto::Tcp, "0.0.0.0").plain, Outcome::Fails);
+        assert!(bind_of(&r, Proto::Tcp, "0.0.0.0").reason.contains("dual-stack"), "{:?}", r.verdict.binds);
+        assert_eq!(r.sockets[0].v6only, Some(false));
+        verdicts_match_the_kernel(&r);
+    }
+    let _v6 = tcp_listener(sa(&format!("[::]:{port}")), Some(true), 16);
+    let (run, r) = who(&format!(":{port}/tcp"));
+    run.expect_code(0);
+    assert_eq!(bind_of(&r, Proto::Tcp, "0.0.0.0").plain, Outcome::Ok);
+    assert_eq!(bind_of(&r, Proto::Tcp, "127.0.0.1").plain, Outcome::Ok);
+    assert_eq!(bind_of(&r, Proto::Tcp, "::").plain, Outcome::Fails);
+    verdicts_match_the_kernel(&r);
+}
+
+/// Leaves a TIME_WAIT socket whose local port is the listener's: the server
+/// side closes first. `reuse` sets SO_REUSEADDR on the listener (accepted
+/// sockets, and so their TIME_WAIT, inherit it).
+fn time_wait_on(port: u16, reuse: bool) {
+    let l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    if reuse {
+        let one: libc::c_int = 1;
+        // SAFETY: valid option pointer and size.
+        unsafe {
+            libc::setsockopt(l.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const i32).cast(), 4);
+        }
+    }
+    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, _) = l.accept().unwrap();
+    drop(s); // server closes first: its end will be TIME_WAIT
+    drop(c);
+    drop(l);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, r) = who(&format!("{port}/tcp"));
+        if r.sockets.iter().any(|s| s.state == State::TimeWait && s.local.port == port) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no TIME_WAIT appeared on {port}: {:?}", r.sockets);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn issue3_time_wait_only_means_not_in_use_but_plain_bind_fails() {
+    let port = unused_port();
+    time_wait_on(port, false);
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(1);
+    assert!(!r.verdict.in_use, "TIME_WAIT is held by no process");
+    assert!(r.holders.is_empty());
+    let tw = r.sockets.iter().find(|s| s.state == State::TimeWait).unwrap();
+    let left = tw.timer.expect("TIME_WAIT carries its timer").expires_ms;
+    assert!(left > 0 && left <= 60_000, "{left}");
+    assert!(r.verdict.summary[0].contains("TIME_WAIT"), "{:?}", r.verdict.summary);
+    let b = bind_of(&r, Proto::Tcp, "127.0.0.1");
+    assert_eq!((b.plain, b.reuseaddr), (Outcome::Fails, Outcome::OnlyIfTheirsToo));
+    assert!(
+        r.hints.iter().any(|h| h.contains("SO_REUSEADDR") && h.contains("old server set it too") && h.contains("wait")),
+        "{:?}",
+        r.hints
+    );
+    verdicts_match_the_kernel(&r);
+    // The old socket lacked SO_REUSEADDR: even with it, the new bind fails.
+    assert!(try_bind(Proto::Tcp, sa(&format!("127.0.0.1:{port}")), false, true).is_err());
+}
+
+#[test]
+fn issue3_time_wait_from_a_reuseaddr_server_lets_reuseaddr_binds_through() {
+    let port = unused_port();
+    time_wait_on(port, true);
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(1);
+    assert_eq!(bind_of(&r, Proto::Tcp, "127.0.0.1").reuseaddr, Outcome::OnlyIfTheirsToo);
+    verdicts_match_the_kernel(&r);
+    // "only if theirs had it too": here it had, and the kernel agrees.
+    assert_eq!(try_bind(Proto::Tcp, sa(&format!("127.0.0.1:{port}")), false, true), Ok(()));
+}
+
+#[test]
+fn issue3_established_socket_using_the_port_locally_blocks_a_plain_bind() {
+    let port = unused_port();
+    let server = tcp_listener(sa("127.0.0.1:0"), None, 16);
+    // An outgoing connection that has local port `port`.
+    let fd = {
+        // SAFETY: plain syscalls; pointers valid for each call.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+                sin_zero: [0; 8],
+            };
+            assert_eq!(libc::bind(fd, (&sin as *const libc::sockaddr_in).cast(), 16), 0);
+            OwnedFd::from_raw_fd(fd)
+        }
+    };
+    let client = std::net::TcpStream::from(fd);
+    // connect() through std: re-wrap is not possible, so use libc connect.
+    let dst = server.local_addr().unwrap();
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: dst.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: valid sockaddr of the given size.
+    assert_eq!(unsafe { libc::connect(client.as_raw_fd(), (&sin as *const libc::sockaddr_in).cast(), 16) }, 0);
+    let _accepted = server.accept().unwrap();
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(0);
+    assert!(r.verdict.in_use);
+    assert!(r.verdict.summary[0].contains("has a connection"), "{:?}", r.verdict.summary);
+    let b = bind_of(&r, Proto::Tcp, "0.0.0.0");
+    assert_eq!((b.plain, b.reuseaddr), (Outcome::Fails, Outcome::OnlyIfTheirsToo));
+    assert!(r.hints.iter().any(|h| h.contains("connection") && h.contains("SO_REUSEADDR")), "{:?}", r.hints);
+    verdicts_match_the_kernel(&r);
+    // That connection lacked SO_REUSEADDR, so the kernel refuses even with it.
+    assert!(try_bind(Proto::Tcp, sa(&format!("0.0.0.0:{port}")), false, true).is_err());
+}
+
+#[test]
+fn issue3_reuseport_group_lists_all_members() {
+    let port = unused_port();
+    let mk = || -> TcpListener {
+        // SAFETY: plain syscalls; pointers valid for each call.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            let one: libc::c_int = 1;
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, (&one as *const i32).cast(), 4);
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+                sin_zero: [0; 8],
+            };
+            assert_eq!(libc::bind(fd, (&sin as *const libc::sockaddr_in).cast(), 16), 0);
+            assert_eq!(libc::listen(fd, 16), 0);
+            TcpListener::from(OwnedFd::from_raw_fd(fd))
+        }
+    };
+    let (a, b) = (mk(), mk());
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(0);
+    let listeners: Vec<_> = r.sockets.iter().filter(|s| s.state == State::Listen).collect();
+    assert_eq!(listeners.len(), 2, "both members are listed");
+    let inodes = [common::socket_inode(a.as_raw_fd()), common::socket_inode(b.as_raw_fd())];
+    for i in inodes {
+        assert!(listeners.iter().any(|s| s.inode == i), "member {i} missing");
+    }
+    let hint = r.hints.iter().find(|h| h.contains("SO_REUSEPORT")).unwrap_or_else(|| panic!("{:?}", r.hints));
+    assert!(hint.contains("same user"), "{hint}");
+    verdicts_match_the_kernel(&r);
+}
+
+#[test]
+fn issue3_inherited_listener_names_the_holder_and_its_parent() {
+    let port = unused_port();
+    let l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    // Let the child inherit the listener (clear close-on-exec), then drop ours.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(l.as_raw_fd(), libc::F_SETFD, 0) };
+    let child = spawn(Command::new("sleep").arg("60"));
+    drop(l);
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(0);
+    assert_eq!(r.holders.len(), 1, "{:?}", r.holders);
+    let h = &r.holders[0];
+    assert_eq!((h.pid, h.name.as_str()), (child.pid(), "sleep"));
+    assert_eq!(h.ppid, Some(std::process::id()), "the parent is named");
+    assert!(h.parent_name.as_deref().is_some_and(|n| !n.is_empty()), "{h:?}");
+    assert!(h.started.is_some() && h.cwd.is_some(), "{h:?}");
+    assert!(r.verdict.summary[0].contains(&format!("sleep (pid {},", child.pid())), "{:?}", r.verdict.summary);
+    let text = Portctl::new(["who", &format!("{port}/tcp")]).run();
+    assert!(text.stdout.contains(&format!("parent   {}", std::process::id())), "{}", text.stdout);
+}
+
+#[test]
+fn issue3_udp_socket_blocks_udp_only() {
+    let port = unused_port();
+    let _u = udp_socket(sa(&format!("127.0.0.1:{port}")), None);
+    let (run, r) = who(&format!("{port}/udp"));
+    run.expect_code(0);
+    assert!(r.verdict.summary[0].contains("is bound to"), "{:?}", r.verdict.summary);
+    let b = bind_of(&r, Proto::Udp, "127.0.0.1");
+    assert_eq!((b.plain, b.reuseaddr), (Outcome::Fails, Outcome::OnlyIfTheirsToo), "UDP has no listener exception");
+    verdicts_match_the_kernel(&r);
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(1);
+    assert!(r.verdict.binds.iter().all(|b| b.plain == Outcome::Ok));
+    verdicts_match_the_kernel(&r);
+    // Without a protocol: one verdict line per protocol.
+    let (run, r) = who(&format!("{port}"));
+    run.expect_code(0);
+    assert_eq!(r.verdict.summary.len(), 2);
+    assert!(r.verdict.summary[1].contains("/udp is in use"), "{:?}", r.verdict.summary);
+    assert!(r.verdict.summary[0].contains("/tcp is free"), "{:?}", r.verdict.summary);
+}
+
+#[test]
+fn issue3_free_port_in_the_ephemeral_range_warns() {
+    let port = {
+        let l = tcp_listener(sa("127.0.0.1:0"), None, 1);
+        l.local_addr().unwrap().port()
+    };
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(1);
+    assert!(!r.verdict.in_use);
+    assert!(r.verdict.summary[0].ends_with("is free"), "{:?}", r.verdict.summary);
+    assert!(r.hints.iter().any(|h| h.contains("ip_local_reserved_ports")), "{:?}", r.hints);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn issue3_privileged_port_needs_cap_net_bind_service_when_not_root() {
+    common::require_root();
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap().trim().parse().unwrap();
+    assert!(start > 1, "this test needs ip_unprivileged_port_start > 1 (is {start})");
+    // A privileged port nothing uses.
+    let port = (1..start)
+        .rev()
+        .find(|&p| try_bind(Proto::Tcp, sa(&format!("[::]:{p}")), false, false).is_ok())
+        .expect("a free privileged port");
+    let dir = common::TempDir::new();
+    let bin = dir.path().join("portctl");
+    std::fs::copy(common::portctl_path(), &bin).unwrap();
+    let run = Portctl::new(["who", &format!("{port}/tcp"), "--json"]).as_user(65534, 65534, &bin).run();
+    run.expect_code(1);
+    let r: WhoReport = serde_json::from_str(&run.stdout).unwrap();
+    assert!(r.hints.iter().any(|h| h.contains("CAP_NET_BIND_SERVICE")), "{:?}", r.hints);
+}
+
+#[test]
+fn issue3_service_names_resolve() {
+    let (run, r) = who("https/tcp");
+    assert_eq!(r.spec.port, 443);
+    assert!([0, 1].contains(&run.code()));
+}
+
+#[test]
+fn issue3_bad_specs_are_one_line_errors() {
+    for bad in [":0", ":65536", "abc:80", "[::1", "8080/sctp", "no-such-service-xyz"] {
+        let run = Portctl::new(["who", bad]).run();
+        run.expect_code(2);
+        assert!(run.stdout.is_empty(), "{bad}: {}", run.dump());
+        let lines = run.stderr_lines();
+        assert_eq!(lines.len(), 1, "{bad}: {}", run.dump());
+        assert!(lines[0].starts_with("portctl: error:"), "{bad}: {}", run.dump());
+        assert!(!run.stderr.contains("panicked"), "{bad}");
+    }
+}
+
+#[test]
+fn issue3_text_output_shows_verdict_holders_and_binds() {
+    let port = unused_port();
+    let _l = tcp_listener(sa(&format!("[::]:{port}")), Some(false), 16);
+    let run = Portctl::new(["who", &format!("{port}/tcp")]).run();
+    run.expect_code(0);
+    let first = run.stdout.lines().next().unwrap();
+    assert!(first.starts_with(&format!("{port}/tcp is in use: ")), "{}", run.stdout);
+    for section in ["holders", "a new bind() on port", "hint:"] {
+        assert!(run.stdout.contains(section), "missing {section}:\n{}", run.stdout);
+    }
+    assert!(run.stdout.contains("tcp46 LISTEN"), "{}", run.stdout);
+}
