@@ -138,7 +138,8 @@ fn resolve_port(spec: &PortSpec) -> Result<u16, UserError> {
 
 /// The addresses a server would usually try, plus the one asked about.
 fn candidates(asked: Option<IpAddr>) -> Vec<IpAddr> {
-    let mut v = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    let mut v =
+        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::LOCALHOST)];
     if let Some(a) = asked {
         if !v.contains(&a) {
             v.push(a);
@@ -181,7 +182,8 @@ fn holders(sockets: &[Socket], procs: &mut crate::procs::ProcTable) -> Vec<Holde
             break;
         }
         let listens = socks.iter().any(|s| s.state == State::Listen);
-        let is_service = extra.context.as_ref().and_then(|c| c.unit.as_deref()).is_some_and(|u| u.ends_with(".service"));
+        let is_service =
+            extra.context.as_ref().and_then(|c| c.unit.as_deref()).is_some_and(|u| u.ends_with(".service"));
         if listens && info.ppid == Some(1) && !is_service && !socks.iter().any(|s| parent_holds(s)) {
             let init = parent.as_ref().map_or("init".to_string(), |p| p.name.to_string());
             notes.push(format!(
@@ -210,7 +212,10 @@ fn holders(sockets: &[Socket], procs: &mut crate::procs::ProcTable) -> Vec<Holde
 fn verdict_line(proto: Proto, port: u16, asked: Option<IpAddr>, sockets: &[Socket], binds: &[BindCheck]) -> String {
     let mine: Vec<&Socket> = sockets
         .iter()
-        .filter(|s| s.proto == proto && asked.is_none_or(|a| binds.iter().any(|b| b.addr == a && b.blocked_by.contains(&s.inode))))
+        .filter(|s| {
+            s.proto == proto
+                && asked.is_none_or(|a| binds.iter().any(|b| b.addr == a && b.blocked_by.contains(&s.inode)))
+        })
         .collect();
     let target = match asked {
         Some(a) => format!("{}/{proto}", crate::model::Endpoint { addr: a, port }),
@@ -227,7 +232,11 @@ fn verdict_line(proto: Proto, port: u16, asked: Option<IpAddr>, sockets: &[Socke
         let who = match s.owners.first() {
             Some(o) => {
                 let n = s.owners.iter().map(|o| o.pid).collect::<std::collections::BTreeSet<_>>().len();
-                let others = if n > 1 { format!(" and {} more process{}", n - 1, if n == 2 { "" } else { "es" }) } else { String::new() };
+                let others = if n > 1 {
+                    format!(" and {} more process{}", n - 1, if n == 2 { "" } else { "es" })
+                } else {
+                    String::new()
+                };
                 format!("{} (pid {}, user {}){others}", escape(&o.name), o.pid, escape(&o.user))
             }
             None if s.owners_hidden => "a process you may not inspect (try sudo)".to_string(),
@@ -237,11 +246,7 @@ fn verdict_line(proto: Proto, port: u16, asked: Option<IpAddr>, sockets: &[Socke
             State::Listen => format!("listens on {}", s.local),
             State::Unconn => format!("is bound to {}", s.local),
             State::Close => format!("has bound {} without listening", s.local),
-            _ => format!(
-                "has a connection {} -> {}",
-                s.local,
-                s.remote.map_or("?".to_string(), |r| r.to_string())
-            ),
+            _ => format!("has a connection {} -> {}", s.local, s.remote.map_or("?".to_string(), |r| r.to_string())),
         };
         let extra = held.len() - 1;
         let more = if extra > 0 { format!(" (+{extra} more socket{})", plural(extra)) } else { String::new() };
@@ -272,7 +277,8 @@ struct Sysctls {
 impl Sysctls {
     fn read() -> Sysctls {
         let read = |p: &str| std::fs::read_to_string(format!("/proc/sys/net/{p}")).unwrap_or_default();
-        let range: Vec<u16> = read("ipv4/ip_local_port_range").split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let range: Vec<u16> =
+            read("ipv4/ip_local_port_range").split_whitespace().filter_map(|x| x.parse().ok()).collect();
         Sysctls {
             bindv6only: read("ipv6/bindv6only").trim() == "1",
             unprivileged_port_start: read("ipv4/ip_unprivileged_port_start").trim().parse().unwrap_or(1024),
@@ -289,7 +295,14 @@ impl Sysctls {
     }
 }
 
-fn hints(port: u16, protos: &[Proto], sockets: &[Socket], holders: &[Holder], binds: &[BindCheck], sys: &Sysctls) -> Vec<String> {
+fn hints(
+    port: u16,
+    protos: &[Proto],
+    sockets: &[Socket],
+    holders: &[Holder],
+    binds: &[BindCheck],
+    sys: &Sysctls,
+) -> Vec<String> {
     let mut h = Vec::new();
     let listeners: Vec<&Socket> = sockets.iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).collect();
     for g in diagnose::reuseport_groups(sockets) {
@@ -311,15 +324,24 @@ fn hints(port: u16, protos: &[Proto], sockets: &[Socket], holders: &[Holder], bi
             .iter()
             .map(u32::to_string)
             .collect();
-        let unit = holders.iter().find_map(|hd| hd.context.as_ref().and_then(|c| c.unit.clone())).filter(|u| u.ends_with(".service"));
+        let unit = holders
+            .iter()
+            .find_map(|hd| hd.context.as_ref().and_then(|c| c.unit.clone()))
+            .filter(|u| u.ends_with(".service"));
         match (pids.is_empty(), unit) {
             (true, _) => h.push("the holder is hidden from you: run `sudo portctl who` to see it".to_string()),
-            (false, Some(u)) => h.push(format!("stop it with `systemctl stop {u}` (or `kill {}`), or use another port", pids.join(" "))),
+            (false, Some(u)) => {
+                h.push(format!("stop it with `systemctl stop {u}` (or `kill {}`), or use another port", pids.join(" ")))
+            }
             (false, None) => h.push(format!("free it with `kill {}`, or use another port", pids.join(" "))),
         }
     }
-    let connections = sockets.iter().filter(|s| !matches!(s.state, State::Listen | State::Unconn | State::TimeWait) && s.proto == Proto::Tcp).count();
-    let blocked_by_conn_only = binds.iter().any(|b| b.plain == Outcome::Fails && b.reuseaddr == Outcome::OnlyIfTheirsToo);
+    let connections = sockets
+        .iter()
+        .filter(|s| !matches!(s.state, State::Listen | State::Unconn | State::TimeWait) && s.proto == Proto::Tcp)
+        .count();
+    let blocked_by_conn_only =
+        binds.iter().any(|b| b.plain == Outcome::Fails && b.reuseaddr == Outcome::OnlyIfTheirsToo);
     let tw: Vec<&Socket> = sockets.iter().filter(|s| s.state == State::TimeWait).collect();
     if blocked_by_conn_only && !tw.is_empty() {
         let longest = tw.iter().filter_map(|s| s.timer.map(|t| t.expires_ms)).max().unwrap_or(0);
@@ -374,13 +396,16 @@ fn write_text(w: &mut impl Write, r: &WhoReport, out: &Output) -> std::io::Resul
     if !r.holders.is_empty() {
         writeln!(w, "\n{}", bold("holders"))?;
         for h in &r.holders {
-            let up = h.uptime_s.map(|u| format!("  up {}", render::duration_ms(u.min(u32::MAX as u64 / 1000) as u32 * 1000))).unwrap_or_default();
+            let up = h
+                .uptime_s
+                .map(|u| format!("  up {}", render::duration_ms(u.min(u32::MAX as u64 / 1000) as u32 * 1000)))
+                .unwrap_or_default();
             writeln!(w, "  {} (pid {}, user {}){up}", escape(&h.name), h.pid, escape(&h.user))?;
             if let Some(pp) = h.ppid {
                 writeln!(w, "    parent   {} ({})", pp, escape(h.parent_name.as_deref().unwrap_or("?")))?;
             }
             if !h.cmdline.is_empty() {
-                writeln!(w, "    command  {}", escape(&h.cmdline))?;
+                writeln!(w, "    command  {}", shorten(&escape(&h.cmdline), 160))?;
             }
             if let Some(cwd) = &h.cwd {
                 writeln!(w, "    cwd      {}", escape(cwd))?;
@@ -402,7 +427,8 @@ fn write_text(w: &mut impl Write, r: &WhoReport, out: &Output) -> std::io::Resul
                 .iter()
                 .filter(|s| h.sockets.contains(&s.inode))
                 .map(|s| {
-                    let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == h.pid).map(|o| o.fd.to_string()).collect();
+                    let fds: Vec<String> =
+                        s.owners.iter().filter(|o| o.pid == h.pid).map(|o| o.fd.to_string()).collect();
                     format!("{} {} {} (fd {})", render::proto_label(s), s.state.label(), s.local, fds.join(","))
                 })
                 .collect();
@@ -431,9 +457,14 @@ fn write_text(w: &mut impl Write, r: &WhoReport, out: &Output) -> std::io::Resul
                     format!("longest expires in {}", render::duration_ms(longest))
                 }
                 State::CloseWait => {
-                    let pids: std::collections::BTreeSet<String> =
-                        v.iter().flat_map(|s| s.owners.iter().map(|o| format!("{} ({})", o.pid, escape(&o.name)))).collect();
-                    format!("held by {}: the peer closed, the process did not", pids.into_iter().collect::<Vec<_>>().join(", "))
+                    let pids: std::collections::BTreeSet<String> = v
+                        .iter()
+                        .flat_map(|s| s.owners.iter().map(|o| format!("{} ({})", o.pid, escape(&o.name))))
+                        .collect();
+                    format!(
+                        "held by {}: the peer closed, the process did not",
+                        pids.into_iter().collect::<Vec<_>>().join(", ")
+                    )
                 }
                 State::Close => "bound, not listening (bind() without listen())".to_string(),
                 _ => {
@@ -452,7 +483,11 @@ fn write_text(w: &mut impl Write, r: &WhoReport, out: &Output) -> std::io::Resul
             Outcome::Ok => "ok".to_string(),
             _ => "fails".to_string(),
         };
-        let reuse = if b.plain == Outcome::Ok { String::new() } else { format!("  with SO_REUSEADDR: {}", b.reuseaddr.as_str()) };
+        let reuse = if b.plain == Outcome::Ok {
+            String::new()
+        } else {
+            format!("  with SO_REUSEADDR: {}", b.reuseaddr.as_str())
+        };
         let why = if b.plain == Outcome::Ok { String::new() } else { format!("  ({})", escape(&b.reason)) };
         let line = format!("  {:<width$}  {plain:<5}{reuse}{why}", bind_target(b));
         writeln!(w, "{}", line.trim_end())?;
@@ -473,4 +508,12 @@ fn bind_target(b: &BindCheck) -> String {
         _ => "",
     };
     format!("{}/{}{v6}", ep, b.proto)
+}
+
+/// At most `max` characters, with `…` when cut (the JSON keeps it whole).
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
