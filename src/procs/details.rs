@@ -38,11 +38,12 @@ pub struct ProcTable {
     root: PathBuf,
     procs: HashMap<u32, Arc<ProcInfo>>,
     users: HashMap<u32, Arc<str>>,
+    boot_time: Option<Option<u64>>,
 }
 
 impl ProcTable {
     pub fn new(root: &Path) -> ProcTable {
-        ProcTable { root: root.to_path_buf(), procs: HashMap::new(), users: HashMap::new() }
+        ProcTable { root: root.to_path_buf(), procs: HashMap::new(), users: HashMap::new(), boot_time: None }
     }
 
     pub fn process(&self, pid: u32) -> Option<Process> {
@@ -82,10 +83,8 @@ impl ProcTable {
         let info = self.info(pid);
         let p = self.process(pid);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let start = info.start_ticks.and_then(|ticks| {
-            let boot = procfs::boot_time_secs().ok()?;
-            Some(boot + ticks / procfs::ticks_per_second().max(1))
-        });
+        let boot = *self.boot_time.get_or_insert_with(|| procfs::boot_time_secs().ok());
+        let start = info.start_ticks.and_then(|ticks| Some(boot? + ticks / procfs::ticks_per_second().max(1)));
         Extra {
             started: start.map(rfc3339),
             uptime_s: start.map(|s| now.saturating_sub(s)),
