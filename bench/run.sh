@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# portctl benchmark: builds a socket population with examples/sockpop.rs inside a private
+# network namespace, then times portctl against ss / lsof / netstat with hyperfine.
+#
+#   sudo bench/run.sh [--scale small|medium|large] [--runs N] [--no-build] [--out DIR]
+#
+# Environment overrides: PORTCTL=/path/to/portctl  SOCKPOP=/path/to/sockpop
+#                        CARGO_TARGET_DIR (where the builds go, default ./target)
+# See bench/README.md.
+set -euo pipefail
+
+usage() {
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+SCALE=small
+RUNS=5
+BUILD=1
+OUT=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --scale) SCALE="${2:?--scale needs a value}"; shift 2 ;;
+        --scale=*) SCALE="${1#*=}"; shift ;;
+        --runs) RUNS="${2:?--runs needs a value}"; shift 2 ;;
+        --runs=*) RUNS="${1#*=}"; shift ;;
+        --no-build) BUILD=0; shift ;;
+        --out) OUT="${2:?--out needs a value}"; shift 2 ;;
+        --out=*) OUT="${1#*=}"; shift ;;
+        -h|--help) usage 0 ;;
+        *) echo "run.sh: unknown argument: $1" >&2; usage 2 >&2 ;;
+    esac
+done
+case "$RUNS" in ''|*[!0-9]*) echo "run.sh: --runs must be a number" >&2; exit 2 ;; esac
+[ "$RUNS" -ge 2 ] || { echo "run.sh: --runs must be at least 2" >&2; exit 2; }
+
+BASE_PORT=20000
+# Scale presets. Per-command budget: a reference tool whose single run takes longer than
+# SKIP_SECS is skipped; slow ones get fewer runs so each command stays within CMD_BUDGET s.
+case "$SCALE" in
+    small)  SP_ARGS=(--procs 10  --listeners 100  --established 1200  --time-wait 300   --close-wait 30   --udp 50)
+            CMD_BUDGET=60 ;;
+    medium) SP_ARGS=(--procs 50  --listeners 500  --established 20000 --time-wait 4000  --close-wait 300  --udp 200)
+            CMD_BUDGET=90 ;;
+    large)  SP_ARGS=(--procs 200 --listeners 1000 --established 60000 --time-wait 10000 --close-wait 1000 --udp 500)
+            CMD_BUDGET=75 ;;
+    *) echo "run.sh: --scale must be small, medium or large" >&2; exit 2 ;;
+esac
+SP_ARGS+=(--shared-listener --base-port "$BASE_PORT" --hold-secs 3600)
+SKIP_SECS=60
+PORT=$BASE_PORT  # first listener: also carries established connections
+
+[ "$(id -u)" -eq 0 ] || { echo "run.sh: must run as root (network namespaces)" >&2; exit 1; }
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Relative overrides are relative to where the script was started.
+for v in PORTCTL SOCKPOP CARGO_TARGET_DIR; do
+    if [ -n "${!v:-}" ] && [ "${!v#/}" = "${!v}" ]; then printf -v "$v" '%s/%s' "$PWD" "${!v}"; fi
+done
+cd "$ROOT"
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------------------- tools
+need=()
+command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
+[ -x /usr/bin/time ] || need+=(time)
+{ command -v ip && command -v ss; } >/dev/null 2>&1 || need+=(iproute2)
+command -v lsof >/dev/null 2>&1 || need+=(lsof)
+command -v netstat >/dev/null 2>&1 || need+=(net-tools)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v timeout >/dev/null 2>&1 || need+=(coreutils)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# ---------------------------------------------------------------------------- build
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+if [ "$BUILD" = 1 ]; then
+    if [ -z "${SOCKPOP:-}" ]; then
+        log "cargo build --release --example sockpop"
+        if ! cargo build --release --example sockpop; then
+            # The example only needs libc: build it alone so a broken crate cannot stop
+            # the reference measurements.
+            log "crate build failed; building sockpop standalone"
+            sa="$TARGET_DIR/bench/sockpop-standalone"
+            mkdir -p "$sa/src"
+            cp examples/sockpop.rs "$sa/src/main.rs"
+            printf '[package]\nname = "sockpop"\nversion = "0.0.0"\nedition = "2024"\n\n[dependencies]\nlibc = "0.2"\n\n[workspace]\n' >"$sa/Cargo.toml"
+            CARGO_TARGET_DIR="$sa/target" cargo build --release --manifest-path "$sa/Cargo.toml"
+            SOCKPOP="$sa/target/release/sockpop"
+        fi
+    fi
+    if [ -z "${PORTCTL:-}" ]; then
+        log "cargo build --release --bin portctl"
+        cargo build --release --bin portctl || log "portctl build failed: its rows will read n/a"
+    fi
+fi
+SOCKPOP="${SOCKPOP:-$TARGET_DIR/release/examples/sockpop}"
+PORTCTL="${PORTCTL:-$TARGET_DIR/release/portctl}"
+[ -x "$SOCKPOP" ] || { echo "run.sh: no sockpop binary at $SOCKPOP" >&2; exit 1; }
+[ -x "$PORTCTL" ] || log "no portctl binary at $PORTCTL: its rows will read n/a"
+
+OUT="${OUT:-$TARGET_DIR/bench/$SCALE-$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+
+# ---------------------------------------------------------------------------- namespace
+NS="portctl-bench-$$"
+SP_PID=""
+HOLDERS=()
+SP_IN=""
+CHILD=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    # A probe or hyperfine still running (it runs in the background so signals are
+    # handled at once): stop it by its pid.
+    if [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; then
+        kill -TERM "$CHILD" 2>/dev/null
+        wait "$CHILD" 2>/dev/null
+    fi
+    if [ -n "$SP_IN" ]; then exec {SP_IN}>&-; fi          # stdin EOF: sockpop stops
+    if [ -n "$SP_PID" ] && kill -0 "$SP_PID" 2>/dev/null; then
+        kill -TERM "$SP_PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$SP_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SP_PID" 2>/dev/null
+    fi
+    [ -n "$SP_PID" ] && wait "$SP_PID" 2>/dev/null
+    # Holders die with sockpop (PDEATHSIG); make sure, by the pids it printed.
+    local p st
+    for p in "${HOLDERS[@]}"; do
+        st=$(awk '/^State:/{print $2}' "/proc/$p/status" 2>/dev/null)
+        if [ -n "$st" ] && [ "$st" != Z ] && grep -qx sockpop "/proc/$p/comm" 2>/dev/null; then
+            kill -KILL "$p" 2>/dev/null
+        fi
+    done
+    ip netns del "$NS" 2>/dev/null
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "namespace $NS"
+ip netns add "$NS"
+ip netns exec "$NS" ip link set lo up
+inns() { ip netns exec "$NS" "$@"; }
+# Runs a command in the background and waits for it, so that INT/TERM reach the traps
+# without waiting for a long measurement to finish; returns its exit status.
+bg_wait() {
+    "$@" &
+    CHILD=$!
+    local rc=0
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------- population
+log "starting sockpop ${SP_ARGS[*]}"
+START=$(date +%s.%N)
+coproc SOCKPOP_CO { exec ip netns exec "$NS" "$SOCKPOP" "${SP_ARGS[@]}" 2>"$OUT/sockpop.log"; }
+SP_PID=$SOCKPOP_CO_PID
+# Own copies of the coproc pipes (bash closes its own when the coproc ends).
+exec {SP_OUT}<&"${SOCKPOP_CO[0]}" {SP_IN}>&"${SOCKPOP_CO[1]}"
+eval "exec ${SOCKPOP_CO[0]}<&- ${SOCKPOP_CO[1]}>&-"
+ready=0
+while IFS= read -r -t 300 line <&"$SP_OUT"; do
+    case "$line" in
+        pid\ *) HOLDERS+=("${line#pid }") ;;
+        ready) ready=1; break ;;
+    esac
+done
+if [ "$ready" != 1 ]; then
+    echo "run.sh: sockpop did not get ready:" >&2
+    cat "$OUT/sockpop.log" >&2
+    exit 1
+fi
+BUILD_SECS=$(echo "$(date +%s.%N) $START" | awk '{printf "%.2f", $1-$2}')
+log "population ready in ${BUILD_SECS}s (${#HOLDERS[@]} holder processes)"
+
+counts() { # $1 = file
+    {
+        echo "holders=${#HOLDERS[@]}"
+        echo "build_secs=$BUILD_SECS"
+        for st in established time-wait close-wait fin-wait-2 listening; do
+            echo "tcp_${st//-/_}=$(inns ss -Htan state "$st" | wc -l)"
+        done
+        echo "tcp_all=$(inns ss -Htan | wc -l)"
+        echo "udp=$(inns ss -Huan | wc -l)"
+        echo "port_${PORT}_tcp=$(inns ss -Htan "( sport = :$PORT or dport = :$PORT )" | wc -l)"
+        echo "ss_s_tcp=$(inns ss -s | awk '/^TCP:/{sub(/^TCP: */,""); print; exit}')"
+    } >"$1"
+}
+counts "$OUT/counts-before.txt"
+cat "$OUT/counts-before.txt" >&2
+
+# ---------------------------------------------------------------------------- benchmark
+NAMES=(portctl-conns portctl-listen portctl-who ss-tanp ss-tan ss-tlnp ss-tanp-sport lsof-i lsof-iTCP-port netstat-tanp)
+declare -A CMD=(
+    [portctl-conns]="$PORTCTL conns --state all --json"
+    [portctl-listen]="$PORTCTL listen --json"
+    [portctl-who]="$PORTCTL who :$PORT --json"
+    [ss-tanp]="ss -tanp"
+    [ss-tan]="ss -tan"
+    [ss-tlnp]="ss -tlnp"
+    [ss-tanp-sport]="ss -tanp 'sport = :$PORT'"
+    [lsof-i]="lsof -nP -i"
+    [lsof-iTCP-port]="lsof -nP -iTCP:$PORT"
+    [netstat-tanp]="netstat -tanp"
+)
+{
+    echo "scale=$SCALE"
+    echo "runs=$RUNS"
+    echo "sockpop_args=${SP_ARGS[*]}"
+    echo "kernel=$(uname -r)"
+    echo "cpus=$(nproc)"
+    echo "hyperfine=$(hyperfine --version 2>&1 | head -1)"
+    echo "ss=$(ss -V 2>&1 | head -1)"
+    echo "lsof=$(lsof -v 2>&1 | awk '/revision/{print $NF; exit}')"
+    echo "netstat=$(netstat --version 2>&1 | head -1)"
+    echo "portctl=$PORTCTL"
+} >"$OUT/meta.txt"
+: >"$OUT/commands.tsv"
+
+for name in "${NAMES[@]}"; do
+    cmd="${CMD[$name]}"
+    # One probe run: checks the command works, gives its wall time and peak RSS
+    # (/usr/bin/time %M; `exec` so the shell is not in between).
+    rc=0
+    bg_wait inns /usr/bin/time -f '%e %M' -o "$OUT/$name.time" \
+        timeout $((SKIP_SECS + 30)) bash -c "exec $cmd" >/dev/null 2>"$OUT/$name.err" || rc=$?
+    read -r secs rss_kb <<<"$(tail -1 "$OUT/$name.time" 2>/dev/null || echo '0 0')"
+    if [ "$rc" = 124 ]; then
+        log "$name: probe timed out (> $((SKIP_SECS + 30)) s): skipped"
+        printf '%s\t%s\tskipped\t>%ss per run\t\n' "$name" "$cmd" "$SKIP_SECS" >>"$OUT/commands.tsv"
+        continue
+    fi
+    if [ "$rc" != 0 ]; then
+        why=$(grep -v '^Command exited' "$OUT/$name.err" | head -1 | tr '\t' ' ')
+        log "$name: failed (exit $rc): ${why:-no message}"
+        printf '%s\t%s\tfailed\texit %s: %s\t%s\n' "$name" "$cmd" "$rc" "$why" "$rss_kb" >>"$OUT/commands.tsv"
+        continue
+    fi
+    if awk -v s="$secs" -v l="$SKIP_SECS" 'BEGIN{exit !(s > l)}'; then
+        log "$name: one run took ${secs}s (> ${SKIP_SECS}s): skipped"
+        printf '%s\t%s\tskipped\t%ss per run\t%s\n' "$name" "$cmd" "$secs" "$rss_kb" >>"$OUT/commands.tsv"
+        continue
+    fi
+    # Fewer runs (and no warm-up; the probe was one) for slow commands.
+    read -r runs warmup <<<"$(awk -v s="$secs" -v r="$RUNS" -v b="$CMD_BUDGET" 'BEGIN{
+        if (s * (r + 1) <= b) { print r, 1; exit }
+        n = int(b / (s > 0 ? s : 1)); if (n > r) n = r; if (n < 2) n = 2; print n, 0 }')"
+    log "$name: probe ${secs}s, ${rss_kb} KiB; hyperfine --runs $runs --warmup $warmup"
+    bg_wait inns hyperfine -N --warmup "$warmup" --runs "$runs" --output=null --style basic \
+        --command-name "$name" --export-json "$OUT/$name.json" -- "$cmd" \
+        >"$OUT/$name.hyperfine.txt" 2>&1 || {
+        log "$name: hyperfine failed (see $OUT/$name.hyperfine.txt)"
+        printf '%s\t%s\tfailed\thyperfine failed\t%s\n' "$name" "$cmd" "$rss_kb" >>"$OUT/commands.tsv"
+        continue
+    }
+    printf '%s\t%s\tok\t%s\t%s\n' "$name" "$cmd" "$runs" "$rss_kb" >>"$OUT/commands.tsv"
+done
+
+counts "$OUT/counts-after.txt"
+python3 "$ROOT/bench/report.py" "$OUT" | tee "$OUT/report.md"
+log "results in $OUT"
