@@ -127,7 +127,10 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                 None
             }
         },
-        Source::ProcNet => None,
+        Source::ProcNet => {
+            out.notes.push("reading /proc/net as PORTCTL_SOURCE=proc asks (no IPV6_V6ONLY, no tcp_info)".to_string());
+            None
+        }
     };
     for &proto in &query.protos {
         let states = query.states.kernel_mask(proto);

@@ -87,7 +87,9 @@ fn parse_line(proto: Proto, family: Family, line: &str, ms_per_tick: u64) -> Opt
         exposure: Exposure::of(&local.addr),
         interface: None,
         service: None,
-        recv_q: if state == State::Listen { 0 } else { u32::from_str_radix(rx, 16).ok()? },
+        // For listeners rx_queue is the accept queue, as in sock_diag; the
+        // backlog limit is not in /proc/net, so send_q stays 0 there.
+        recv_q: u32::from_str_radix(rx, 16).ok()?,
         send_q: if state == State::Listen { 0 } else { u32::from_str_radix(tx, 16).ok()? },
         timer,
         owners: Vec::new(),

@@ -179,10 +179,7 @@ impl Run {
 pub fn output(cmd: &mut Command) -> Run {
     let what = describe(cmd);
     let _lock = spawn_lock();
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("could not start {what}: {e}"));
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("could not start {what}: {e}"));
     Run {
         what,
         status: out.status,
@@ -243,6 +240,15 @@ impl Portctl {
         self
     }
 
+    pub fn args<I, S>(mut self, args: I) -> Portctl
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Portctl {
         self.env.push((k.as_ref().to_os_string(), v.as_ref().to_os_string()));
         self
@@ -256,6 +262,8 @@ impl Portctl {
 
     /// Runs as uid/gid with no supplementary groups (`setpriv`), from `bin`,
     /// which that user must be able to execute (see [`executable_by_others`]).
+    // A builder step, read as "portctl ... as user N": not a conversion.
+    #[allow(clippy::wrong_self_convention)]
     pub fn as_user(mut self, uid: u32, gid: u32, bin: &Path) -> Portctl {
         self.user = Some((uid, gid));
         self.bin = bin.to_path_buf();
@@ -541,8 +549,10 @@ impl Drop for Netns {
 }
 
 /// `examples/sockpop` running (in a namespace or not), with the pids of its
-/// holder processes. Dropping it kills the holders (by pid, only while they
-/// are still sockpop's children) and sockpop itself.
+/// holder processes. Dropping it closes sockpop's stdin, which makes it kill
+/// its holders and exit; if it has not after ten seconds, the guard kills the
+/// holders (by pid, only while they are still sockpop's children) and
+/// sockpop itself.
 pub struct Sockpop {
     child: ChildGuard,
     stdin: Option<ChildStdin>,
@@ -615,17 +625,27 @@ pub fn parent_of(pid: u32) -> Option<u32> {
 
 impl Drop for Sockpop {
     fn drop(&mut self) {
+        // EOF on stdin: sockpop kills its holders (by pid), reaps them and
+        // exits. Give it a while to do so quietly.
+        drop(self.stdin.take());
+        let child = self.child.child_mut();
+        for _ in 0..1000 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Still there: kill the holders ourselves, by pid, and only while they
+        // are still sockpop's children (a pid whose parent is no longer
+        // sockpop may belong to someone else by now); then sockpop itself
+        // (ChildGuard's drop).
         let me = self.child.pid();
         for &pid in &self.holders {
-            // Only our grandchildren: a pid whose parent is no longer sockpop
-            // may belong to someone else by now.
             if parent_of(pid) == Some(me) {
                 // SAFETY: plain syscall.
                 unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
             }
         }
-        // EOF on stdin, then kill and reap sockpop (ChildGuard's drop).
-        drop(self.stdin.take());
     }
 }
 
