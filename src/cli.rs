@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::filter::{PortRange, PortSpec};
+use crate::filter::{Cidr, DurationArg, PortRange, PortSpec, SignalSpec, StateSpec, UserSpec};
 
 /// Who holds this port, and why: sockets, their processes and a diagnosis,
 /// straight from the kernel (sock_diag).
@@ -25,6 +25,18 @@ pub enum Command {
     /// the answer to "address already in use".
     #[command(visible_alias = "w")]
     Who(WhoArgs),
+    /// Free a port: signal the processes holding it (asks first; pidfd-safe).
+    Kill(KillArgs),
+    /// Block until a listener appears on a port (or, with --free, is gone).
+    Wait(WaitArgs),
+    /// Connections: TCP and UDP sockets with their owners, established by
+    /// default, any state on request (the `ss -tuanp` question).
+    #[command(visible_alias = "c")]
+    Conns(ConnsArgs),
+    /// Summary: counts per protocol, family and state; ephemeral port usage;
+    /// TIME_WAIT top talkers; CLOSE_WAIT by process.
+    #[command(after_help = "Exit status: 0 (a summary always matches), 2 error.")]
+    Stats(StatsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +69,124 @@ impl WhoArgs {
     pub fn out_args(&self) -> OutputArgs {
         OutputArgs { json: self.json, jsonl: false, no_header: false, color: self.color }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ConnsArgs {
+    #[command(flatten)]
+    pub sel: SelectArgs,
+    /// States or groups (all, connected, synchronized, bucket, big);
+    /// repeatable. Default: established.
+    #[arg(long, short = 's', value_name = "STATE")]
+    pub state: Vec<StateSpec>,
+    /// Either end's port; repeatable, ranges allowed (8000-8100).
+    #[arg(long, short = 'p', value_name = "PORT[-PORT]")]
+    pub port: Vec<PortRange>,
+    /// Local port; repeatable, ranges allowed.
+    #[arg(long, value_name = "PORT[-PORT]")]
+    pub sport: Vec<PortRange>,
+    /// Remote port; repeatable, ranges allowed.
+    #[arg(long, value_name = "PORT[-PORT]")]
+    pub dport: Vec<PortRange>,
+    /// Local address or network (10.0.0.0/8, ::1, fe80::/10); an IPv4
+    /// prefix also matches IPv4-mapped IPv6 addresses. Repeatable.
+    #[arg(long, value_name = "ADDR[/PREFIX]")]
+    pub src: Vec<Cidr>,
+    /// Remote address or network; repeatable.
+    #[arg(long, value_name = "ADDR[/PREFIX]")]
+    pub dst: Vec<Cidr>,
+    /// Sockets held by this process; repeatable.
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Sockets held by a process of exactly this name (comm or argv[0]'s
+    /// base name); repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub process: Vec<String>,
+    /// Sockets held by a process whose name matches this regular
+    /// expression (unanchored).
+    #[arg(long, value_name = "REGEX")]
+    pub process_regex: Option<String>,
+    /// Sockets held by this user's processes (name or uid); repeatable.
+    #[arg(long, value_name = "USER")]
+    pub user: Vec<UserSpec>,
+    /// Add tcp_info essentials: RTT, retransmits, cwnd, bytes sent and received.
+    #[arg(long, short = 'e')]
+    pub extended: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Skip the CLOSE_WAIT-by-process section and the /proc walk it needs.
+    #[arg(long)]
+    pub no_owners: bool,
+    /// Rows in the ephemeral port and TIME_WAIT lists.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+    /// One JSON object with the same numbers (see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Colour: auto (terminal and no NO_COLOR), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+impl StatsArgs {
+    /// The shared output options this command uses.
+    pub fn out_args(&self) -> OutputArgs {
+        OutputArgs { json: self.json, jsonl: false, no_header: false, color: self.color }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Port spec, as for `who` (8080, 8080/tcp, 127.0.0.1:8080, postgresql).
+    #[arg(value_name = "SPEC")]
+    pub spec: PortSpec,
+    /// Signal: TERM, INT, KILL, HUP, ... or a number.
+    #[arg(long, short = 's', default_value = "TERM", value_name = "SIGNAL", allow_hyphen_values = true)]
+    pub signal: SignalSpec,
+    /// Show what would be signalled; signal nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Do not ask (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also signal pid 1 and portctl's own ancestors.
+    #[arg(long)]
+    pub force: bool,
+    /// Wait until the port is free (listeners gone); default 10s.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, require_equals = true, default_missing_value = "10s")]
+    pub wait: Option<DurationArg>,
+    /// With --wait: send SIGKILL to holders still alive after the wait.
+    #[arg(long, requires = "wait")]
+    pub then_kill: bool,
+    /// One JSON object: targets and results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl KillArgs {
+    pub fn wait_limit(&self) -> Option<std::time::Duration> {
+        self.wait.map(|d| d.0)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Port spec, as for `who`; with an address, a wildcard listener counts.
+    #[arg(value_name = "SPEC")]
+    pub spec: PortSpec,
+    /// Wait until no listener remains instead.
+    #[arg(long)]
+    pub free: bool,
+    /// Give up after this long (exit 1).
+    #[arg(long, short = 't', default_value = "30s", value_name = "DURATION", allow_hyphen_values = true)]
+    pub timeout: DurationArg,
+    /// Time between polls.
+    #[arg(long, short = 'i', default_value = "100ms", value_name = "DURATION", allow_hyphen_values = true)]
+    pub interval: DurationArg,
 }
 
 /// Protocol and address family selection shared by every command.

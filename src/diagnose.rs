@@ -61,6 +61,13 @@ fn overlaps(a: BindAddr, b: BindAddr) -> bool {
     }
 }
 
+/// Whether a socket bound to `addr` (v6only as given, for `[::]`) would
+/// collide with `s`'s local address. Same test as a bind conflict, which is
+/// also "would `s` receive traffic for `addr`" for listeners.
+pub fn addresses_overlap(addr: IpAddr, v6only: bool, s: &Socket) -> bool {
+    overlaps(BindAddr::new(addr, v6only), BindAddr::of(s))
+}
+
 /// What a bind() would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,10 +115,8 @@ pub struct BindCheck {
 /// the port, any state, any protocol; other protocols never conflict).
 pub fn check(proto: Proto, addr: IpAddr, port: u16, new_v6only: bool, sockets: &[Socket]) -> BindCheck {
     let me = BindAddr::new(addr, new_v6only);
-    let blockers: Vec<&Socket> = sockets
-        .iter()
-        .filter(|s| s.proto == proto && s.local.port == port && overlaps(me, BindAddr::of(s)))
-        .collect();
+    let blockers: Vec<&Socket> =
+        sockets.iter().filter(|s| s.proto == proto && s.local.port == port && overlaps(me, BindAddr::of(s))).collect();
     let listening = blockers.iter().any(|s| s.state == State::Listen);
     let (plain, reuseaddr) = if blockers.is_empty() {
         (Outcome::Ok, Outcome::Ok)
@@ -147,7 +152,8 @@ fn reason(proto: Proto, blockers: &[&Socket]) -> String {
     let more = blockers.len() - 1;
     let dual = if first.is_dual_stack() { " (dual-stack: takes IPv4 too)" } else { "" };
     let who = first.owners.first().map(|o| format!(", {} pid {}", o.name, o.pid)).unwrap_or_default();
-    let more = if more > 0 { format!(" and {more} more socket{}", if more == 1 { "" } else { "s" }) } else { String::new() };
+    let more =
+        if more > 0 { format!(" and {more} more socket{}", if more == 1 { "" } else { "s" }) } else { String::new() };
     format!("{what} on {}{dual}{who}{more}", first.local)
 }
 

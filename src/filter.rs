@@ -32,6 +32,9 @@ impl FromStr for PortRange {
     /// `8080`, `:8080`, `8000-8100`. Port 0 is never a real port to look for.
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim().trim_start_matches(':');
+        if t.starts_with('-') {
+            return Err(format!("'{t}' is not a port number"));
+        }
         let (lo, hi) = match t.split_once('-') {
             Some((a, b)) => (parse_port(a)?, parse_port(b)?),
             None => {
@@ -197,6 +200,32 @@ impl FromStr for PortSpec {
     }
 }
 
+/// A `--user` value: a numeric uid, or a name looked up later (with I/O,
+/// in `query::resolve_user`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSpec {
+    Uid(u32),
+    Name(String),
+}
+
+impl FromStr for UserSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err("empty user".to_string());
+        }
+        if t.bytes().all(|b| b.is_ascii_digit()) {
+            return t.parse().map(UserSpec::Uid).map_err(|_| format!("uid {t} is out of range"));
+        }
+        if t.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/') {
+            return Err(format!("'{t}' is not a user name or uid"));
+        }
+        Ok(UserSpec::Name(t.to_string()))
+    }
+}
+
 /// A `--state` value: one state or a named group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateSpec(pub StateSet);
@@ -226,8 +255,14 @@ impl FromStr for StateSpec {
                 if let Some(st) = State::TCP.iter().chain([State::Unconn].iter()).find(|st| st.as_str() == t) {
                     return one(*st);
                 }
-                let aliases =
-                    [("estab", State::Established), ("time_wait", State::TimeWait), ("timewait", State::TimeWait)];
+                let aliases = [
+                    ("estab", State::Established),
+                    ("time_wait", State::TimeWait),
+                    ("timewait", State::TimeWait),
+                    // ss spells these fin-wait-1 / fin-wait-2
+                    ("fin_wait_1", State::FinWait1),
+                    ("fin_wait_2", State::FinWait2),
+                ];
                 if let Some((_, st)) = aliases.iter().find(|(a, _)| *a == t) {
                     return one(*st);
                 }
@@ -272,6 +307,79 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number (`15`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalSpec {
+    pub number: i32,
+    pub name: &'static str,
+}
+
+const SIGNALS: [(&str, i32); 12] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("TERM", libc::SIGTERM),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("ALRM", libc::SIGALRM),
+    ("PIPE", libc::SIGPIPE),
+];
+
+impl FromStr for SignalSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if let Ok(n) = t.parse::<i32>() {
+            if !(1..=64).contains(&n) {
+                return Err(format!("signal {n} is out of range (1-64)"));
+            }
+            let name = SIGNALS.iter().find(|(_, v)| *v == n).map_or("signal", |(k, _)| k);
+            return Ok(SignalSpec { number: n, name });
+        }
+        let up = t.to_ascii_uppercase();
+        let bare = up.strip_prefix("SIG").unwrap_or(&up);
+        SIGNALS
+            .iter()
+            .find(|(k, _)| *k == bare)
+            .map(|&(name, number)| SignalSpec { number, name })
+            .ok_or_else(|| format!("unknown signal '{t}' (one of {}, or a number)", SIGNALS.map(|(k, _)| k).join(", ")))
+    }
+}
+
+/// A positive duration: `30s`, `100ms`, `2m`, `1.5s`, or plain seconds (`30`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationArg(pub std::time::Duration);
+
+impl FromStr for DurationArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num.parse().map_err(|_| format!("'{t}' is not a duration (like 30s, 500ms, 2m)"))?;
+        let secs = match unit {
+            "" | "s" => n,
+            "ms" => n / 1000.0,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return Err(format!("unknown unit '{unit}' in '{t}' (ms, s, m, h)")),
+        };
+        if !secs.is_finite() || secs <= 0.0 {
+            return Err(format!("duration '{t}' must be positive"));
+        }
+        if secs > 366.0 * 86400.0 {
+            return Err(format!("duration '{t}' is too long"));
+        }
+        Ok(DurationArg(std::time::Duration::from_secs_f64(secs)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,7 +404,7 @@ mod tests {
             ("9-3", "backwards"),
             ("0", "port 0"),
             ("", "empty"),
-            ("-5", "empty"),
+            ("-5", "not a port number"),
             ("8080-", "empty"),
             ("+80", "not a port"),
             ("99999999999999999999", "out of range"),
@@ -339,6 +447,37 @@ mod tests {
     }
 
     #[test]
+    fn signals() {
+        let ok = [("TERM", 15), ("sigkill", 9), ("Hup", 1), ("INT", 2), ("9", 9), ("64", 64)];
+        for (s, n) in ok {
+            assert_eq!(s.parse::<SignalSpec>().map(|x| x.number), Ok(n), "{s}");
+        }
+        for bad in ["TERMINATE", "0", "65", "-9", "", "SIG"] {
+            assert!(bad.parse::<SignalSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        let ok = [("30s", 30_000), ("100ms", 100), ("2m", 120_000), ("1.5s", 1500), ("30", 30_000), ("1h", 3_600_000)];
+        for (s, ms) in ok {
+            assert_eq!(s.parse::<DurationArg>(), Ok(DurationArg(Duration::from_millis(ms))), "{s}");
+        }
+        for (bad, want) in [
+            ("0", "positive"),
+            ("-5s", "positive"),
+            ("0ms", "positive"),
+            ("abc", "not a duration"),
+            ("5x", "unknown unit"),
+            ("", "not a duration"),
+        ] {
+            let e = bad.parse::<DurationArg>().unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn port_specs() {
         let n = |p| PortRef::Number(p);
         let v4 = |a: &str| Some(a.parse::<IpAddr>().unwrap());
@@ -376,11 +515,24 @@ mod tests {
     }
 
     #[test]
+    fn user_specs() {
+        assert_eq!("1000".parse::<UserSpec>(), Ok(UserSpec::Uid(1000)));
+        assert_eq!(" www-data ".parse::<UserSpec>(), Ok(UserSpec::Name("www-data".into())));
+        for (bad, want) in
+            [("", "empty"), ("99999999999", "out of range"), ("a b", "not a user"), ("x:y", "not a user")]
+        {
+            let e = bad.parse::<UserSpec>().unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn states_and_groups() {
         let s = |x: &str| x.parse::<StateSpec>().unwrap().0;
         assert!(s("listen").contains(State::Listen));
         assert!(s("TIME-WAIT").contains(State::TimeWait));
         assert!(s("estab").contains(State::Established));
+        assert!(s("fin-wait-2").contains(State::FinWait2) && s("FIN-WAIT-1").contains(State::FinWait1));
         assert!(s("unconn").contains(State::Unconn));
         let all = s("all");
         assert!(State::TCP.iter().all(|&st| all.contains(st)) && all.contains(State::Unconn));

@@ -40,6 +40,10 @@ pub fn run(cli: Cli) -> Result<i32> {
     let result = match &cli.command {
         Command::Listen(args) => commands::listen::run(args, &mut out, &mut report),
         Command::Who(args) => commands::who::run(args, &mut out, &mut report),
+        Command::Kill(args) => commands::kill::run(args, &mut out, &mut report),
+        Command::Wait(args) => commands::wait::run(args, &mut out, &mut report),
+        Command::Conns(args) => commands::conns::run(args, &mut out, &mut report),
+        Command::Stats(args) => commands::stats::run(args, &mut out, &mut report),
     };
     let flushed = out.flush();
     report.flush();

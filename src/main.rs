@@ -35,10 +35,13 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::from(portctl::report::EXIT_ERROR as u8)
         }
         _ => {
+            // clap's message up to its first blank line (some span two
+            // lines, e.g. missing arguments), joined into one line.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("portctl: error: {first}");
+            let msg: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let msg = msg.join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+            eprintln!("portctl: error: {msg}");
             ExitCode::from(portctl::report::EXIT_ERROR as u8)
         }
     }

@@ -75,17 +75,30 @@ fn verdicts_match_the_kernel(r: &WhoReport) {
         let addr = SocketAddr::new(b.addr, b.port);
         let v6only = b.v6only.unwrap_or(false);
         let real = try_bind(b.proto, addr, v6only, false);
-        assert_eq!(real.is_ok(), b.plain == Outcome::Ok, "plain bind {addr}/{:?}: kernel said {real:?}, portctl {b:?}", b.proto);
+        assert_eq!(
+            real.is_ok(),
+            b.plain == Outcome::Ok,
+            "plain bind {addr}/{:?}: kernel said {real:?}, portctl {b:?}",
+            b.proto
+        );
         if b.reuseaddr != Outcome::OnlyIfTheirsToo {
             let real = try_bind(b.proto, addr, v6only, true);
-            assert_eq!(real.is_ok(), b.reuseaddr == Outcome::Ok, "SO_REUSEADDR bind {addr}: kernel {real:?}, portctl {b:?}");
+            assert_eq!(
+                real.is_ok(),
+                b.reuseaddr == Outcome::Ok,
+                "SO_REUSEADDR bind {addr}: kernel {real:?}, portctl {b:?}"
+            );
         }
     }
 }
 
 fn bind_of<'a>(r: &'a WhoReport, proto: Proto, addr: &str) -> &'a portctl::diagnose::BindCheck {
     let addr: IpAddr = addr.parse().unwrap();
-    r.verdict.binds.iter().find(|b| b.proto == proto && b.addr == addr).unwrap_or_else(|| panic!("no verdict for {addr}"))
+    r.verdict
+        .binds
+        .iter()
+        .find(|b| b.proto == proto && b.addr == addr)
+        .unwrap_or_else(|| panic!("no verdict for {addr}"))
 }
 
 #[test]
@@ -347,7 +360,8 @@ fn issue3_free_port_in_the_ephemeral_range_warns() {
 #[ignore = "needs root"]
 fn issue3_privileged_port_needs_cap_net_bind_service_when_not_root() {
     common::require_root();
-    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap().trim().parse().unwrap();
+    let start: u16 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap().trim().parse().unwrap();
     assert!(start > 1, "this test needs ip_unprivileged_port_start > 1 (is {start})");
     // A privileged port nothing uses.
     let port = (1..start)

@@ -28,7 +28,7 @@ pub fn run(args: &ListenArgs, w: &mut impl Write, report: &mut Report) -> Result
 
 /// By port, then address, then protocol.
 pub fn sort(sockets: &mut [Socket]) {
-    sockets.sort_by(|a, b| (a.local.port, a.local.addr, a.proto).cmp(&(b.local.port, b.local.addr, b.proto)));
+    sockets.sort_by_key(|s| (s.local.port, s.local.addr, s.proto));
 }
 
 fn write_table(w: &mut impl Write, sockets: &[Socket], out: &Output) -> std::io::Result<()> {

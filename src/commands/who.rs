@@ -10,16 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::WhoArgs;
 use crate::diagnose::{self, BindCheck, Outcome};
-use crate::error::UserError;
-use crate::filter::{PortRef, PortSpec};
 use crate::inventory::{self, Owners, plural};
-use crate::model::{Family, Proto, Socket, State, StateSet};
+use crate::model::{Proto, Socket, State, StateSet};
 use crate::procs::context::Context;
 use crate::query::{self, Output};
 use crate::render::{self, sanitize::escape};
 use crate::report::{self, Report};
 use crate::services;
-use crate::sock_diag::{self, Cond, Expr};
 
 /// The JSON answer (`who --json`), documented in docs/json.md.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,17 +74,9 @@ pub struct Holder {
 
 pub fn run(args: &WhoArgs, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     let spec = &args.spec;
-    let port = resolve_port(spec)?;
-    let protos = spec.proto.map_or_else(|| vec![Proto::Tcp, Proto::Udp], |p| vec![p]);
-    let q = sock_diag::Query {
-        protos: protos.clone(),
-        families: vec![Family::Ipv4, Family::Ipv6],
-        states: StateSet::all(),
-        filter: Some(Expr::Cond(Cond::SPort { lo: port, hi: port })),
-        tcp_info: false,
-        bound_inactive: true,
-        source: query::source(),
-    };
+    let port = query::resolve_port(spec)?;
+    let protos = query::spec_protos(spec);
+    let q = query::port_query(port, &protos, StateSet::all(), true);
     let mut inv = inventory::collect(&q, Owners::Resolve, report)?;
     crate::commands::listen::sort(&mut inv.sockets);
     let sockets = inv.sockets;
@@ -127,15 +116,6 @@ pub fn run(args: &WhoArgs, w: &mut impl Write, report: &mut Report) -> Result<i3
     Ok(report::status(in_use))
 }
 
-fn resolve_port(spec: &PortSpec) -> Result<u16, UserError> {
-    match &spec.port {
-        PortRef::Number(n) => Ok(*n),
-        PortRef::Service(name) => services::port(name).ok_or_else(|| {
-            UserError::new(format!("unknown service name '{name}' (not in /etc/services nor portctl's table)"))
-        }),
-    }
-}
-
 /// The addresses a server would usually try, plus the one asked about.
 fn candidates(asked: Option<IpAddr>) -> Vec<IpAddr> {
     let mut v =
@@ -172,14 +152,13 @@ fn holders(sockets: &[Socket], procs: &mut crate::procs::ProcTable) -> Vec<Holde
                 notes.push(format!("inherited from its parent {} (pid {}), which holds it too", p.name, p.pid));
             }
         }
-        for s in socks.iter().filter(|s| info.uid.is_some_and(|u| u != s.uid)) {
+        if let Some(s) = socks.iter().find(|s| info.uid.is_some_and(|u| u != s.uid)) {
             notes.push(format!(
                 "{} was created by uid {} ({}), not by this process's user: inherited (fork/exec or a privilege drop)",
                 s.local,
                 s.uid,
                 procs.user(s.uid)
             ));
-            break;
         }
         let listens = socks.iter().any(|s| s.state == State::Listen);
         let is_service =

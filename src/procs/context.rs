@@ -147,14 +147,19 @@ mod tests {
         assert_eq!(c.runtime, "containerd");
         assert_eq!(c.id, ID);
         assert_eq!(c.pod_uid.as_deref(), Some("7a1c2b3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"));
-        let c = parse(&format!("0::/kubepods.slice/kubepods-pod7a1c2b3d_4e5f_6a7b_8c9d_0e1f2a3b4c5d.slice/crio-{ID}.scope"))
-            .unwrap()
-            .container
-            .unwrap();
+        let c = parse(&format!(
+            "0::/kubepods.slice/kubepods-pod7a1c2b3d_4e5f_6a7b_8c9d_0e1f2a3b4c5d.slice/crio-{ID}.scope"
+        ))
+        .unwrap()
+        .container
+        .unwrap();
         assert_eq!(c.runtime, "cri-o");
         let v1 = format!("4:pids:/kubepods/burstable/pod7a1c2b3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d/{ID}\n");
         let c = parse(&v1).unwrap().container.unwrap();
-        assert_eq!((c.runtime.as_str(), c.pod_uid.as_deref()), ("containerd", Some("7a1c2b3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d")));
+        assert_eq!(
+            (c.runtime.as_str(), c.pod_uid.as_deref()),
+            ("containerd", Some("7a1c2b3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"))
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod context;
 mod details;
+pub mod pidfd;
 mod walk;
 
 use std::io;

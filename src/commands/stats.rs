@@ -1,0 +1,739 @@
+//! `portctl stats`: what `ss -s` says and what it does not: socket counts
+//! per protocol, family and state; ephemeral port usage per destination
+//! (port exhaustion); the remote endpoints with the most TIME_WAIT; and which
+//! processes accumulate CLOSE_WAIT.
+//!
+//! The socket table comes from one kernel dump of every state. /proc is walked
+//! only for the CLOSE_WAIT section, only when there is a CLOSE_WAIT socket,
+//! and never with `--no-owners`.
+//!
+//! Exit status: 0, or 2 on error. A summary always "matches", even of an
+//! empty socket table.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::StatsArgs;
+use crate::inventory::{self, Owners};
+use crate::model::{Endpoint, Family, JSON_SCHEMA_VERSION, Proto, Socket, State};
+use crate::procs::{OwnerMap, ProcTable};
+use crate::query::{self, Format, Output};
+use crate::render::{json, sanitize, table};
+use crate::report::{self, Report};
+
+/// Warn when one destination uses more than this share of the usable range.
+pub const EPHEMERAL_WARN_PERCENT: u32 = 80;
+
+/// Where the kernel's ephemeral port settings live (per network namespace).
+const PORT_RANGE_SYSCTL: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+const RESERVED_SYSCTL: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+
+/// `stats --json`: one object (documented in docs/json.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    pub schema_version: u32,
+    /// Every TCP and UDP socket, IPv4 and IPv6, in every state.
+    pub total: usize,
+    /// Per protocol: how many sockets of each family.
+    pub protocols: Vec<ProtoCount>,
+    /// Per protocol and state, every state listed (zeros included): TCP's
+    /// eleven, UDP's `established` (connected) and `unconn`.
+    pub states: Vec<StateCount>,
+    /// `null` when the sysctls could not be read.
+    pub ephemeral: Option<EphemeralUsage>,
+    /// Remote endpoints with the most TIME_WAIT sockets, most first.
+    pub time_wait_top: Vec<Talker>,
+    /// `null` with `--no-owners`, or when /proc could not be walked.
+    pub close_wait: Option<CloseWait>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtoCount {
+    pub proto: Proto,
+    pub ipv4: usize,
+    pub ipv6: usize,
+    pub total: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateCount {
+    pub proto: Proto,
+    pub state: State,
+    pub ipv4: usize,
+    pub ipv6: usize,
+    pub total: usize,
+}
+
+/// An inclusive port span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpan {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortSpan {
+    pub fn contains(self, p: u16) -> bool {
+        (self.lo..=self.hi).contains(&p)
+    }
+
+    pub fn len(self) -> u32 {
+        if self.hi < self.lo { 0 } else { u32::from(self.hi - self.lo) + 1 }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EphemeralUsage {
+    /// `net.ipv4.ip_local_port_range` (IPv6 uses it too).
+    pub range: PortSpan,
+    /// `net.ipv4.ip_local_reserved_ports`, as spans.
+    pub reserved: Vec<PortSpan>,
+    /// Ports `connect()` may pick: the range less the reserved ports in it.
+    pub usable: u32,
+    pub warn_percent: u32,
+    /// Destinations (protocol, remote address, remote port) with at least one
+    /// local port in the range.
+    pub destinations: usize,
+    /// The destinations using the most ports, most first.
+    pub busiest: Vec<DestinationUsage>,
+    /// Every destination above `warn_percent` (the same warning goes to stderr).
+    pub over_threshold: Vec<DestinationUsage>,
+}
+
+/// How many usable local ports sockets towards one destination hold. Every
+/// socket with a peer counts, TIME_WAIT included: it still holds its
+/// 4-tuple, and TIME_WAIT is what usually exhausts the range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationUsage {
+    pub proto: Proto,
+    pub remote: Endpoint,
+    /// Distinct local ports in the usable range.
+    pub ports: u32,
+    /// `ports` as a percentage of `usable`, to one decimal.
+    pub percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Talker {
+    pub remote: Endpoint,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseWait {
+    /// CLOSE_WAIT sockets.
+    pub total: usize,
+    /// Of those, how many no visible process holds (see the warning on stderr
+    /// when owners are hidden).
+    pub unowned: usize,
+    /// Most first. A socket shared by several processes counts for each.
+    pub processes: Vec<ProcessCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessCount {
+    pub pid: u32,
+    pub name: String,
+    pub user: String,
+    pub count: usize,
+}
+
+pub fn run(args: &StatsArgs, w: &mut impl Write, report: &mut Report) -> Result<i32> {
+    let out = Output::from_args(&args.out_args());
+    let inv = inventory::collect(&query::stats_query(), Owners::Skip, report)?;
+    let mut procs = inv.procs;
+    let sockets = inv.sockets;
+    let (protocols, states) = counts(&sockets);
+    let ephemeral = match ephemeral_settings() {
+        Ok((range, reserved)) => Some(ephemeral_usage(&sockets, range, &reserved, args.top)),
+        Err(e) => {
+            report.warn(format!("ephemeral port usage left out: {e}"));
+            None
+        }
+    };
+    if let Some(e) = &ephemeral {
+        warn_exhaustion(e, report);
+    }
+    let close_wait = if args.no_owners { None } else { close_wait_section(&sockets, &mut procs, report) };
+    let stats = Stats {
+        schema_version: JSON_SCHEMA_VERSION,
+        total: sockets.len(),
+        protocols,
+        states,
+        ephemeral,
+        time_wait_top: time_wait_top(&sockets, args.top),
+        close_wait,
+    };
+    match out.format {
+        Format::Table => write_text(w, &stats, &out)?,
+        _ => json::object(w, &stats)?,
+    }
+    Ok(report::EXIT_MATCHED)
+}
+
+/// Counts per protocol/family and per protocol/state/family.
+pub fn counts(sockets: &[Socket]) -> (Vec<ProtoCount>, Vec<StateCount>) {
+    let mut by: HashMap<(Proto, State, Family), usize> = HashMap::new();
+    for s in sockets {
+        *by.entry((s.proto, s.state, s.family)).or_default() += 1;
+    }
+    let get = |p, st, f| by.get(&(p, st, f)).copied().unwrap_or(0);
+    let mut states = Vec::new();
+    let mut protocols = Vec::new();
+    for (proto, list) in [(Proto::Tcp, &State::TCP[..]), (Proto::Udp, &[State::Established, State::Unconn][..])] {
+        let mut pc = ProtoCount { proto, ipv4: 0, ipv6: 0, total: 0 };
+        for &state in list {
+            let (ipv4, ipv6) = (get(proto, state, Family::Ipv4), get(proto, state, Family::Ipv6));
+            states.push(StateCount { proto, state, ipv4, ipv6, total: ipv4 + ipv6 });
+        }
+        // Every socket of the protocol, whatever its state.
+        for ((p, _, f), n) in &by {
+            if *p == proto {
+                match f {
+                    Family::Ipv4 => pc.ipv4 += n,
+                    Family::Ipv6 => pc.ipv6 += n,
+                }
+            }
+        }
+        pc.total = pc.ipv4 + pc.ipv6;
+        protocols.push(pc);
+    }
+    (protocols, states)
+}
+
+/// Reads the range and reserved ports of this network namespace.
+fn ephemeral_settings() -> Result<(PortSpan, Vec<PortSpan>), String> {
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("could not read {p}: {e}"));
+    let range = parse_port_range(&read(PORT_RANGE_SYSCTL)?).map_err(|e| format!("{PORT_RANGE_SYSCTL}: {e}"))?;
+    // An unreadable reserved list only makes the numbers slightly pessimistic.
+    let reserved = match read(RESERVED_SYSCTL) {
+        Ok(t) => parse_reserved(&t).map_err(|e| format!("{RESERVED_SYSCTL}: {e}"))?,
+        Err(_) => Vec::new(),
+    };
+    Ok((range, reserved))
+}
+
+/// `32768\t60999` -> 32768-60999.
+pub fn parse_port_range(text: &str) -> Result<PortSpan, String> {
+    let mut it = text.split_whitespace().map(|w| w.parse::<u16>());
+    match (it.next(), it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi)), None) if lo <= hi => Ok(PortSpan { lo, hi }),
+        _ => Err(format!("expected two ports, low then high, got '{}'", text.trim())),
+    }
+}
+
+/// `8080,9000-9100` (or empty) -> spans, sorted and merged.
+pub fn parse_reserved(text: &str) -> Result<Vec<PortSpan>, String> {
+    let mut spans = Vec::new();
+    for part in text.trim().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("'{part}' is not a port or a port range");
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u16>().map_err(|_| bad())?, b.trim().parse::<u16>().map_err(|_| bad())?),
+            None => {
+                let p = part.parse::<u16>().map_err(|_| bad())?;
+                (p, p)
+            }
+        };
+        if lo > hi {
+            return Err(bad());
+        }
+        spans.push(PortSpan { lo, hi });
+    }
+    spans.sort();
+    let mut merged: Vec<PortSpan> = Vec::with_capacity(spans.len());
+    for s in spans {
+        match merged.last_mut() {
+            Some(last) if u32::from(s.lo) <= u32::from(last.hi) + 1 => last.hi = last.hi.max(s.hi),
+            _ => merged.push(s),
+        }
+    }
+    Ok(merged)
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4: `::ffff:10.0.0.1` and `10.0.0.1` are
+/// the same peer, and share the port space.
+fn canonical(e: Endpoint) -> Endpoint {
+    match e.addr {
+        IpAddr::V6(a) => Endpoint { addr: a.to_ipv4_mapped().map_or(e.addr, IpAddr::V4), port: e.port },
+        IpAddr::V4(_) => e,
+    }
+}
+
+/// Ephemeral port usage per destination, the `top` busiest and all over
+/// [`EPHEMERAL_WARN_PERCENT`].
+pub fn ephemeral_usage(sockets: &[Socket], range: PortSpan, reserved: &[PortSpan], top: usize) -> EphemeralUsage {
+    let is_reserved = |p: u16| reserved.iter().any(|r| r.contains(p));
+    let reserved_in_range: u32 = reserved
+        .iter()
+        .map(|r| PortSpan { lo: r.lo.max(range.lo), hi: r.hi.min(range.hi) })
+        .filter(|r| !r.is_empty())
+        .map(PortSpan::len)
+        .sum();
+    let usable = range.len().saturating_sub(reserved_in_range);
+    // (proto, destination, local port), deduplicated: one local port used
+    // from two local addresses to one destination counts once.
+    let mut used: Vec<(Proto, Endpoint, u16)> = sockets
+        .iter()
+        .filter(|s| !matches!(s.state, State::Listen | State::Unconn | State::Close))
+        .filter(|s| range.contains(s.local.port) && !is_reserved(s.local.port))
+        .filter_map(|s| Some((s.proto, canonical(s.remote?), s.local.port)))
+        .filter(|(_, r, _)| r.port != 0)
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut per_dest: Vec<DestinationUsage> = Vec::new();
+    for (proto, remote, _) in used {
+        match per_dest.last_mut() {
+            Some(d) if d.proto == proto && d.remote == remote => d.ports += 1,
+            _ => per_dest.push(DestinationUsage { proto, remote, ports: 1, percent: 0.0 }),
+        }
+    }
+    for d in &mut per_dest {
+        d.percent = percent(d.ports, usable);
+    }
+    let destinations = per_dest.len();
+    per_dest.sort_by(|a, b| b.ports.cmp(&a.ports).then((a.proto, a.remote).cmp(&(b.proto, b.remote))));
+    let over_threshold: Vec<DestinationUsage> = per_dest
+        .iter()
+        .filter(|d| u64::from(d.ports) * 100 > u64::from(usable) * u64::from(EPHEMERAL_WARN_PERCENT))
+        .cloned()
+        .collect();
+    per_dest.truncate(top);
+    EphemeralUsage {
+        range,
+        reserved: reserved.to_vec(),
+        usable,
+        warn_percent: EPHEMERAL_WARN_PERCENT,
+        destinations,
+        busiest: per_dest,
+        over_threshold,
+    }
+}
+
+/// `part / whole` in percent, rounded to one decimal.
+fn percent(part: u32, whole: u32) -> f64 {
+    if whole == 0 {
+        return 100.0;
+    }
+    (u64::from(part) * 1000 / u64::from(whole)) as f64 / 10.0
+}
+
+fn warn_exhaustion(e: &EphemeralUsage, report: &mut Report) {
+    const SHOWN: usize = 5;
+    for d in e.over_threshold.iter().take(SHOWN) {
+        report.warn(format!(
+            "{} {}: {} of {} ephemeral ports in use ({}%); connect() to it fails with \
+             'cannot assign requested address' when none is left (widen net.ipv4.ip_local_port_range, \
+             reuse connections, or spread over more addresses)",
+            d.proto, d.remote, d.ports, e.usable, d.percent
+        ));
+    }
+    if e.over_threshold.len() > SHOWN {
+        report.warn(format!(
+            "{} more destinations use over {}% of the ephemeral port range",
+            e.over_threshold.len() - SHOWN,
+            e.warn_percent
+        ));
+    }
+}
+
+/// The `top` remote endpoints with the most TIME_WAIT sockets.
+pub fn time_wait_top(sockets: &[Socket], top: usize) -> Vec<Talker> {
+    let mut by: HashMap<Endpoint, usize> = HashMap::new();
+    for s in sockets.iter().filter(|s| s.state == State::TimeWait) {
+        if let Some(r) = s.remote {
+            *by.entry(canonical(r)).or_default() += 1;
+        }
+    }
+    let mut v: Vec<Talker> = by.into_iter().map(|(remote, count)| Talker { remote, count }).collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then(a.remote.cmp(&b.remote)));
+    v.truncate(top);
+    v
+}
+
+/// Walks /proc only when there is a CLOSE_WAIT socket, and resolves owners
+/// for those sockets only. None (with a warning) when /proc cannot be walked.
+fn close_wait_section(sockets: &[Socket], procs: &mut ProcTable, report: &mut Report) -> Option<CloseWait> {
+    let mut cw: Vec<Socket> = sockets.iter().filter(|s| s.state == State::CloseWait).cloned().collect();
+    if !cw.is_empty() {
+        match OwnerMap::build(Path::new("/proc"), crate::procs::default_threads()) {
+            Ok(map) => inventory::attach_owners(&mut cw, &map, procs, report),
+            Err(e) => {
+                report.warn(format!("CLOSE_WAIT by process left out: could not walk /proc: {e}"));
+                return None;
+            }
+        }
+    }
+    Some(close_wait_by_process(&cw))
+}
+
+/// CLOSE_WAIT sockets (with owners attached) grouped by process.
+pub fn close_wait_by_process(sockets: &[Socket]) -> CloseWait {
+    let mut by: HashMap<u32, ProcessCount> = HashMap::new();
+    let mut total = 0;
+    let mut unowned = 0;
+    for s in sockets.iter().filter(|s| s.state == State::CloseWait) {
+        total += 1;
+        if s.owners.is_empty() {
+            unowned += 1;
+        }
+        let mut pids: Vec<u32> = Vec::new();
+        for o in &s.owners {
+            if pids.contains(&o.pid) {
+                continue; // one process, several descriptors: one socket
+            }
+            pids.push(o.pid);
+            by.entry(o.pid)
+                .or_insert_with(|| ProcessCount {
+                    pid: o.pid,
+                    name: o.name.to_string(),
+                    user: o.user.to_string(),
+                    count: 0,
+                })
+                .count += 1;
+        }
+    }
+    let mut processes: Vec<ProcessCount> = by.into_values().collect();
+    processes.sort_by(|a, b| b.count.cmp(&a.count).then(a.pid.cmp(&b.pid)));
+    CloseWait { total, unowned, processes }
+}
+
+fn write_text(w: &mut impl Write, st: &Stats, out: &Output) -> io::Result<()> {
+    use table::{col, num};
+    let title = |w: &mut dyn Write, text: &str| -> io::Result<()> {
+        if out.color { writeln!(w, "\x1b[1m{text}\x1b[0m") } else { writeln!(w, "{text}") }
+    };
+
+    title(w, &format!("SOCKETS  {} in total", st.total))?;
+    let mut rows = Vec::new();
+    for p in &st.protocols {
+        for s in st.states.iter().filter(|s| s.proto == p.proto && s.total > 0) {
+            rows.push(vec![
+                p.proto.as_str().into(),
+                s.state.as_str().into(),
+                s.ipv4.to_string().into(),
+                s.ipv6.to_string().into(),
+                s.total.to_string().into(),
+            ]);
+        }
+        rows.push(vec![
+            p.proto.as_str().into(),
+            "(all)".into(),
+            p.ipv4.to_string().into(),
+            p.ipv6.to_string().into(),
+            p.total.to_string().into(),
+        ]);
+    }
+    table::write(w, &[col("PROTO"), col("STATE"), num("IPV4"), num("IPV6"), num("TOTAL")], rows, out)?;
+
+    writeln!(w)?;
+    match &st.ephemeral {
+        None => title(w, "EPHEMERAL PORTS  unknown (see the warning)")?,
+        Some(e) => {
+            let reserved = if e.reserved.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = e
+                    .reserved
+                    .iter()
+                    .map(|r| if r.lo == r.hi { r.lo.to_string() } else { format!("{}-{}", r.lo, r.hi) })
+                    .collect();
+                format!(", reserved {}", list.join(","))
+            };
+            title(
+                w,
+                &format!(
+                    "EPHEMERAL PORTS  range {}-{}{reserved}: {} usable; {} destination{} in use, warning above {}%",
+                    e.range.lo,
+                    e.range.hi,
+                    e.usable,
+                    e.destinations,
+                    inventory::plural(e.destinations),
+                    e.warn_percent
+                ),
+            )?;
+            let rows = e
+                .busiest
+                .iter()
+                .map(|d| {
+                    let pct = format!("{:.1}%", d.percent);
+                    let pct = if e.over_threshold.contains(d) {
+                        table::colored(pct, comfy_table::Color::Red)
+                    } else {
+                        pct.into()
+                    };
+                    vec![d.proto.as_str().into(), d.remote.to_string().into(), d.ports.to_string().into(), pct]
+                })
+                .collect();
+            write_or_none(w, &[col("PROTO"), col("REMOTE"), num("PORTS"), num("USED")], rows, out)?;
+        }
+    }
+
+    writeln!(w)?;
+    title(w, "TIME_WAIT TOP TALKERS")?;
+    let rows = st.time_wait_top.iter().map(|t| vec![t.remote.to_string().into(), t.count.to_string().into()]).collect();
+    write_or_none(w, &[col("REMOTE"), num("TIME_WAIT")], rows, out)?;
+
+    writeln!(w)?;
+    match &st.close_wait {
+        None => title(w, "CLOSE_WAIT BY PROCESS  not looked up (--no-owners)")?,
+        Some(cw) => {
+            let unowned =
+                if cw.unowned > 0 { format!(", {} without a visible process", cw.unowned) } else { String::new() };
+            title(w, &format!("CLOSE_WAIT BY PROCESS  {} socket{}{unowned}", cw.total, inventory::plural(cw.total)))?;
+            let rows = cw
+                .processes
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.pid.to_string().into(),
+                        sanitize::escape(&p.name).into_owned().into(),
+                        sanitize::escape(&p.user).into_owned().into(),
+                        p.count.to_string().into(),
+                    ]
+                })
+                .collect();
+            write_or_none(w, &[num("PID"), col("PROCESS"), col("USER"), num("CLOSE_WAIT")], rows, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_or_none(
+    w: &mut impl Write,
+    cols: &[table::Column],
+    rows: Vec<Vec<table::Styled>>,
+    out: &Output,
+) -> io::Result<()> {
+    if rows.is_empty() { writeln!(w, "(none)") } else { table::write(w, cols, rows, out) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Exposure, Owner};
+    use std::sync::Arc;
+
+    fn sock(proto: Proto, state: State, local: &str, remote: Option<&str>) -> Socket {
+        let local: std::net::SocketAddr = local.parse().unwrap();
+        let remote = remote.map(|r| r.parse::<std::net::SocketAddr>().unwrap());
+        Socket {
+            proto,
+            family: Family::of(&local.ip()),
+            state,
+            local: Endpoint { addr: local.ip(), port: local.port() },
+            remote: remote.map(|r| Endpoint { addr: r.ip(), port: r.port() }),
+            inode: if state == State::TimeWait { 0 } else { 77 },
+            uid: 0,
+            v6only: None,
+            exposure: Exposure::of(&local.ip()),
+            interface: None,
+            service: None,
+            recv_q: 0,
+            send_q: 0,
+            timer: None,
+            owners: Vec::new(),
+            owners_hidden: false,
+            tcp_info: None,
+        }
+    }
+
+    fn owned(mut s: Socket, owners: &[(u32, &str)]) -> Socket {
+        s.owners = owners
+            .iter()
+            .map(|&(pid, name)| Owner {
+                pid,
+                name: Arc::from(name),
+                user: Arc::from("alice"),
+                fd: 3,
+                cmdline: Arc::from(name),
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn sysctl_parsing() {
+        assert_eq!(parse_port_range("32768\t60999\n"), Ok(PortSpan { lo: 32768, hi: 60999 }));
+        assert_eq!(parse_port_range("1024 1024"), Ok(PortSpan { lo: 1024, hi: 1024 }));
+        for bad in ["", "32768", "60999 32768", "a b", "1 2 3", "70000 70001"] {
+            assert!(parse_port_range(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_reserved("\n"), Ok(vec![]));
+        assert_eq!(
+            parse_reserved("9100-9200,8080, 9150-9300,9301\n"),
+            Ok(vec![PortSpan { lo: 8080, hi: 8080 }, PortSpan { lo: 9100, hi: 9301 }])
+        );
+        for bad in ["x", "5-", "9-3", "70000"] {
+            assert!(parse_reserved(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ephemeral_usage_per_destination() {
+        // A small range (100 ports, 10 reserved) makes the threshold easy to reach.
+        let range = PortSpan { lo: 40000, hi: 40099 };
+        let reserved = [PortSpan { lo: 40090, hi: 40120 }, PortSpan { lo: 80, hi: 80 }];
+        let mut v = Vec::new();
+        // 73 ports to db:5432 in assorted states, plus a duplicate local port
+        // from a second local address, and 2 through IPv4-mapped IPv6.
+        for i in 0..71u16 {
+            let st = [State::Established, State::TimeWait, State::CloseWait, State::SynSent][i as usize % 4];
+            v.push(sock(Proto::Tcp, st, &format!("10.0.0.1:{}", 40000 + i), Some("10.0.0.9:5432")));
+        }
+        v.push(sock(Proto::Tcp, State::Established, "10.0.0.2:40000", Some("10.0.0.9:5432")));
+        v.push(sock(Proto::Tcp, State::Established, "[::ffff:10.0.0.1]:40071", Some("[::ffff:10.0.0.9]:5432")));
+        v.push(sock(Proto::Tcp, State::Established, "[::ffff:10.0.0.1]:40072", Some("[::ffff:10.0.0.9]:5432")));
+        // reserved and out-of-range ports do not count
+        v.push(sock(Proto::Tcp, State::Established, "10.0.0.1:40095", Some("10.0.0.9:5432")));
+        v.push(sock(Proto::Tcp, State::Established, "10.0.0.1:50000", Some("10.0.0.9:5432")));
+        // 82 ports to a DNS server over UDP, which has its own port space
+        for i in 0..82u16 {
+            v.push(sock(Proto::Udp, State::Established, &format!("10.0.0.1:{}", 40000 + i), Some("10.0.0.8:53")));
+        }
+        // a server socket accepted on an in-range port: one port per client
+        v.push(sock(Proto::Tcp, State::Established, "10.0.0.1:40080", Some("192.0.2.1:33000")));
+        // listeners and unconnected UDP never count
+        v.push(sock(Proto::Tcp, State::Listen, "0.0.0.0:40081", None));
+        v.push(sock(Proto::Udp, State::Unconn, "0.0.0.0:40082", None));
+
+        let e = ephemeral_usage(&v, range, &reserved, 10);
+        assert_eq!(e.usable, 90);
+        assert_eq!(e.destinations, 3);
+        let got: Vec<(Proto, String, u32, f64)> =
+            e.busiest.iter().map(|d| (d.proto, d.remote.to_string(), d.ports, d.percent)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Proto::Udp, "10.0.0.8:53".into(), 82, 91.1),
+                (Proto::Tcp, "10.0.0.9:5432".into(), 73, 81.1),
+                (Proto::Tcp, "192.0.2.1:33000".into(), 1, 1.1),
+            ]
+        );
+        assert_eq!(e.over_threshold.len(), 2, "both above 80%");
+        let e = ephemeral_usage(&v, range, &reserved, 1);
+        assert_eq!((e.busiest.len(), e.destinations, e.over_threshold.len()), (1, 3, 2));
+
+        // exactly 80% is not over the threshold
+        let v: Vec<Socket> = (0..72u16)
+            .map(|i| sock(Proto::Tcp, State::Established, &format!("10.0.0.1:{}", 40000 + i), Some("10.0.0.9:1")))
+            .collect();
+        let e = ephemeral_usage(&v, range, &reserved, 10);
+        assert_eq!((e.busiest[0].ports, e.busiest[0].percent, e.over_threshold.len()), (72, 80.0, 0));
+
+        let mut r = Report::default();
+        warn_exhaustion(&ephemeral_usage(&v[..1], range, &[], 10), &mut r);
+        assert!(r.lines().is_empty());
+    }
+
+    #[test]
+    fn exhaustion_warning_names_the_destination() {
+        let range = PortSpan { lo: 40000, hi: 40009 };
+        let v: Vec<Socket> = (0..9u16)
+            .map(|i| sock(Proto::Tcp, State::TimeWait, &format!("10.0.0.1:{}", 40000 + i), Some("10.0.0.9:443")))
+            .collect();
+        let mut r = Report::default();
+        warn_exhaustion(&ephemeral_usage(&v, range, &[], 10), &mut r);
+        assert_eq!(r.lines().len(), 1);
+        let l = &r.lines()[0];
+        assert!(l.starts_with("portctl: warning: tcp 10.0.0.9:443: 9 of 10 ephemeral ports in use (90%)"), "{l}");
+    }
+
+    #[test]
+    fn time_wait_talkers() {
+        let mut v = Vec::new();
+        for (remote, n) in [("10.0.0.9:443", 5), ("10.0.0.7:80", 7), ("10.0.0.8:80", 5), ("10.0.0.6:22", 1)] {
+            for i in 0..n {
+                v.push(sock(Proto::Tcp, State::TimeWait, &format!("10.0.0.1:{}", 40000 + i), Some(remote)));
+            }
+        }
+        // mapped IPv6 joins its IPv4 twin; other states do not count
+        v.push(sock(Proto::Tcp, State::TimeWait, "[::ffff:10.0.0.1]:41000", Some("[::ffff:10.0.0.6]:22")));
+        v.push(sock(Proto::Tcp, State::Established, "10.0.0.1:41001", Some("10.0.0.6:22")));
+        let got: Vec<(String, usize)> = time_wait_top(&v, 3).iter().map(|t| (t.remote.to_string(), t.count)).collect();
+        assert_eq!(got, vec![("10.0.0.7:80".into(), 7), ("10.0.0.8:80".into(), 5), ("10.0.0.9:443".into(), 5)]);
+        let all = time_wait_top(&v, 10);
+        assert_eq!(all.len(), 4);
+        assert_eq!((all[3].remote.to_string().as_str(), all[3].count), ("10.0.0.6:22", 2));
+        assert!(time_wait_top(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn close_wait_grouping() {
+        let cw = |port: u16| sock(Proto::Tcp, State::CloseWait, &format!("10.0.0.1:{port}"), Some("10.0.0.9:80"));
+        let v = vec![
+            owned(cw(1), &[(20, "leaky")]),
+            owned(cw(2), &[(20, "leaky")]),
+            owned(cw(3), &[(20, "leaky"), (20, "leaky")]), // two fds, one process
+            owned(cw(4), &[(30, "worker"), (31, "worker")]), // shared after fork
+            cw(5),
+            owned(sock(Proto::Tcp, State::Established, "10.0.0.1:6", Some("10.0.0.9:80")), &[(40, "other")]),
+        ];
+        let got = close_wait_by_process(&v);
+        assert_eq!((got.total, got.unowned), (5, 1));
+        let rows: Vec<(u32, &str, usize)> = got.processes.iter().map(|p| (p.pid, p.name.as_str(), p.count)).collect();
+        assert_eq!(rows, vec![(20, "leaky", 3), (30, "worker", 1), (31, "worker", 1)]);
+    }
+
+    #[test]
+    fn counts_include_every_state_and_zeros() {
+        let v = vec![
+            sock(Proto::Tcp, State::Listen, "0.0.0.0:80", None),
+            sock(Proto::Tcp, State::Listen, "[::]:80", None),
+            sock(Proto::Tcp, State::TimeWait, "10.0.0.1:40000", Some("10.0.0.9:80")),
+            sock(Proto::Udp, State::Unconn, "[::]:53", None),
+        ];
+        let (protos, states) = counts(&v);
+        assert_eq!(
+            protos,
+            vec![
+                ProtoCount { proto: Proto::Tcp, ipv4: 2, ipv6: 1, total: 3 },
+                ProtoCount { proto: Proto::Udp, ipv4: 0, ipv6: 1, total: 1 },
+            ]
+        );
+        assert_eq!(states.len(), 13);
+        let find = |p, s| states.iter().find(|c| c.proto == p && c.state == s).unwrap().clone();
+        assert_eq!(
+            find(Proto::Tcp, State::Listen),
+            StateCount { proto: Proto::Tcp, state: State::Listen, ipv4: 1, ipv6: 1, total: 2 }
+        );
+        assert_eq!(find(Proto::Tcp, State::CloseWait).total, 0);
+        assert_eq!(find(Proto::Udp, State::Unconn).ipv6, 1);
+    }
+
+    #[test]
+    fn json_round_trips_with_deny_unknown_fields() {
+        let v = vec![sock(Proto::Tcp, State::TimeWait, "10.0.0.1:40000", Some("10.0.0.9:80"))];
+        let (protocols, states) = counts(&v);
+        let s = Stats {
+            schema_version: JSON_SCHEMA_VERSION,
+            total: 1,
+            protocols,
+            states,
+            ephemeral: Some(ephemeral_usage(&v, PortSpan { lo: 32768, hi: 60999 }, &[], 10)),
+            time_wait_top: time_wait_top(&v, 10),
+            close_wait: None,
+        };
+        let mut buf = Vec::new();
+        json::object(&mut buf, &s).unwrap();
+        let back: Stats = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(back, s);
+    }
+}

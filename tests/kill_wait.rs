@@ -1,0 +1,168 @@
+//! `portctl kill` and `portctl wait` (issue 7), with child processes the
+//! tests start and sockets they bind on loopback.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ChildGuard, Portctl, spawn, tcp_listener, udp_socket, unused_port};
+use portctl::commands::kill::KillReport;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A `sleep` child holding a listener on `port` (inherited from us; our copy
+/// is closed), so the only holder is the child.
+fn child_holding(port: u16) -> ChildGuard {
+    let l: TcpListener = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    // SAFETY: fcntl on a descriptor we own: let the child inherit it.
+    unsafe { libc::fcntl(l.as_raw_fd(), libc::F_SETFD, 0) };
+    let child = spawn(Command::new("sleep").arg("60"));
+    drop(l);
+    child
+}
+
+fn kill_json(args: &[&str]) -> (common::Run, KillReport) {
+    let run = Portctl::new(["kill"]).args(args).arg("--json").run();
+    let r: KillReport =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not a KillReport: {e}\n{}", run.dump()));
+    (run, r)
+}
+
+#[test]
+fn issue7_kill_frees_the_port_and_the_child_got_the_signal() {
+    let port = unused_port();
+    let child = child_holding(port);
+    let pid = child.pid();
+    let (run, r) = kill_json(&[&format!("{port}/tcp"), "--yes", "--wait=5s"]);
+    run.expect_code(0);
+    assert_eq!(r.targets.len(), 1, "{:?}", r.targets);
+    assert_eq!((r.targets[0].pid, r.targets[0].result.as_str()), (pid, "signalled"));
+    assert_eq!(r.freed, Some(true));
+    assert_eq!(r.signal, "SIGTERM");
+    let status = child.wait();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "the child died of SIGTERM: {status:?}");
+    // The port is free again.
+    assert!(common::try_tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 1).is_ok());
+}
+
+#[test]
+fn issue7_kill_with_another_signal() {
+    let port = unused_port();
+    let child = child_holding(port);
+    Portctl::new(["kill", &format!(":{port}"), "-y", "--signal", "KILL"]).run().expect_code(0);
+    assert_eq!(child.wait().signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn issue7_dry_run_signals_nothing() {
+    let port = unused_port();
+    let mut child = child_holding(port);
+    let (run, r) = kill_json(&[&format!("{port}"), "--dry-run"]);
+    run.expect_code(0);
+    assert_eq!(r.targets[0].result, "would_signal");
+    assert!(r.dry_run);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(child.child_mut().try_wait().unwrap().is_none(), "dry run must not signal");
+}
+
+#[test]
+fn issue7_kill_without_a_terminal_refuses_unless_yes() {
+    let port = unused_port();
+    let mut child = child_holding(port);
+    let run = Portctl::new(["kill", &format!("{port}")]).run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("without confirmation") && run.stderr.contains("--yes"), "{}", run.dump());
+    assert!(child.child_mut().try_wait().unwrap().is_none(), "nothing was signalled");
+}
+
+#[test]
+fn issue7_kill_refuses_its_own_ancestry() {
+    // The test process holds the listener and is portctl's parent.
+    let port = unused_port();
+    let _l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    let (run, r) = kill_json(&[&format!("{port}"), "--yes"]);
+    run.expect_code(2);
+    assert_eq!(r.targets.len(), 1);
+    assert_eq!(r.targets[0].pid, std::process::id());
+    assert_eq!(r.targets[0].result, "refused");
+    assert!(r.targets[0].reason.as_deref().unwrap().contains("--force"));
+}
+
+#[test]
+fn issue7_nothing_to_kill_and_time_wait_only() {
+    let port = unused_port();
+    let run = Portctl::new(["kill", &format!("{port}"), "--yes"]).run();
+    run.expect_code(1);
+    assert!(run.stdout.contains("nothing to kill"), "{}", run.dump());
+    // Leave a TIME_WAIT on the port: server closes first.
+    let l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, _) = l.accept().unwrap();
+    drop(s);
+    drop(c);
+    drop(l);
+    std::thread::sleep(Duration::from_millis(100));
+    let run = Portctl::new(["kill", &format!("{port}/tcp"), "--yes"]).run();
+    run.expect_code(1);
+    assert!(run.stdout.contains("TIME_WAIT") && run.stdout.contains("frees within"), "{}", run.dump());
+}
+
+#[test]
+fn issue7_bad_input() {
+    for (args, want) in [
+        (vec!["kill", "8080", "--signal", "FOO"], "unknown signal"),
+        (vec!["kill", "8080", "--signal", "0"], "out of range"),
+        (vec!["kill", "8080", "--wait=0"], "positive"),
+        (vec!["kill", "8080", "--wait=-3s"], "positive"),
+        (vec!["wait", "8080", "--timeout", "0"], "positive"),
+        (vec!["wait", "8080", "--timeout", "-1"], "positive"),
+        (vec!["wait", "8080", "--interval", "0ms"], "positive"),
+        (vec!["kill", "8080/sctp"], "unknown protocol"),
+        (vec!["kill", "8080", "--then-kill"], "--wait"),
+    ] {
+        let run = Portctl::new(args.clone()).run();
+        run.expect_code(2);
+        assert_eq!(run.stderr_lines().len(), 1, "{args:?}: {}", run.dump());
+        assert!(run.stderr.contains(want), "{args:?}: {}", run.dump());
+    }
+}
+
+#[test]
+fn issue7_wait_returns_0_shortly_after_a_listener_starts() {
+    let port = unused_port();
+    let waiter = {
+        let mut cmd =
+            Portctl::new(["wait", &format!("{port}/tcp"), "--timeout", "20s", "--interval", "50ms"]).command();
+        cmd.stdout(Stdio::piped());
+        spawn(&mut cmd)
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let _l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    let status = waiter.wait();
+    assert_eq!(status.code(), Some(0), "wait exits 0 once the listener is up");
+    assert!(started.elapsed() < Duration::from_secs(10), "it returned well before its timeout");
+}
+
+#[test]
+fn issue7_wait_times_out_with_1_and_works_for_udp_and_free() {
+    let port = unused_port();
+    let run = Portctl::new(["wait", &format!("{port}"), "--timeout", "300ms"]).run();
+    run.expect_code(1);
+    assert!(run.stdout.contains("timeout"), "{}", run.dump());
+    let _u = udp_socket(sa(&format!("127.0.0.1:{port}")), None);
+    Portctl::new(["wait", &format!("{port}/udp"), "--timeout", "5s"]).run().expect_code(0);
+    Portctl::new(["wait", &format!("{port}/tcp"), "--timeout", "300ms"]).run().expect_code(1);
+    Portctl::new(["wait", &format!("{port}/tcp"), "--free", "--timeout", "1s"]).run().expect_code(0);
+    Portctl::new(["wait", &format!("{port}/udp"), "--free", "--timeout", "300ms"]).run().expect_code(1);
+    // An address: a wildcard listener serves it, another address's does not.
+    let port2 = unused_port();
+    let _l = tcp_listener(sa(&format!("0.0.0.0:{port2}")), None, 16);
+    Portctl::new(["wait", &format!("127.0.0.1:{port2}"), "--timeout", "2s"]).run().expect_code(0);
+}

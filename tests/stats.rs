@@ -1,0 +1,446 @@
+//! `portctl stats` against `ss`: counts per protocol, family and state
+//! (`ss -tuan`, `ss -tan state X`, `ss -s`), ephemeral port usage with a
+//! namespace's own small port range, TIME_WAIT top talkers and CLOSE_WAIT by
+//! process. `--json` is deserialised into `portctl::commands::stats::Stats`,
+//! whose `deny_unknown_fields` makes each test a check of the contract.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use common::*;
+use portctl::commands::stats::{DestinationUsage, PortSpan, Stats, Talker};
+use portctl::model::{Endpoint, Family, Proto, State};
+
+fn stats(args: &[&str]) -> Portctl {
+    Portctl::new(["stats"]).args(args)
+}
+
+fn parse(run: &Run) -> Stats {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{}: stdout is not a stats object: {e}\n{}", run.what, run.dump()))
+}
+
+fn count(st: &Stats, proto: Proto, state: State) -> usize {
+    st.states
+        .iter()
+        .find(|c| c.proto == proto && c.state == state)
+        .map_or_else(|| panic!("no {proto} {state} row in {:?}", st.states), |c| c.total)
+}
+
+/// Runs `f` on a thread inside the namespace; sockets it creates live there.
+fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let file = std::fs::File::open(format!("/run/netns/{}", ns.name())).unwrap();
+            // SAFETY: plain syscall on a descriptor we hold; affects this thread only.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {}: {}", ns.name(), io::Error::last_os_error());
+            f()
+        });
+        h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+/// `n` connections to `l`: (client, server) ends.
+fn connect_n(l: &TcpListener, n: usize) -> Vec<(TcpStream, TcpStream)> {
+    let _lock = spawn_lock();
+    (0..n)
+        .map(|_| {
+            let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().unwrap();
+            (c, s)
+        })
+        .collect()
+}
+
+fn sysctl_in(ns: &Netns, name: &str, value: &str) {
+    let path = format!("/proc/sys/net/ipv4/{name}");
+    let run = output(ns.command("sh").args(["-c", &format!("echo '{value}' > {path}")]));
+    run.expect_code(0);
+    let back = output(ns.command("cat").arg(&path));
+    assert_eq!(back.stdout.split_whitespace().collect::<Vec<_>>().join(" "), value, "{path} in {}", ns.name());
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1. Without root: the contract, the sections, the exit status
+
+#[test]
+fn json_is_one_object_whose_numbers_add_up() {
+    let run = stats(&["--json"]).run();
+    run.expect_code(0);
+    let st = parse(&run);
+    assert_eq!(st.schema_version, portctl::model::JSON_SCHEMA_VERSION);
+    assert_eq!(st.protocols.iter().map(|p| p.total).sum::<usize>(), st.total);
+    for p in &st.protocols {
+        assert_eq!(p.ipv4 + p.ipv6, p.total);
+        let by_state: usize = st.states.iter().filter(|s| s.proto == p.proto).map(|s| s.total).sum();
+        assert_eq!(by_state, p.total, "{:?}: states add up to the protocol's total", p.proto);
+    }
+    assert_eq!(st.states.len(), 13, "every TCP state and UDP's two, zeros included");
+    let e = st.ephemeral.as_ref().expect("the sysctls are readable here");
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let r: Vec<u16> = range.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!(e.range, PortSpan { lo: r[0], hi: r[1] });
+    assert!(e.usable <= e.range.len() && e.warn_percent == 80);
+    assert!(e.busiest.len() <= 10 && st.time_wait_top.len() <= 10);
+    assert!(st.close_wait.is_some());
+
+    let run = stats(&["--json", "--no-owners", "--top", "1"]).run();
+    run.expect_code(0);
+    let st = parse(&run);
+    assert!(st.close_wait.is_none());
+    assert!(st.time_wait_top.len() <= 1);
+}
+
+#[test]
+fn text_shows_every_section() {
+    let run = stats(&[]).run();
+    run.expect_code(0);
+    for title in ["SOCKETS", "EPHEMERAL PORTS  range ", "TIME_WAIT TOP TALKERS", "CLOSE_WAIT BY PROCESS"] {
+        assert!(run.stdout.contains(title), "no {title:?}\n{}", run.dump());
+    }
+    assert!(run.stdout.contains("PROTO  STATE"), "{}", run.dump());
+    let run = stats(&["--no-owners"]).run();
+    run.expect_code(0);
+    assert!(run.stdout.contains("CLOSE_WAIT BY PROCESS  not looked up (--no-owners)"), "{}", run.dump());
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_error_line() {
+    for args in [&["--top", "x"][..], &["--top", "-1"], &["--state", "all"], &["--color", "sometimes"], &["--jsonl"]] {
+        let run = stats(args).run();
+        run.expect_code(2);
+        assert_eq!(run.stdout, "", "{args:?}");
+        let lines = run.stderr_lines();
+        assert_eq!(lines.len(), 1, "{args:?}\n{}", run.dump());
+        assert!(lines[0].starts_with("portctl: error: "), "{args:?}: {:?}", lines[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. In namespaces of the test's own
+
+#[test]
+#[ignore = "needs root"]
+fn an_empty_namespace_is_still_a_summary() {
+    require_root();
+    let ns = Netns::new();
+    let run = stats(&["--json"]).netns(&ns).run();
+    run.expect_code(0);
+    assert_eq!(run.stderr, "");
+    let st = parse(&run);
+    assert_eq!(st.total, 0);
+    assert!(st.time_wait_top.is_empty());
+    assert_eq!(st.ephemeral.as_ref().map(|e| e.destinations), Some(0));
+    let cw = st.close_wait.unwrap();
+    assert_eq!((cw.total, cw.unowned, cw.processes.len()), (0, 0, 0));
+    let run = stats(&[]).netns(&ns).run();
+    run.expect_code(0);
+    assert!(run.stdout.contains("SOCKETS  0 in total"), "{}", run.dump());
+}
+
+/// `ss -s`: the TCP line and the transport table.
+#[derive(Debug, Default)]
+struct SsSummary {
+    estab: usize,
+    timewait: usize,
+    /// Transport -> (IP, IPv6).
+    transports: BTreeMap<String, (usize, usize)>,
+}
+
+fn ss_summary(ns: &Netns) -> SsSummary {
+    let run = output(ns.command("ss").arg("-s"));
+    run.expect_code(0);
+    let mut out = SsSummary::default();
+    let num_after = |line: &str, key: &str| -> usize {
+        let at = line.find(key).unwrap_or_else(|| panic!("no {key:?} in ss -s line {line:?}")) + key.len();
+        line[at..].trim_start().chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+    };
+    for line in run.stdout.lines() {
+        if line.starts_with("TCP:") {
+            out.estab = num_after(line, "estab");
+            out.timewait = num_after(line, "timewait");
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 4 && f[1..].iter().all(|x| x.parse::<usize>().is_ok()) {
+            out.transports.insert(f[0].to_string(), (f[2].parse().unwrap(), f[3].parse().unwrap()));
+        }
+    }
+    assert!(out.transports.contains_key("TCP") && out.transports.contains_key("UDP"), "ss -s:\n{}", run.stdout);
+    out
+}
+
+fn ss_count(ns: &Netns, state: &str) -> usize {
+    let run = output(ns.command("ss").args(["-tanH", "state", state]));
+    run.expect_code(0);
+    run.stdout.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+fn family(addr: &IpAddr) -> Family {
+    Family::of(addr)
+}
+
+fn canonical(e: Endpoint) -> Endpoint {
+    match e.addr {
+        IpAddr::V6(a) => Endpoint { addr: a.to_ipv4_mapped().map_or(e.addr, IpAddr::V4), port: e.port },
+        IpAddr::V4(_) => e,
+    }
+}
+
+/// ss's state column as a state (ss prints TCP_CLOSE as UNCONN for both).
+fn label_state(proto: Proto, label: &str) -> State {
+    match (proto, label) {
+        (Proto::Udp, "UNCONN") => State::Unconn,
+        (Proto::Tcp, "UNCONN") => State::Close,
+        _ => State::TCP.into_iter().find(|s| s.label() == label).unwrap_or_else(|| panic!("ss state {label}")),
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn numbers_agree_with_ss_on_a_busy_namespace() {
+    require_root();
+    let ns = Netns::new();
+    let v4 = Sockpop::start(
+        &[
+            "--procs",
+            "3",
+            "--listeners",
+            "50",
+            "--established",
+            "600",
+            "--time-wait",
+            "300",
+            "--close-wait",
+            "120",
+            "--udp",
+            "20",
+            "--base-port",
+            "20000",
+        ],
+        Some(&ns),
+    );
+    let v6 = Sockpop::start(
+        &["--procs", "2", "--listeners", "10", "--established", "50", "--udp", "5", "--v6", "--base-port", "30000"],
+        Some(&ns),
+    );
+
+    // portctl, then ss right after: nothing here decays within seconds.
+    let run = stats(&["--json", "--top", "10"]).netns(&ns).run();
+    let all = ss("-tuanpH", Some(&ns));
+    let summary = ss_summary(&ns);
+    run.expect_code(0);
+    assert_eq!(run.stderr, "", "{}", run.dump());
+    let st = parse(&run);
+    assert!(st.total >= 1500, "only {} sockets: sockpop did not build the population", st.total);
+    assert_eq!(st.total, all.len(), "every socket ss -tuan lists");
+
+    // Per protocol, family and state, against ss -tuan.
+    let mut theirs: BTreeMap<(Proto, State, Family), usize> = BTreeMap::new();
+    for s in &all {
+        *theirs.entry((s.proto, label_state(s.proto, &s.state), family(&s.local.addr))).or_default() += 1;
+    }
+    for c in &st.states {
+        let get = |f| theirs.get(&(c.proto, c.state, f)).copied().unwrap_or(0);
+        assert_eq!((c.ipv4, c.ipv6), (get(Family::Ipv4), get(Family::Ipv6)), "{:?} {:?}", c.proto, c.state);
+    }
+    // `ss -tan state X | wc -l`, the words.
+    for (state, ss_name) in [
+        (State::Established, "established"),
+        (State::TimeWait, "time-wait"),
+        (State::CloseWait, "close-wait"),
+        (State::Listen, "listening"),
+        (State::FinWait2, "fin-wait-2"),
+        (State::SynRecv, "syn-recv"),
+    ] {
+        assert_eq!(count(&st, Proto::Tcp, state), ss_count(&ns, ss_name), "ss -tan state {ss_name}");
+    }
+    for state in [State::Established, State::TimeWait, State::CloseWait, State::Listen] {
+        assert!(count(&st, Proto::Tcp, state) > 0, "no {state} socket in the population");
+    }
+    // `ss -s`: UDP per family; TCP "estab" is CurrEstab (ESTABLISHED and
+    // CLOSE_WAIT); TCP per family counts full sockets, and "timewait" the
+    // TIME_WAIT mini-sockets (orphaned FIN_WAIT2 ones included), so together
+    // they are every TCP socket.
+    let tcp = st.protocols.iter().find(|p| p.proto == Proto::Tcp).unwrap();
+    let udp = st.protocols.iter().find(|p| p.proto == Proto::Udp).unwrap();
+    assert_eq!(summary.transports["UDP"], (udp.ipv4, udp.ipv6), "ss -s UDP");
+    assert_eq!(summary.estab, count(&st, Proto::Tcp, State::Established) + count(&st, Proto::Tcp, State::CloseWait));
+    let (tcp4, tcp6) = summary.transports["TCP"];
+    assert_eq!(tcp4 + tcp6 + summary.timewait, tcp.total, "ss -s: TCP IP + IPv6 + timewait {summary:?}");
+    assert!(summary.timewait >= count(&st, Proto::Tcp, State::TimeWait), "{summary:?}");
+
+    // TIME_WAIT top talkers, computed from ss's list.
+    let mut tw: BTreeMap<Endpoint, usize> = BTreeMap::new();
+    for s in all.iter().filter(|s| s.proto == Proto::Tcp && s.state == "TIME-WAIT") {
+        *tw.entry(canonical(s.peer.unwrap())).or_default() += 1;
+    }
+    let mut want: Vec<Talker> = tw.into_iter().map(|(remote, count)| Talker { remote, count }).collect();
+    want.sort_by(|a, b| b.count.cmp(&a.count).then(a.remote.cmp(&b.remote)));
+    want.truncate(10);
+    assert!(!want.is_empty());
+    assert_eq!(st.time_wait_top, want);
+
+    // CLOSE_WAIT by process, from ss -p.
+    let cw = st.close_wait.as_ref().unwrap();
+    let mut by_pid: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut unowned = 0;
+    let ss_cw: Vec<&SsSocket> = all.iter().filter(|s| s.state == "CLOSE-WAIT").collect();
+    for s in &ss_cw {
+        if s.users.is_empty() {
+            unowned += 1;
+        }
+        for pid in s.pids() {
+            *by_pid.entry(pid).or_default() += 1;
+        }
+    }
+    assert_eq!((cw.total, cw.unowned), (ss_cw.len(), unowned));
+    let got: BTreeMap<u32, usize> = cw.processes.iter().map(|p| (p.pid, p.count)).collect();
+    assert_eq!(got, by_pid);
+    assert!(cw.processes.iter().all(|p| p.name == "sockpop"), "{:?}", cw.processes);
+    assert!(cw.processes.windows(2).all(|w| w[0].count >= w[1].count), "most first");
+
+    // Ephemeral ports, from ss's list and the namespace's sysctls.
+    let e = st.ephemeral.as_ref().unwrap();
+    let range = output(ns.command("cat").arg("/proc/sys/net/ipv4/ip_local_port_range")).stdout;
+    let r: Vec<u16> = range.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!(e.range, PortSpan { lo: r[0], hi: r[1] });
+    let mut ports: BTreeMap<(Proto, Endpoint), BTreeSet<u16>> = BTreeMap::new();
+    for s in &all {
+        let Some(peer) = s.peer else { continue };
+        if (r[0]..=r[1]).contains(&s.local.port) && !matches!(s.state.as_str(), "LISTEN" | "UNCONN") {
+            ports.entry((s.proto, canonical(peer))).or_default().insert(s.local.port);
+        }
+    }
+    assert_eq!(e.destinations, ports.len());
+    let mut want: Vec<(Proto, Endpoint, u32)> = ports.iter().map(|((p, r), set)| (*p, *r, set.len() as u32)).collect();
+    want.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+    want.truncate(10);
+    let got: Vec<(Proto, Endpoint, u32)> = e.busiest.iter().map(|d| (d.proto, d.remote, d.ports)).collect();
+    assert_eq!(got, want);
+    assert!(e.over_threshold.is_empty());
+
+    // The text form shows the same numbers.
+    let run = stats(&[]).netns(&ns).run();
+    run.expect_code(0);
+    let tcp_all = run.stdout.lines().find(|l| l.starts_with("tcp") && l.contains("(all)")).unwrap();
+    let f: Vec<&str> = tcp_all.split_whitespace().collect();
+    assert_eq!(f[2..], [tcp.ipv4.to_string(), tcp.ipv6.to_string(), tcp.total.to_string()], "{tcp_all}");
+    drop((v4, v6));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ephemeral_exhaustion_warns_on_stderr_and_in_json() {
+    require_root();
+    let ns = Netns::new();
+    // 20 ports, 2 of them reserved: 18 usable; 16 connections to one
+    // destination use 88.8% of them, 2 to another 11.1%.
+    sysctl_in(&ns, "ip_local_port_range", "40000 40019");
+    sysctl_in(&ns, "ip_local_reserved_ports", "40018-40019");
+    let held = in_netns(&ns, || {
+        let busy = TcpListener::bind("127.0.0.1:9000").unwrap();
+        let quiet = TcpListener::bind("127.0.0.1:9001").unwrap();
+        let a = connect_n(&busy, 16);
+        let b = connect_n(&quiet, 2);
+        (busy, quiet, a, b)
+    });
+    let run = stats(&["--json"]).netns(&ns).run();
+    run.expect_code(0);
+    let st = parse(&run);
+    let e = st.ephemeral.as_ref().unwrap();
+    assert_eq!(e.range, PortSpan { lo: 40000, hi: 40019 });
+    assert_eq!(e.reserved, [PortSpan { lo: 40018, hi: 40019 }]);
+    assert_eq!((e.usable, e.destinations), (18, 2));
+    let dest = |port: u16, ports: u32, percent: f64| DestinationUsage {
+        proto: Proto::Tcp,
+        remote: Endpoint { addr: "127.0.0.1".parse().unwrap(), port },
+        ports,
+        percent,
+    };
+    assert_eq!(e.busiest, [dest(9000, 16, 88.8), dest(9001, 2, 11.1)]);
+    assert_eq!(e.over_threshold, [dest(9000, 16, 88.8)]);
+    let lines = run.stderr_lines();
+    assert_eq!(lines.len(), 1, "{}", run.dump());
+    assert!(
+        lines[0].starts_with("portctl: warning: tcp 127.0.0.1:9000: 16 of 18 ephemeral ports in use (88.8%)"),
+        "{:?}",
+        lines[0]
+    );
+    assert!(lines[0].contains("ip_local_port_range"), "{:?}", lines[0]);
+    // the JSON on stdout carries no warning text
+    assert!(!run.stdout.contains("warning"));
+
+    let run = stats(&[]).netns(&ns).run();
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("range 40000-40019, reserved 40018-40019: 18 usable; 2 destinations"),
+        "{}",
+        run.dump()
+    );
+    let row = run.stdout.lines().find(|l| l.contains("127.0.0.1:9000")).unwrap();
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["tcp", "127.0.0.1:9000", "16", "88.8%"]);
+    assert_eq!(run.stderr_lines().len(), 1);
+    drop(held);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn close_wait_owners_come_from_proc_and_no_owners_skips_them() {
+    require_root();
+    let ns = Netns::new();
+    // 7 CLOSE_WAIT sockets held by this process: the peers closed, we did not.
+    let held = in_netns(&ns, || {
+        let l = TcpListener::bind("127.0.0.1:9000").unwrap();
+        let servers: Vec<TcpStream> = connect_n(&l, 7).into_iter().map(|(_c, s)| s).collect();
+        (l, servers)
+    });
+    wait_until("7 CLOSE_WAIT sockets", || ss_count(&ns, "close-wait") == 7);
+
+    let run = stats(&["--json"]).netns(&ns).run();
+    run.expect_code(0);
+    assert_eq!(run.stderr, "");
+    let cw = parse(&run).close_wait.unwrap();
+    assert_eq!((cw.total, cw.unowned, cw.processes.len()), (7, 0, 1));
+    assert_eq!((cw.processes[0].pid, cw.processes[0].count), (std::process::id(), 7));
+    assert_eq!(cw.processes[0].user, "root");
+
+    // As nobody, root's descriptors are unreadable: the walk says so...
+    let _copy;
+    let bin = if executable_by_others(&portctl_path()) {
+        portctl_path()
+    } else {
+        let dir = TempDir::new();
+        let to = dir.path().join("portctl");
+        std::fs::copy(portctl_path(), &to).unwrap();
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        _copy = dir;
+        to
+    };
+    let run = stats(&["--json"]).netns(&ns).as_user(65534, 65534, &bin).run();
+    run.expect_code(0);
+    let cw = parse(&run).close_wait.unwrap();
+    assert_eq!((cw.total, cw.unowned), (7, 7));
+    assert!(run.stderr.contains("owners of 7 sockets are hidden"), "{}", run.dump());
+    // ...and with --no-owners there is no walk: no owners, no warning.
+    let run = stats(&["--json", "--no-owners"]).netns(&ns).as_user(65534, 65534, &bin).run();
+    run.expect_code(0);
+    assert_eq!(run.stderr, "", "--no-owners must not walk /proc");
+    let st = parse(&run);
+    assert!(st.close_wait.is_none());
+    assert_eq!(count(&st, Proto::Tcp, State::CloseWait), 7);
+    drop(held);
+}
