@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what the tests need (iproute2 for ss/ip,
-# util-linux for setpriv, procps) when missing. As root it also runs the
-# root-only tests (network namespaces, other users): --include-ignored.
+# util-linux for setpriv, procps, prometheus for promtool, groff-base and
+# bsdextrautils for the man page and `column -t` checks) when missing,
+# without recommends (prometheus recommends node-exporter, a listener on
+# :9100). As root it also runs the root-only tests (network namespaces,
+# other users): --include-ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,9 +12,12 @@ need=()
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v groff >/dev/null 2>&1 || need+=(groff-base)
+command -v column >/dev/null 2>&1 || need+=(bsdextrautils)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     else
         echo "scripts/test.sh: missing ${need[*]}; install them (apt-get install ${need[*]})" >&2
         exit 2

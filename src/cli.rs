@@ -1,5 +1,7 @@
-//! Command-line definitions (clap derive) and nothing else: no I/O, so that a
-//! build script can `include!` this file for completions and a man page.
+//! Command-line definitions (clap derive) and nothing else: no I/O, so that
+//! `build.rs` can compile this file for completions and man pages. It may name
+//! only `crate::filter` and `crate::model` items (build.rs compiles those two
+//! alongside it).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -8,12 +10,19 @@ use crate::filter::{Cidr, DurationArg, PortRange, PortSpec, SignalSpec, StateSpe
 /// Who holds this port, and why: sockets, their processes and a diagnosis,
 /// straight from the kernel (sock_diag).
 #[derive(Debug, Parser)]
-#[command(name = "portctl", version, about, max_term_width = 100)]
+#[command(name = "portctl", version = VERSION, about, max_term_width = 100)]
 #[command(after_help = "Exit status: 0 something matched, 1 nothing matched, 2 error.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `0.1.0 (b0b67b1 2026-11-21)`: the crate version and, when built from a git
+/// checkout, the commit (set by build.rs; build.rs itself sees the fallback).
+pub const VERSION: &str = match option_env!("PORTCTL_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -29,6 +38,9 @@ pub enum Command {
     Kill(KillArgs),
     /// Block until a listener appears on a port (or, with --free, is gone).
     Wait(WaitArgs),
+    /// A live view of `listen` (default) or `conns`: redrawn every interval,
+    /// changes marked; --events prints JSON lines instead.
+    Watch(WatchArgs),
     /// Connections: TCP and UDP sockets with their owners, established by
     /// default, any state on request (the `ss -tuanp` question).
     #[command(visible_alias = "c")]
@@ -37,17 +49,52 @@ pub enum Command {
     /// TIME_WAIT top talkers; CLOSE_WAIT by process.
     #[command(after_help = "Exit status: 0 (a summary always matches), 2 error.")]
     Stats(StatsArgs),
+    /// Print a shell completion script: bash, zsh or fish (see docs/install.md).
+    Completions(CompletionsArgs),
+    /// Print a manual page (roff): `portctl man | man -l -`, `portctl man listen`.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
     #[command(flatten)]
+    pub ns: NetnsArgs,
+    /// Add the owners' context: systemd unit, container.
+    #[arg(long)]
+    pub context: bool,
+    #[command(flatten)]
     pub sel: SelectArgs,
     /// Only these local ports; repeatable, ranges allowed (8000-8100).
     #[arg(long, short = 'p', value_name = "PORT[-PORT]")]
     pub port: Vec<PortRange>,
+    /// Output format; `prometheus` is the text exposition format for
+    /// node_exporter's textfile collector (docs/prometheus.md). `--json` is
+    /// `--format json`.
+    #[arg(long, value_enum, value_name = "FORMAT", conflicts_with_all = ["json", "jsonl"])]
+    pub format: Option<ListenFormat>,
     #[command(flatten)]
     pub out: OutputArgs,
+}
+
+impl ListenArgs {
+    /// The shared output options, with `--format table|json|jsonl` folded in.
+    pub fn out_args(&self) -> OutputArgs {
+        let mut out = self.out;
+        match self.format {
+            Some(ListenFormat::Json) => out.json = true,
+            Some(ListenFormat::Jsonl) => out.jsonl = true,
+            _ => {}
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListenFormat {
+    Table,
+    Json,
+    Jsonl,
+    Prometheus,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +103,8 @@ pub struct WhoArgs {
     /// service name (postgresql, https/tcp).
     #[arg(value_name = "SPEC")]
     pub spec: PortSpec,
+    #[command(flatten)]
+    pub ns: NetnsArgs,
     /// One JSON object: spec, verdict, holders, sockets, hints.
     #[arg(long)]
     pub json: bool,
@@ -73,6 +122,11 @@ impl WhoArgs {
 
 #[derive(Debug, Args)]
 pub struct ConnsArgs {
+    #[command(flatten)]
+    pub ns: NetnsArgs,
+    /// Add the owners' context: systemd unit, container.
+    #[arg(long)]
+    pub context: bool,
     #[command(flatten)]
     pub sel: SelectArgs,
     /// States or groups (all, connected, synchronized, bucket, big);
@@ -118,6 +172,8 @@ pub struct ConnsArgs {
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
+    #[command(flatten)]
+    pub ns: NetnsArgs,
     /// Skip the CLOSE_WAIT-by-process section and the /proc walk it needs.
     #[arg(long)]
     pub no_owners: bool,
@@ -127,6 +183,11 @@ pub struct StatsArgs {
     /// One JSON object with the same numbers (see docs/json.md).
     #[arg(long)]
     pub json: bool,
+    /// Output format; `prometheus` is the text exposition format for
+    /// node_exporter's textfile collector (docs/prometheus.md). `--json` is
+    /// `--format json`.
+    #[arg(long, value_enum, value_name = "FORMAT", conflicts_with = "json")]
+    pub format: Option<StatsFormat>,
     /// Colour: auto (terminal and no NO_COLOR), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -135,8 +196,52 @@ pub struct StatsArgs {
 impl StatsArgs {
     /// The shared output options this command uses.
     pub fn out_args(&self) -> OutputArgs {
-        OutputArgs { json: self.json, jsonl: false, no_header: false, color: self.color }
+        let json = self.json || self.format == Some(StatsFormat::Json);
+        OutputArgs { json, jsonl: false, no_header: false, color: self.color }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    Table,
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl Shell {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shell::Bash => "bash",
+            Shell::Zsh => "zsh",
+            Shell::Fish => "fish",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A command's page (listen, who, ..., watch-listen); none: the main
+    /// page, portctl(1).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Write every page (portctl.1, portctl-listen.1, ...) into this
+    /// directory instead of printing one.
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath, conflicts_with = "command")]
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +292,41 @@ pub struct WaitArgs {
     /// Time between polls.
     #[arg(long, short = 'i', default_value = "100ms", value_name = "DURATION", allow_hyphen_values = true)]
     pub interval: DurationArg,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Time between refreshes.
+    #[arg(long, short = 'i', default_value = "1s", value_name = "DURATION", allow_hyphen_values = true)]
+    pub interval: DurationArg,
+    /// One JSON line per change: {"event": "added"|"removed"|"state", "socket": {...}}.
+    #[arg(long)]
+    pub events: bool,
+    /// Stop after this many refreshes (default: until Ctrl-C or stdout closes).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    #[command(subcommand)]
+    pub what: Option<WatchWhat>,
+}
+
+/// What `watch` re-runs.
+#[derive(Debug, Subcommand)]
+pub enum WatchWhat {
+    /// `portctl listen` with its options.
+    Listen(ListenArgs),
+    /// `portctl conns` with its options.
+    Conns(Box<ConnsArgs>),
+}
+
+/// Which network namespaces to look into.
+#[derive(Debug, Args, Clone, Default)]
+pub struct NetnsArgs {
+    /// A network namespace: a name under /run/netns, an nsfs path, or pid:PID.
+    #[arg(long, value_name = "NAME|PATH|pid:PID", conflicts_with = "all_netns")]
+    pub netns: Option<String>,
+    /// Every network namespace on the host (needs root).
+    #[arg(long, short = 'A')]
+    pub all_netns: bool,
 }
 
 /// Protocol and address family selection shared by every command.

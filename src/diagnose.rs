@@ -196,6 +196,7 @@ mod tests {
             owners: vec![],
             owners_hidden: false,
             tcp_info: None,
+            netns: None,
         }
     }
 

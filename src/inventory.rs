@@ -9,7 +9,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::model::{Exposure, Owner, Socket, State};
+use crate::model::{Exposure, Owner, Socket, State, StateSet};
+use crate::netns::Netns;
 use crate::procs::{OwnerMap, ProcTable};
 use crate::report::Report;
 use crate::services;
@@ -30,49 +31,178 @@ pub struct Inventory {
     pub sockets: Vec<Socket>,
     pub procs: ProcTable,
     pub map: Option<OwnerMap>,
+    /// Namespaces that could not be entered (`Scope::WithOthers` only).
+    pub unreadable_netns: Vec<String>,
 }
 
-/// Runs the query and attaches owners. Notes and warnings go to `report`.
+/// Which network namespaces to read.
+#[derive(Debug)]
+pub enum Scope {
+    /// The one portctl runs in; sockets carry no `netns` field.
+    Current,
+    /// `--netns X`: that one; failing to enter it is an error.
+    One(Netns),
+    /// `--all-netns`: every one found; those that cannot be entered are
+    /// reported and skipped.
+    All(Vec<Netns>),
+    /// `who`: one namespace that matters (tagged only when it is not the
+    /// current one) and the others for context, asked for listeners and
+    /// bound sockets only; those that cannot be entered are listed in
+    /// `Inventory::unreadable_netns`, not warned about.
+    WithOthers(Netns, Vec<Netns>),
+}
+
+impl Scope {
+    fn namespaces(&self) -> Vec<Option<&Netns>> {
+        match self {
+            Scope::Current => vec![None],
+            Scope::One(n) => vec![Some(n)],
+            Scope::All(v) => v.iter().map(Some).collect(),
+            Scope::WithOthers(main, others) => std::iter::once(main).chain(others).map(Some).collect(),
+        }
+    }
+}
+
+/// Runs the query in the current namespace and attaches owners.
 pub fn collect(query: &sock_diag::Query, owners: Owners, report: &mut Report) -> Result<Inventory> {
+    collect_in(&Scope::Current, query, owners, report)
+}
+
+/// Runs the query in every namespace of `scope` (each on a thread that has
+/// entered it) while one /proc walk, on other threads, maps inodes to
+/// owners: socket inodes are unique host-wide, so one walk serves all.
+/// Notes and warnings go to `report`.
+pub fn collect_in(scope: &Scope, query: &sock_diag::Query, owners: Owners, report: &mut Report) -> Result<Inventory> {
     let proc_root = Path::new("/proc");
-    let (dump, map) = if owners == Owners::Resolve {
+    let (dumps, map) = if owners == Owners::Resolve {
         std::thread::scope(|s| {
             let walker = s.spawn(|| OwnerMap::build(proc_root, crate::procs::default_threads()));
-            let dump = sock_diag::dump(query);
+            let dumps = dump_all(scope, query);
             let map = walker.join().unwrap_or_else(|_| Err(std::io::Error::other("the /proc walk panicked")));
-            (dump, Some(map))
+            (dumps, Some(map))
         })
     } else {
-        (sock_diag::dump(query), None)
+        (dump_all(scope, query), None)
     };
-    let dump = dump.context("could not read the kernel's socket table")?;
-    for n in dump.notes {
-        report.note(n);
+    let mut sockets = Vec::new();
+    let mut failed = Vec::new();
+    for (ns, dump) in dumps {
+        let dump = match dump {
+            Ok(d) => d,
+            Err(e) if tolerates_failure(scope, ns) => {
+                failed.push(format!("{}: {e:#}", ns.map_or("?".to_string(), |n| n.describe())));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for n in dump.notes {
+            report.note(n);
+        }
+        let mut socks = dump.sockets;
+        if let Some(ns) = ns.filter(|n| !(is_main(scope, n) && n.current)) {
+            for s in &mut socks {
+                s.netns = Some(Box::new(ns.id.clone()));
+            }
+        }
+        sockets.extend(socks);
+    }
+    let mut unreadable_netns = Vec::new();
+    if matches!(scope, Scope::WithOthers(..)) {
+        unreadable_netns = failed;
+    } else if !failed.is_empty() {
+        report.warn(format!(
+            "could not look into {} network namespace{}: {}",
+            failed.len(),
+            plural(failed.len()),
+            failed.join("; ")
+        ));
     }
     let map = match map {
         Some(m) => Some(m.context("could not walk /proc")?),
         None => None,
     };
     let mut procs = ProcTable::new(proc_root);
-    let mut sockets = dump.sockets;
     if let Some(map) = &map {
         attach_owners(&mut sockets, map, &mut procs, report);
     }
-    enrich(&mut sockets);
-    Ok(Inventory { sockets, procs, map })
+    Ok(Inventory { sockets, procs, map, unreadable_netns })
+}
+
+/// A namespace that cannot be read is skipped (and reported) only when the
+/// user did not name it: with --all-netns, or as one of `who`'s others.
+fn tolerates_failure(scope: &Scope, ns: Option<&Netns>) -> bool {
+    match scope {
+        Scope::All(_) => true,
+        Scope::WithOthers(..) => ns.is_some_and(|n| !is_main(scope, n)),
+        Scope::Current | Scope::One(_) => false,
+    }
+}
+
+fn is_main(scope: &Scope, n: &Netns) -> bool {
+    matches!(scope, Scope::WithOthers(main, _) if main.id.inode == n.id.inode)
+}
+
+/// One dump per namespace, each enriched (interface names) from inside it.
+///
+/// `who`'s other namespaces are asked for listeners and bound UDP sockets
+/// only: the kernel keeps one established hash and one bind hash for all
+/// namespaces and walks all of it for any dump that wants those states
+/// (50 ms at 130k sockets), while listeners have a small table of their own.
+fn dump_all<'a>(scope: &'a Scope, query: &sock_diag::Query) -> Vec<(Option<&'a Netns>, Result<sock_diag::Dump>)> {
+    let others = sock_diag::Query {
+        states: StateSet::of(&[State::Listen, State::Unconn]),
+        bound_inactive: false,
+        ..query.clone()
+    };
+    let one = |q: &sock_diag::Query| -> Result<sock_diag::Dump> {
+        let mut d = sock_diag::dump(q).context("could not read the kernel's socket table")?;
+        enrich(&mut d.sockets);
+        Ok(d)
+    };
+    scope
+        .namespaces()
+        .into_iter()
+        .map(|ns| {
+            let q = match (scope, ns) {
+                (Scope::WithOthers(..), Some(n)) if !is_main(scope, n) => &others,
+                _ => query,
+            };
+            let r = match ns {
+                None => one(q),
+                Some(n) => n.run(|| one(q)).map_err(anyhow::Error::from).and_then(|r| r),
+            };
+            (ns, r)
+        })
+        .collect()
 }
 
 /// Fills `owners` / `owners_hidden`, and tells the report what stayed unknown.
 pub fn attach_owners(sockets: &mut [Socket], map: &OwnerMap, procs: &mut ProcTable, report: &mut Report) {
     let mut hidden = 0usize;
     let mut not_found = 0usize;
+    // Sockets of one process tend to come together: skip the table lookup.
+    let mut last: Option<std::sync::Arc<crate::procs::ProcInfo>> = None;
     for s in sockets.iter_mut() {
         let links = if s.inode == 0 { &[][..] } else { map.owners_of(s.inode) };
         s.owners = links
             .iter()
             .map(|l| {
-                let p = procs.info(l.pid);
-                Owner { pid: l.pid, name: p.name.clone(), user: p.user.clone(), fd: l.fd, cmdline: p.cmdline.clone() }
+                let p = match &last {
+                    Some(p) if p.pid == l.pid => p.clone(),
+                    _ => {
+                        let p = procs.info(l.pid);
+                        last = Some(p.clone());
+                        p
+                    }
+                };
+                Owner {
+                    pid: l.pid,
+                    name: p.name.clone(),
+                    user: p.user.clone(),
+                    fd: l.fd,
+                    cmdline: p.cmdline.clone(),
+                    context: None,
+                }
             })
             .collect();
         if s.owners.is_empty() && !s.is_unowned_by_nature() {
@@ -109,6 +239,15 @@ pub fn attach_owners(sockets: &mut [Socket], map: &OwnerMap, procs: &mut ProcTab
     }
     for (pid, e) in map.errors.iter().take(3) {
         report.warn(format!("could not read /proc/{pid}/fd: {e}"));
+    }
+}
+
+/// `--context`: each owner's systemd unit and container.
+pub fn attach_context(sockets: &mut [Socket], procs: &mut ProcTable) {
+    for s in sockets.iter_mut() {
+        for o in s.owners.iter_mut() {
+            o.context = procs.context(o.pid).map(Box::new);
+        }
     }
 }
 

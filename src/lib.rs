@@ -18,6 +18,7 @@ pub mod error;
 pub mod filter;
 pub mod inventory;
 pub mod model;
+pub mod netns;
 pub mod procs;
 pub mod query;
 pub mod render;
@@ -42,8 +43,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Who(args) => commands::who::run(args, &mut out, &mut report),
         Command::Kill(args) => commands::kill::run(args, &mut out, &mut report),
         Command::Wait(args) => commands::wait::run(args, &mut out, &mut report),
+        Command::Watch(args) => commands::watch::run(args, &mut out, &mut report),
         Command::Conns(args) => commands::conns::run(args, &mut out, &mut report),
         Command::Stats(args) => commands::stats::run(args, &mut out, &mut report),
+        Command::Completions(args) => commands::completions::run(args, &mut out),
+        Command::Man(args) => commands::man::run(args, &mut out),
     };
     let flushed = out.flush();
     report.flush();

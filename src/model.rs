@@ -325,6 +325,31 @@ pub enum TimerKind {
     Probe,
 }
 
+/// Where a process runs, from its cgroup (see docs/containers.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Context {
+    /// The cgroup path (v2 unified line, else the first v1 hierarchy's).
+    pub cgroup: String,
+    /// systemd unit: `nginx.service`, `session-3.scope`.
+    pub unit: Option<String>,
+    pub container: Option<Container>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    /// `docker`, `containerd`, `cri-o`, `podman`, `lxc`.
+    pub runtime: String,
+    /// Full id (64 hex) or, for LXC, the container name.
+    pub id: String,
+    /// Kubernetes pod uid, when the path names one.
+    pub pod_uid: Option<String>,
+    /// Container name, when the runtime's metadata is readable locally
+    /// (Docker's config.v2.json, Podman's containers.json).
+    pub name: Option<String>,
+}
+
 /// A process that holds a socket through one of its file descriptors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,6 +364,9 @@ pub struct Owner {
     /// Full command line, arguments joined by spaces; empty for kernel threads
     /// and zombies.
     pub cmdline: Arc<str>,
+    /// Only with `--context`: systemd unit and container of the process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Box<Context>>,
 }
 
 /// TCP essentials from `INET_DIAG_INFO` (struct tcp_info), `conns --extended`.
@@ -352,6 +380,26 @@ pub struct TcpInfo {
     pub snd_cwnd: u32,
     pub bytes_sent: Option<u64>,
     pub bytes_received: Option<u64>,
+}
+
+/// The network namespace a socket lives in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetnsRef {
+    /// nsfs inode: what `ip netns identify`, `lsns` and `/proc/PID/ns/net` show.
+    pub inode: u64,
+    /// `ip netns` name, `docker:<sandbox>`, or `pid:PID` when only a process
+    /// is known to live there; null when it has none.
+    pub name: Option<String>,
+}
+
+impl fmt::Display for NetnsRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => f.write_str(n),
+            None => write!(f, "net:[{}]", self.inode),
+        }
+    }
 }
 
 /// One socket, as the kernel reports it, plus the processes holding it.
@@ -387,6 +435,9 @@ pub struct Socket {
     /// Only with `conns --extended`, TCP only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_info: Option<Box<TcpInfo>>,
+    /// Only with `--netns` or `--all-netns`: the namespace it lives in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Box<NetnsRef>>,
 }
 
 impl Socket {
@@ -434,6 +485,15 @@ mod tests {
         assert_eq!(StateSet::all().kernel_mask(Proto::Tcp), 0xffe);
         assert_eq!(StateSet::all().kernel_mask(Proto::Udp), (1 << 1) | (1 << 7));
         assert!(StateSet::EMPTY.is_empty());
+    }
+
+    /// A guard on memory: `conns --state all` holds one Socket (and usually
+    /// one Owner) per socket on the host, 130k+ on a busy one (issue 5:
+    /// peak RSS at most 64 MiB). Rarely used parts are boxed.
+    #[test]
+    fn records_stay_small() {
+        assert!(std::mem::size_of::<Socket>() <= 176, "Socket is {} bytes", std::mem::size_of::<Socket>());
+        assert!(std::mem::size_of::<Owner>() <= 64, "Owner is {} bytes", std::mem::size_of::<Owner>());
     }
 
     #[test]

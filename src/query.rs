@@ -243,3 +243,29 @@ pub fn port_query(port: u16, protos: &[Proto], states: StateSet, bound_inactive:
         source: source(),
     }
 }
+
+/// The namespaces `--netns` / `--all-netns` name. Namespaces that cannot be
+/// opened during discovery are reported, not fatal.
+pub fn scope(
+    a: &crate::cli::NetnsArgs,
+    report: &mut crate::report::Report,
+) -> Result<crate::inventory::Scope, UserError> {
+    use crate::inventory::Scope;
+    use crate::netns::{Netns, discover};
+    if let Some(spec) = &a.netns {
+        return Ok(Scope::One(Netns::open(spec)?));
+    }
+    if !a.all_netns {
+        return Ok(Scope::Current);
+    }
+    let (all, denied) = discover();
+    if !denied.is_empty() {
+        report.warn(format!(
+            "{} network namespace{} could not be opened (run as root to see them): {}",
+            denied.len(),
+            if denied.len() == 1 { "" } else { "s" },
+            denied.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        ));
+    }
+    Ok(Scope::All(all))
+}

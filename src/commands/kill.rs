@@ -107,7 +107,11 @@ pub fn run(args: &KillArgs, w: &mut impl Write, report: &mut Report) -> Result<i
         message: String::new(),
     };
     if holders.is_empty() {
-        out.message = nothing_to_kill(&label, &sockets);
+        out.message = if hidden > 0 {
+            format!("nothing portctl may signal: the holders of {label} are hidden from you (run as root)")
+        } else {
+            nothing_to_kill(&label, &sockets)
+        };
         return finish(w, args, &out, EXIT_NO_MATCH);
     }
 

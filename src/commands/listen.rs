@@ -5,35 +5,57 @@ use std::io::Write;
 use anyhow::Result;
 use comfy_table::Color;
 
-use crate::cli::ListenArgs;
+use crate::cli::{ListenArgs, ListenFormat};
 use crate::inventory::{self, Owners};
 use crate::model::{Exposure, Socket};
 use crate::query::{self, Format, Output, Selection};
-use crate::render::{self, json, table};
+use crate::render::{self, json, prometheus, table};
 use crate::report::{self, Report};
 
 pub fn run(args: &ListenArgs, w: &mut impl Write, report: &mut Report) -> Result<i32> {
-    let sel = Selection::from_args(&args.sel);
-    let out = Output::from_args(&args.out);
-    let q = query::listen_query(&sel, &args.port);
-    let inv = inventory::collect(&q, Owners::Resolve, report)?;
-    let mut sockets: Vec<Socket> = inv.sockets.into_iter().filter(|s| sel.keeps(s)).collect();
-    sort(&mut sockets);
+    let out = Output::from_args(&args.out_args());
+    let sockets = gather(args, report)?;
+    if args.format == Some(ListenFormat::Prometheus) {
+        // A complete snapshot even when empty: exit 0, so that a textfile
+        // writer (`... > f.tmp && mv f.tmp f`) replaces the previous one.
+        prometheus::listen(w, &sockets)?;
+        return Ok(report::EXIT_MATCHED);
+    }
     match out.format {
         Format::Json | Format::Jsonl => json::records(w, &sockets, out.format)?,
-        Format::Table => write_table(w, &sockets, &out)?,
+        Format::Table => write_table(w, &sockets, &out, args.context)?,
     }
     Ok(report::status(!sockets.is_empty()))
 }
 
-/// By port, then address, then protocol.
-pub fn sort(sockets: &mut [Socket]) {
-    sockets.sort_by_key(|s| (s.local.port, s.local.addr, s.proto));
+/// The sockets `listen` shows, sorted (also one refresh of `watch listen`).
+pub fn gather(args: &ListenArgs, report: &mut Report) -> Result<Vec<Socket>> {
+    let sel = Selection::from_args(&args.sel);
+    let q = query::listen_query(&sel, &args.port);
+    let scope = query::scope(&args.ns, report)?;
+    let mut inv = inventory::collect_in(&scope, &q, Owners::Resolve, report)?;
+    let mut sockets: Vec<Socket> = inv.sockets.into_iter().filter(|s| sel.keeps(s)).collect();
+    if args.context {
+        inventory::attach_context(&mut sockets, &mut inv.procs);
+    }
+    sort(&mut sockets);
+    Ok(sockets)
 }
 
-fn write_table(w: &mut impl Write, sockets: &[Socket], out: &Output) -> std::io::Result<()> {
+/// By port, then address, then protocol.
+pub fn sort(sockets: &mut [Socket]) {
+    sockets.sort_by_cached_key(|s| (s.local.port, s.local.addr, s.proto));
+}
+
+fn write_table(w: &mut impl Write, sockets: &[Socket], out: &Output, context: bool) -> std::io::Result<()> {
+    let (columns, rows) = table_rows(sockets, context);
+    table::write(w, &columns, rows, out)
+}
+
+/// Columns and rows of the `listen` table (also used by `watch`).
+pub fn table_rows(sockets: &[Socket], context: bool) -> (Vec<table::Column>, Vec<Vec<table::Styled>>) {
     use table::{col, num};
-    let columns = [
+    let mut columns = vec![
         col("PROTO"),
         col("LOCAL"),
         num("PORT"),
@@ -58,8 +80,10 @@ fn write_table(w: &mut impl Write, sockets: &[Socket], out: &Output) -> std::io:
                 users.into(),
             ]
         })
-        .collect();
-    table::write(w, &columns, rows, out)
+        .collect::<Vec<_>>();
+    let mut rows = rows;
+    render::decorate(&mut columns, &mut rows, sockets, context);
+    (columns, rows)
 }
 
 /// `wildcard`, `loopback`, `address(eth0)`, coloured by reach.

@@ -18,12 +18,12 @@ use std::path::Path;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::StatsArgs;
+use crate::cli::{StatsArgs, StatsFormat};
 use crate::inventory::{self, Owners};
 use crate::model::{Endpoint, Family, JSON_SCHEMA_VERSION, Proto, Socket, State};
 use crate::procs::{OwnerMap, ProcTable};
 use crate::query::{self, Format, Output};
-use crate::render::{json, sanitize, table};
+use crate::render::{json, prometheus, sanitize, table};
 use crate::report::{self, Report};
 
 /// Warn when one destination uses more than this share of the usable range.
@@ -157,7 +157,8 @@ pub struct ProcessCount {
 
 pub fn run(args: &StatsArgs, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     let out = Output::from_args(&args.out_args());
-    let inv = inventory::collect(&query::stats_query(), Owners::Skip, report)?;
+    let scope = query::scope(&args.ns, report)?;
+    let inv = inventory::collect_in(&scope, &query::stats_query(), Owners::Skip, report)?;
     let mut procs = inv.procs;
     let sockets = inv.sockets;
     let (protocols, states) = counts(&sockets);
@@ -182,6 +183,7 @@ pub fn run(args: &StatsArgs, w: &mut impl Write, report: &mut Report) -> Result<
         close_wait,
     };
     match out.format {
+        _ if args.format == Some(StatsFormat::Prometheus) => prometheus::stats(w, &stats)?,
         Format::Table => write_text(w, &stats, &out)?,
         _ => json::object(w, &stats)?,
     }
@@ -552,6 +554,7 @@ mod tests {
             owners: Vec::new(),
             owners_hidden: false,
             tcp_info: None,
+            netns: None,
         }
     }
 
@@ -564,6 +567,7 @@ mod tests {
                 user: Arc::from("alice"),
                 fd: 3,
                 cmdline: Arc::from(name),
+                context: None,
             })
             .collect();
         s

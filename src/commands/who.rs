@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::WhoArgs;
 use crate::diagnose::{self, BindCheck, Outcome};
-use crate::inventory::{self, Owners, plural};
+use crate::inventory::{self, Owners, Scope, plural};
 use crate::model::{Proto, Socket, State, StateSet};
+use crate::netns::{self, Netns};
 use crate::procs::context::Context;
 use crate::query::{self, Output};
 use crate::render::{self, sanitize::escape};
@@ -25,8 +26,11 @@ pub struct WhoReport {
     pub spec: SpecOut,
     pub verdict: Verdict,
     pub holders: Vec<Holder>,
-    /// Every socket on the port, any state.
+    /// Every socket on the port, any state, in the namespace asked about.
     pub sockets: Vec<Socket>,
+    /// Sockets on the port in other network namespaces (each with `netns`):
+    /// they never block a bind here, but answer "my container listens on it".
+    pub other_netns: Vec<Socket>,
     pub hints: Vec<String>,
 }
 
@@ -77,12 +81,23 @@ pub fn run(args: &WhoArgs, w: &mut impl Write, report: &mut Report) -> Result<i3
     let port = query::resolve_port(spec)?;
     let protos = query::spec_protos(spec);
     let q = query::port_query(port, &protos, StateSet::all(), true);
-    let mut inv = inventory::collect(&q, Owners::Resolve, report)?;
+    // The namespace asked about decides the verdict; every other namespace
+    // we can enter is looked at too, for "it is free here, but ...".
+    let main = match &args.ns.netns {
+        Some(spec) => Netns::open(spec)?,
+        None => Netns::current().map_err(|e| anyhow::anyhow!("cannot open /proc/thread-self/ns/net: {e}"))?,
+    };
+    let others: Vec<Netns> = netns::discover().0.into_iter().filter(|n| n.id.inode != main.id.inode).collect();
+    let main_inode = main.id.inode;
+    // Per-namespace sysctls (bindv6only, port ranges) are read from inside it.
+    let sys = main.run(Sysctls::read)?;
+    let scope = Scope::WithOthers(main, others);
+    let mut inv = inventory::collect_in(&scope, &q, Owners::Resolve, report)?;
     crate::commands::listen::sort(&mut inv.sockets);
-    let sockets = inv.sockets;
+    let (sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
+        inv.sockets.into_iter().partition(|s| s.netns.as_ref().is_none_or(|n| n.inode == main_inode));
 
     let holders = holders(&sockets, &mut inv.procs);
-    let sys = Sysctls::read();
     let mut binds = Vec::new();
     for &proto in &protos {
         for addr in candidates(spec.addr) {
@@ -95,7 +110,8 @@ pub fn run(args: &WhoArgs, w: &mut impl Write, report: &mut Report) -> Result<i3
     };
     let in_use = sockets.iter().any(|s| !s.is_unowned_by_nature() && relevant(s));
     let summary = protos.iter().map(|&p| verdict_line(p, port, spec.addr, &sockets, &binds)).collect();
-    let hints = hints(port, &protos, &sockets, &holders, &binds, &sys);
+    let mut hints = hints(port, &protos, &sockets, &holders, &binds, &sys);
+    hints.extend(netns_hints(port, &sockets, &other_netns, &inv.unreadable_netns));
     let out = WhoReport {
         spec: SpecOut {
             port,
@@ -106,6 +122,7 @@ pub fn run(args: &WhoArgs, w: &mut impl Write, report: &mut Report) -> Result<i3
         verdict: Verdict { in_use, summary, binds },
         holders,
         sockets,
+        other_netns,
         hints,
     };
     if args.json {
@@ -168,6 +185,18 @@ fn holders(sockets: &[Socket], procs: &mut crate::procs::ProcTable) -> Vec<Holde
             notes.push(format!(
                 "its parent is pid 1 ({init}): if the server that opened this socket has exited, this process kept it"
             ));
+        }
+        if let Some((ip, cport)) = crate::procs::context::proxy_target(&info.cmdline) {
+            let target = crate::model::Endpoint { addr: ip, port: cport };
+            let container = procs.runtimes().docker_by_ip(ip);
+            notes.push(match container {
+                Some((id, name)) => format!(
+                    "a userland proxy: traffic goes to container {} ({}) at {target}",
+                    if name.is_empty() { "?" } else { &name },
+                    &id[..id.len().min(12)]
+                ),
+                None => format!("a userland proxy: traffic goes to {target} (a container's address)"),
+            });
         }
         out.push(Holder {
             pid,
@@ -367,6 +396,33 @@ fn hints(
     h
 }
 
+/// What the other namespaces add: the port is taken elsewhere, or could not
+/// be checked elsewhere.
+fn netns_hints(port: u16, here: &[Socket], others: &[Socket], unreadable: &[String]) -> Vec<String> {
+    let mut h = Vec::new();
+    let listening_here = here.iter().any(|s| matches!(s.state, State::Listen | State::Unconn));
+    let elsewhere: Vec<&Socket> = others.iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).collect();
+    if let Some(s) = elsewhere.first() {
+        let who =
+            s.owners.first().map(|o| format!("{} (pid {})", escape(&o.name), o.pid)).unwrap_or("a process".into());
+        let ns = s.netns.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        let more = if elsewhere.len() > 1 { format!(" and {} more", elsewhere.len() - 1) } else { String::new() };
+        h.push(format!(
+            "{}{who} listens on {} in network namespace {ns}{more}: another namespace's port never blocks a bind here; reach it through that namespace's addresses or port mapping",
+            if listening_here { "" } else { "free here, but " },
+            s.local
+        ));
+    }
+    if !unreadable.is_empty() {
+        h.push(format!(
+            "could not look into {} other network namespace{} (run as root to check whether port {port} is used there)",
+            unreadable.len(),
+            plural(unreadable.len())
+        ));
+    }
+    h
+}
+
 fn write_text(w: &mut impl Write, r: &WhoReport, out: &Output) -> std::io::Result<()> {
     let bold = |s: &str| if out.color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
     for line in &r.verdict.summary {
@@ -398,7 +454,8 @@ fn write_text(w: &mut impl Write, r: &WhoReport, out: &Output) -> std::io::Resul
                 }
                 if let Some(ct) = &c.container {
                     let short = &ct.id[..ct.id.len().min(12)];
-                    writeln!(w, "    container {} {}", ct.runtime, escape(short))?;
+                    let name = ct.name.as_deref().map(|n| format!(" ({})", escape(n))).unwrap_or_default();
+                    writeln!(w, "    container {} {}{name}", ct.runtime, escape(short))?;
                 }
             }
             let held: Vec<String> = r
@@ -453,6 +510,17 @@ fn write_text(w: &mut impl Write, r: &WhoReport, out: &Output) -> std::io::Resul
                 }
             };
             writeln!(w, "  {proto} {:<11} {:>5}  {detail}", state.label(), v.len())?;
+        }
+    }
+    if !r.other_netns.is_empty() {
+        writeln!(w, "\n{}", bold("in other network namespaces"))?;
+        let ns_name = |s: &Socket| s.netns.as_ref().map(|n| escape(&n.to_string()).into_owned()).unwrap_or_default();
+        let width = r.other_netns.iter().map(|s| ns_name(s).chars().count()).max().unwrap_or(0);
+        for s in &r.other_netns {
+            let (pids, names, _) = render::owner_columns(s);
+            let remote = s.remote.map(|r| format!(" -> {r}")).unwrap_or_default();
+            let (proto, state) = (render::proto_label(s), s.state.label());
+            writeln!(w, "  {:<width$}  {proto} {state} {}{remote}  {names} (pid {pids})", ns_name(s), s.local)?;
         }
     }
     writeln!(w, "\n{}", bold(&format!("a new bind() on port {}", r.spec.port)))?;

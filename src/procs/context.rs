@@ -1,28 +1,10 @@
 //! Where a process runs, from `/proc/PID/cgroup`: its systemd unit and, for
 //! containers, the runtime and container id (Kubernetes: the pod uid too).
 
-use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Context {
-    /// The cgroup path (v2 unified line, else the first v1 hierarchy's).
-    pub cgroup: String,
-    /// systemd unit: `nginx.service`, `session-3.scope`.
-    pub unit: Option<String>,
-    pub container: Option<Container>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Container {
-    /// `docker`, `containerd`, `cri-o`, `podman`, `lxc`.
-    pub runtime: String,
-    /// Full id (64 hex) or, for LXC, the container name.
-    pub id: String,
-    /// Kubernetes pod uid, when the path names one.
-    pub pod_uid: Option<String>,
-}
+pub use crate::model::{Container, Context};
 
 /// Parses the text of `/proc/PID/cgroup`.
 pub fn parse(text: &str) -> Option<Context> {
@@ -61,7 +43,7 @@ fn container(path: &str) -> Option<Container> {
     let pod_uid = path.split('/').find_map(pod_uid);
     for comp in path.split('/').rev() {
         if let Some((runtime, id)) = container_in(comp) {
-            return Some(Container { runtime: runtime.to_string(), id, pod_uid });
+            return Some(Container { runtime: runtime.to_string(), id, pod_uid, name: None });
         }
     }
     // cgroup v1 style: /docker/<id>, /kubepods/burstable/pod<uid>/<id>, /lxc/<name>
@@ -81,7 +63,7 @@ fn container(path: &str) -> Option<Container> {
 }
 
 fn c(runtime: &str, id: &str, pod_uid: Option<String>) -> Container {
-    Container { runtime: runtime.to_string(), id: id.to_string(), pod_uid }
+    Container { runtime: runtime.to_string(), id: id.to_string(), pod_uid, name: None }
 }
 
 /// `docker-<id>.scope`, `cri-containerd-<id>.scope`, `crio-<id>.scope`,
@@ -113,6 +95,93 @@ fn is_id(s: &str) -> bool {
     s.len() >= 12 && s.chars().all(|ch| ch.is_ascii_hexdigit())
 }
 
+/// Where container runtimes keep their metadata on this host.
+#[derive(Debug, Clone)]
+pub struct Runtimes {
+    /// Docker's data root (`data-root` in /etc/docker/daemon.json, else
+    /// /var/lib/docker).
+    pub docker: PathBuf,
+    /// Podman's (root) storage: overlay-containers/containers.json.
+    pub podman: PathBuf,
+}
+
+impl Runtimes {
+    pub fn detect() -> Runtimes {
+        let docker = std::fs::read_to_string("/etc/docker/daemon.json")
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("data-root").and_then(|r| r.as_str()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/docker"));
+        Runtimes { docker, podman: PathBuf::from("/var/lib/containers/storage") }
+    }
+
+    /// The container's name from local metadata, without asking a daemon.
+    pub fn name(&self, c: &Container) -> Option<String> {
+        match c.runtime.as_str() {
+            "docker" => docker_config(&self.docker, &c.id)
+                .and_then(|v| v.get("Name")?.as_str().map(|n| n.trim_start_matches('/').to_string())),
+            "podman" => {
+                let t = std::fs::read_to_string(self.podman.join("overlay-containers/containers.json")).ok()?;
+                let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+                v.as_array()?
+                    .iter()
+                    .find(|e| e.get("id").and_then(|i| i.as_str()) == Some(&c.id))?
+                    .get("names")?
+                    .as_array()?
+                    .first()?
+                    .as_str()
+                    .map(str::to_string)
+            }
+            "lxc" => Some(c.id.clone()),
+            _ => None,
+        }
+    }
+
+    /// The Docker container that has `ip` on one of its networks: (id, name).
+    pub fn docker_by_ip(&self, ip: IpAddr) -> Option<(String, String)> {
+        let ip = ip.to_string();
+        for e in std::fs::read_dir(self.docker.join("containers")).ok()?.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let Some(v) = docker_config(&self.docker, &id) else { continue };
+            let nets = v.pointer("/NetworkSettings/Networks").and_then(|n| n.as_object());
+            let hit =
+                nets.is_some_and(|n| n.values().any(|net| net.get("IPAddress").and_then(|a| a.as_str()) == Some(&ip)));
+            if hit {
+                let name = v.get("Name").and_then(|n| n.as_str()).unwrap_or("").trim_start_matches('/').to_string();
+                return Some((id, name));
+            }
+        }
+        None
+    }
+}
+
+fn docker_config(root: &Path, id: &str) -> Option<serde_json::Value> {
+    if !is_id(id) {
+        return None;
+    }
+    let t = std::fs::read_to_string(root.join("containers").join(id).join("config.v2.json")).ok()?;
+    serde_json::from_str(&t).ok()
+}
+
+/// What a userland proxy (docker-proxy) forwards to, from its command line:
+/// `-proto tcp -host-ip 0.0.0.0 -host-port 8080 -container-ip 172.17.0.2
+/// -container-port 80` (one or two dashes, `=` or a space).
+pub fn proxy_target(cmdline: &str) -> Option<(IpAddr, u16)> {
+    let args: Vec<&str> = cmdline.split_whitespace().collect();
+    let get = |key: &str| {
+        args.iter().enumerate().find_map(|(i, a)| {
+            let a = a.trim_start_matches('-');
+            if let Some(v) = a.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
+                return Some(v.to_string());
+            }
+            (a == key).then(|| args.get(i + 1).map(|v| v.to_string())).flatten()
+        })
+    };
+    let ip = get("container-ip")?.parse().ok()?;
+    let port = get("container-port")?.parse().ok()?;
+    Some((ip, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +200,7 @@ mod tests {
     #[test]
     fn docker_v2_and_v1() {
         let c = parse(&format!("0::/system.slice/docker-{ID}.scope\n")).unwrap();
-        assert_eq!(c.container, Some(Container { runtime: "docker".into(), id: ID.into(), pod_uid: None }));
+        assert_eq!(c.container, Some(Container { runtime: "docker".into(), id: ID.into(), pod_uid: None, name: None }));
         assert_eq!(c.unit, None, "a container scope is not the unit to name");
         let v1 = format!("12:pids:/docker/{ID}\n11:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n0::/\n");
         let c = parse(&v1).unwrap();
@@ -167,10 +236,48 @@ mod tests {
         let c = parse(&format!("0::/machine.slice/libpod-{ID}.scope/container\n")).unwrap().container.unwrap();
         assert_eq!(c.runtime, "podman");
         let c = parse("0::/lxc.payload.web01/system.slice/nginx.service\n").unwrap();
-        assert_eq!(c.container.unwrap(), Container { runtime: "lxc".into(), id: "web01".into(), pod_uid: None });
+        assert_eq!(
+            c.container.unwrap(),
+            Container { runtime: "lxc".into(), id: "web01".into(), pod_uid: None, name: None }
+        );
         assert_eq!(c.unit.as_deref(), Some("nginx.service"));
         let c = parse("5:cpuset:/lxc/db02\n").unwrap().container.unwrap();
         assert_eq!(c.id, "db02");
+    }
+
+    #[test]
+    fn docker_proxy_command_lines() {
+        let cmd = "/usr/bin/docker-proxy -proto tcp -host-ip 0.0.0.0 -host-port 8080 -container-ip 172.17.0.2 -container-port 80 -use-listen-fd";
+        assert_eq!(proxy_target(cmd), Some(("172.17.0.2".parse().unwrap(), 80)));
+        let cmd = "docker-proxy --proto=udp --host-ip=:: --host-port=53 --container-ip=fd00::5 --container-port=5353";
+        assert_eq!(proxy_target(cmd), Some(("fd00::5".parse().unwrap(), 5353)));
+        assert_eq!(proxy_target("nginx -g daemon off;"), None);
+        assert_eq!(proxy_target("docker-proxy -container-ip 172.17.0.2"), None);
+    }
+
+    #[test]
+    fn names_from_local_runtime_metadata() {
+        let root = std::env::temp_dir().join(format!("portctl-rt-{}", std::process::id()));
+        let cdir = root.join("docker/containers").join(ID);
+        std::fs::create_dir_all(&cdir).unwrap();
+        std::fs::write(
+            cdir.join("config.v2.json"),
+            r#"{"ID":"x","Name":"/web","NetworkSettings":{"Networks":{"bridge":{"IPAddress":"172.17.0.2"}}}}"#,
+        )
+        .unwrap();
+        let pdir = root.join("podman/overlay-containers");
+        std::fs::create_dir_all(&pdir).unwrap();
+        std::fs::write(pdir.join("containers.json"), format!(r#"[{{"id":"{ID}","names":["db"]}}]"#)).unwrap();
+        let rt = Runtimes { docker: root.join("docker"), podman: root.join("podman") };
+        let c = |runtime: &str| Container { runtime: runtime.into(), id: ID.into(), pod_uid: None, name: None };
+        assert_eq!(rt.name(&c("docker")).as_deref(), Some("web"));
+        assert_eq!(rt.name(&c("podman")).as_deref(), Some("db"));
+        assert_eq!(rt.name(&c("containerd")), None);
+        assert_eq!(rt.docker_by_ip("172.17.0.2".parse().unwrap()), Some((ID.to_string(), "web".to_string())));
+        assert_eq!(rt.docker_by_ip("172.17.0.3".parse().unwrap()), None);
+        // Ids are checked: no path tricks through a crafted cgroup.
+        assert_eq!(docker_config(&root.join("docker"), "../../etc"), None);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

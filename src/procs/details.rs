@@ -39,11 +39,20 @@ pub struct ProcTable {
     procs: HashMap<u32, Arc<ProcInfo>>,
     users: HashMap<u32, Arc<str>>,
     boot_time: Option<Option<u64>>,
+    contexts: HashMap<u32, Option<super::context::Context>>,
+    runtimes: Option<super::context::Runtimes>,
 }
 
 impl ProcTable {
     pub fn new(root: &Path) -> ProcTable {
-        ProcTable { root: root.to_path_buf(), procs: HashMap::new(), users: HashMap::new(), boot_time: None }
+        ProcTable {
+            root: root.to_path_buf(),
+            procs: HashMap::new(),
+            users: HashMap::new(),
+            boot_time: None,
+            contexts: HashMap::new(),
+            runtimes: None,
+        }
     }
 
     pub fn process(&self, pid: u32) -> Option<Process> {
@@ -89,10 +98,30 @@ impl ProcTable {
             started: start.map(rfc3339),
             uptime_s: start.map(|s| now.saturating_sub(s)),
             cwd: p.as_ref().and_then(|p| p.cwd().ok()).map(|c| c.to_string_lossy().into_owned()),
-            context: std::fs::read_to_string(self.root.join(pid.to_string()).join("cgroup"))
-                .ok()
-                .and_then(|t| super::context::parse(&t)),
+            context: self.context(pid),
         }
+    }
+
+    /// The process's cgroup context, with the container's name when local
+    /// metadata has it. Cached per pid.
+    pub fn context(&mut self, pid: u32) -> Option<super::context::Context> {
+        if let Some(c) = self.contexts.get(&pid) {
+            return c.clone();
+        }
+        let mut ctx = std::fs::read_to_string(self.root.join(pid.to_string()).join("cgroup"))
+            .ok()
+            .and_then(|t| super::context::parse(&t));
+        if let Some(c) = ctx.as_mut().and_then(|c| c.container.as_mut()) {
+            let rt = self.runtimes.get_or_insert_with(super::context::Runtimes::detect);
+            c.name = rt.name(c);
+        }
+        self.contexts.insert(pid, ctx.clone());
+        ctx
+    }
+
+    /// Container metadata locations (detected once).
+    pub fn runtimes(&mut self) -> &super::context::Runtimes {
+        self.runtimes.get_or_insert_with(super::context::Runtimes::detect)
     }
 
     /// User name of a uid, cached.

@@ -2,6 +2,7 @@
 //! gathers data.
 
 pub mod json;
+pub mod prometheus;
 pub mod sanitize;
 pub mod table;
 
@@ -47,6 +48,39 @@ pub fn owner_columns(s: &Socket) -> (String, String, String) {
     }
     let pids = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     (pids, sanitize::escape(&names.join(",")).into_owned(), sanitize::escape(&users.join(",")).into_owned())
+}
+
+/// Adds a leading NETNS column when the sockets span more than one network
+/// namespace, and a trailing CONTEXT column when asked (`--context`).
+pub fn decorate(columns: &mut Vec<table::Column>, rows: &mut [Vec<table::Styled>], sockets: &[Socket], context: bool) {
+    let namespaces: BTreeSet<u64> = sockets.iter().filter_map(|s| s.netns.as_ref().map(|n| n.inode)).collect();
+    if namespaces.len() > 1 {
+        columns.insert(0, table::col("NETNS"));
+        for (row, s) in rows.iter_mut().zip(sockets) {
+            let ns = s.netns.as_ref().map_or("-".to_string(), |n| sanitize::escape(&n.to_string()).into_owned());
+            row.insert(0, ns.into());
+        }
+    }
+    if context {
+        columns.push(table::col("CONTEXT"));
+        for (row, s) in rows.iter_mut().zip(sockets) {
+            row.push(context_text(s).into());
+        }
+    }
+}
+
+/// `nginx.service`, `docker:web`, `containerd:4f1c0a4e3b7d` for the first
+/// owner that has a context.
+pub fn context_text(s: &Socket) -> String {
+    let Some(c) = s.owners.iter().find_map(|o| o.context.as_ref()) else { return "-".into() };
+    let text = match (&c.container, &c.unit) {
+        (Some(ct), _) => {
+            format!("{}:{}", ct.runtime, ct.name.clone().unwrap_or_else(|| ct.id.chars().take(12).collect()))
+        }
+        (None, Some(u)) => u.clone(),
+        (None, None) => "-".into(),
+    };
+    sanitize::escape(&text).into_owned()
 }
 
 /// Milliseconds as a short duration: `59s`, `1m02s`, `350ms`.

@@ -3,9 +3,16 @@
 
 use std::io::{self, Write};
 
-use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table, presets};
+use comfy_table::{Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, presets};
 
 use crate::query::Output;
+
+/// Narrower terminals get unwrapped lines (the terminal folds them) rather
+/// than cells chopped into a few characters each.
+const MIN_WRAP_WIDTH: u16 = 40;
+
+/// Columns whose cells are all this short are never wrapped.
+const MAX_UNWRAPPED: usize = 24;
 
 /// A column: header and alignment.
 pub struct Column {
@@ -48,12 +55,23 @@ pub fn write(w: &mut impl Write, columns: &[Column], rows: Vec<Vec<Styled>>, out
     if rows.is_empty() {
         return Ok(());
     }
+    if !out.terminal {
+        return write_plain(w, columns, &rows, out);
+    }
     let mut t = Table::new();
     t.load_style(presets::NOTHING);
-    if out.terminal {
-        t.set_content_arrangement(ContentArrangement::Dynamic);
-    } else {
-        t.set_content_arrangement(ContentArrangement::Disabled);
+    // The terminal's width, asked before colour is decided (`force_no_tty`
+    // below hides the terminal from comfy-table, which would then ignore its
+    // width with NO_COLOR). A width of 0 (a pty nobody sized, as under
+    // `script`) or anything too narrow to wrap into is no width at all.
+    match if out.terminal { t.width() } else { None } {
+        Some(width) if width >= MIN_WRAP_WIDTH => {
+            t.set_width(width);
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+        }
+        _ => {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
     }
     if !out.color {
         t.force_no_tty();
@@ -65,6 +83,13 @@ pub fn write(w: &mut impl Write, columns: &[Column], rows: Vec<Vec<Styled>>, out
             let cell = Cell::new(c.header);
             if out.color { cell.add_attribute(comfy_table::Attribute::Bold) } else { cell }
         }));
+    }
+    // The widest cell per column, to keep short tokens whole when wrapping.
+    let mut widest = vec![0usize; columns.len()];
+    for row in &rows {
+        for (i, s) in row.iter().enumerate().take(widest.len()) {
+            widest[i] = widest[i].max(s.text.chars().count());
+        }
     }
     for row in rows {
         t.add_row(row.into_iter().map(|s| {
@@ -82,10 +107,105 @@ pub fn write(w: &mut impl Write, columns: &[Column], rows: Vec<Vec<Styled>>, out
             if c.right {
                 column.set_cell_alignment(CellAlignment::Right);
             }
+            // Numbers, addresses, states, names: never split over two lines
+            // ("127.0" / ".0.1"). Only long text (command lines, long pid
+            // lists, IPv6 addresses) wraps to fit the terminal.
+            if c.right || widest[i] <= MAX_UNWRAPPED {
+                column.set_constraint(ColumnConstraint::ContentWidth);
+            }
         }
     }
     for line in t.lines() {
         writeln!(w, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// Piped output: the same layout as the terminal table without wrapping
+/// (cells padded to their column's widest, two spaces apart, numbers right
+/// aligned), written row by row. comfy-table builds its whole grid in memory
+/// first, which at 130k connections cost 450 MiB and a second; this costs the
+/// rows we already hold.
+fn write_plain(w: &mut impl Write, columns: &[Column], rows: &[Vec<Styled>], out: &Output) -> io::Result<()> {
+    let width = |t: &str| t.chars().count();
+    let mut widths: Vec<usize> = columns.iter().map(|c| if out.header { width(c.header) } else { 0 }).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(widths.len()) {
+            widths[i] = widths[i].max(width(&cell.text));
+        }
+    }
+    let mut line = String::new();
+    let mut emit = |w: &mut dyn Write, cells: &mut dyn Iterator<Item = (&str, Option<Color>)>, bold: bool| {
+        line.clear();
+        for (i, ((text, color), c)) in cells.zip(columns).enumerate() {
+            let pad = widths[i].saturating_sub(width(text));
+            let last = i + 1 == columns.len();
+            if c.right {
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            match (out.color, color, bold) {
+                (true, _, true) => line.push_str(&format!("\x1b[1m{text}\x1b[0m")),
+                (true, Some(col), false) => line.push_str(&format!("\x1b[{}m{text}\x1b[39m", ansi(col))),
+                _ => line.push_str(text),
+            }
+            if !c.right && !last {
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            if !last {
+                line.push_str("  ");
+            }
+        }
+        writeln!(w, "{}", line.trim_end())
+    };
+    if out.header {
+        emit(w, &mut columns.iter().map(|c| (c.header, None)), true)?;
+    }
+    for row in rows {
+        emit(w, &mut row.iter().map(|s| (s.text.as_str(), s.color)), false)?;
+    }
+    Ok(())
+}
+
+/// The foreground code of the colours portctl uses.
+fn ansi(c: Color) -> u8 {
+    match c {
+        Color::Red => 31,
+        Color::Green => 32,
+        Color::Yellow => 33,
+        Color::Blue => 34,
+        Color::Magenta => 35,
+        Color::Cyan => 36,
+        _ => 39,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::Format;
+
+    fn out(terminal: bool, color: bool, header: bool) -> Output {
+        Output { format: Format::Table, header, color, terminal }
+    }
+
+    #[test]
+    fn plain_layout() {
+        let cols = [col("PROTO"), num("PORT"), col("PROCESS")];
+        let rows = vec![
+            vec![Styled::from("tcp"), Styled::from("22"), Styled::from("sshd")],
+            vec![Styled::from("udp"), Styled::from("5353"), Styled::from("")],
+        ];
+        let mut buf = Vec::new();
+        write(&mut buf, &cols, rows, &out(false, false, true)).unwrap();
+        assert_eq!(String::from_utf8(buf).unwrap(), "PROTO  PORT  PROCESS\ntcp      22  sshd\nudp    5353  -\n");
+    }
+
+    #[test]
+    fn plain_colour_only_when_asked() {
+        let cols = [col("EXPOSURE"), col("X")];
+        let rows = vec![vec![colored("wildcard", Color::Yellow), Styled::from("a")]];
+        let mut buf = Vec::new();
+        write(&mut buf, &cols, rows, &out(false, true, false)).unwrap();
+        assert_eq!(String::from_utf8(buf).unwrap(), "\x1b[33mwildcard\x1b[39m  a\n");
+    }
 }

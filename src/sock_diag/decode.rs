@@ -136,6 +136,7 @@ pub fn socket(proto: Proto, payload: &[u8]) -> Result<Socket, String> {
         owners: Vec::new(),
         owners_hidden: false,
         tcp_info,
+        netns: None,
     })
 }
 

@@ -95,6 +95,7 @@ fn parse_line(proto: Proto, family: Family, line: &str, ms_per_tick: u64) -> Opt
         owners: Vec::new(),
         owners_hidden: false,
         tcp_info: None,
+        netns: None,
     })
 }
 

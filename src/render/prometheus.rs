@@ -1,0 +1,335 @@
+//! Prometheus text exposition format (0.0.4), for node_exporter's textfile
+//! collector: `listen --format prometheus` and `stats --format prometheus`.
+//! The metrics and their labels are documented in docs/prometheus.md; every
+//! family is a gauge, written with HELP and TYPE lines, without timestamps
+//! (the textfile collector rejects them).
+//!
+//! Label values are escaped as the format requires (`\`, `"` and newline);
+//! process names are otherwise written as the kernel reports them.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+
+use crate::commands::stats::Stats;
+use crate::model::{Family, Socket};
+
+/// Labels of one sample, in order.
+type Labels = Vec<(&'static str, String)>;
+
+/// Writes one metric family: HELP, TYPE gauge, then the samples.
+fn family(w: &mut impl Write, name: &str, help: &str, samples: &[(Labels, String)]) -> io::Result<()> {
+    writeln!(w, "# HELP {name} {}", escape_help(help))?;
+    writeln!(w, "# TYPE {name} gauge")?;
+    for (labels, value) in samples {
+        w.write_all(name.as_bytes())?;
+        if !labels.is_empty() {
+            w.write_all(b"{")?;
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                write!(w, "{k}=\"{}\"", escape_label(v))?;
+            }
+            w.write_all(b"}")?;
+        }
+        writeln!(w, " {value}")?;
+    }
+    Ok(())
+}
+
+/// A label value: backslash, double quote and line feed escaped.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// HELP text: backslash and line feed escaped.
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn family_label(f: Family) -> &'static str {
+    match f {
+        Family::Ipv4 => "ipv4",
+        Family::Ipv6 => "ipv6",
+    }
+}
+
+/// The `netns` label: the namespace's name (or `net:[INODE]`) with
+/// `--netns`/`--all-netns`, empty for portctl's own namespace.
+fn netns_label(s: &Socket) -> String {
+    s.netns.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// `portctl_listen_info`, one series per (listening socket, process name,
+/// user): a pre-fork server's workers share one series, and pids are left
+/// out (they change on every restart). Sockets identical in every label
+/// (SO_REUSEPORT groups) share one series too. No visible owner: process and
+/// user are empty, and `portctl_listen_owners_hidden` counts the sockets whose
+/// owners were hidden from us.
+pub fn listen(w: &mut impl Write, sockets: &[Socket]) -> io::Result<()> {
+    let mut seen: HashSet<Labels> = HashSet::new();
+    let mut info: Vec<(Labels, String)> = Vec::new();
+    // (netns, hidden count), in order of appearance; the current namespace always.
+    let mut hidden: Vec<(String, usize)> = Vec::new();
+    for s in sockets {
+        let netns = netns_label(s);
+        let slot = match hidden.iter().position(|(n, _)| *n == netns) {
+            Some(i) => i,
+            None => {
+                hidden.push((netns.clone(), 0));
+                hidden.len() - 1
+            }
+        };
+        if s.owners_hidden {
+            hidden[slot].1 += 1;
+        }
+        let mut owners: Vec<(&str, &str)> = Vec::new();
+        for o in &s.owners {
+            if !owners.contains(&(&*o.name, &*o.user)) {
+                owners.push((&o.name, &o.user));
+            }
+        }
+        if owners.is_empty() {
+            owners.push(("", ""));
+        }
+        for (process, user) in owners {
+            let labels: Labels = vec![
+                ("proto", s.proto.as_str().to_string()),
+                ("family", family_label(s.family).to_string()),
+                ("addr", s.local.addr.to_string()),
+                ("port", s.local.port.to_string()),
+                ("exposure", s.exposure.as_str().to_string()),
+                ("process", process.to_string()),
+                ("user", user.to_string()),
+                ("netns", netns.clone()),
+            ];
+            if seen.insert(labels.clone()) {
+                info.push((labels, "1".to_string()));
+            }
+        }
+    }
+    if hidden.is_empty() {
+        hidden.push((String::new(), 0));
+    }
+    family(
+        w,
+        "portctl_listen_info",
+        "A TCP listener or bound UDP socket and a process holding it: one series per socket, process name \
+         and user (process and user are empty when no holder is visible). Always 1.",
+        &info,
+    )?;
+    let hidden: Vec<(Labels, String)> = hidden.into_iter().map(|(n, c)| (vec![("netns", n)], c.to_string())).collect();
+    family(
+        w,
+        "portctl_listen_owners_hidden",
+        "Listening sockets whose holders portctl could not see (not root: grant CAP_DAC_READ_SEARCH and \
+         CAP_SYS_PTRACE, or run as root).",
+        &hidden,
+    )
+}
+
+/// `portctl_sockets`, `portctl_ephemeral_ports_usable`,
+/// `portctl_ephemeral_ports_used_ratio` and `portctl_close_wait_sockets`
+/// from the numbers `stats` computed. Families whose data is missing (sysctls
+/// unreadable, `--no-owners`) have HELP and TYPE but no samples.
+pub fn stats(w: &mut impl Write, st: &Stats) -> io::Result<()> {
+    let mut sockets = Vec::new();
+    for c in &st.states {
+        for (fam, n) in [(Family::Ipv4, c.ipv4), (Family::Ipv6, c.ipv6)] {
+            let labels = vec![
+                ("proto", c.proto.as_str().to_string()),
+                ("family", family_label(fam).to_string()),
+                ("state", c.state.as_str().to_string()),
+            ];
+            sockets.push((labels, n.to_string()));
+        }
+    }
+    family(
+        w,
+        "portctl_sockets",
+        "TCP and UDP sockets per protocol, family and state (every state, zeros included).",
+        &sockets,
+    )?;
+
+    let (usable, ratios) = match &st.ephemeral {
+        None => (Vec::new(), Vec::new()),
+        Some(e) => {
+            let ratios = e
+                .busiest
+                .iter()
+                .map(|d| {
+                    let ratio = if e.usable == 0 { 1.0 } else { f64::from(d.ports) / f64::from(e.usable) };
+                    let labels = vec![
+                        ("proto", d.proto.as_str().to_string()),
+                        ("remote_addr", d.remote.addr.to_string()),
+                        ("remote_port", d.remote.port.to_string()),
+                    ];
+                    (labels, ratio.to_string())
+                })
+                .collect();
+            (vec![(Vec::new(), e.usable.to_string())], ratios)
+        }
+    };
+    family(
+        w,
+        "portctl_ephemeral_ports_usable",
+        "Local ports connect() may pick: net.ipv4.ip_local_port_range less ip_local_reserved_ports.",
+        &usable,
+    )?;
+    family(
+        w,
+        "portctl_ephemeral_ports_used_ratio",
+        "Share of the usable ephemeral ports that sockets to one destination hold (TIME_WAIT included); \
+         the busiest destinations only (stats --top, default 10).",
+        &ratios,
+    )?;
+
+    let mut close_wait: Vec<(Labels, String)> = Vec::new();
+    if let Some(cw) = &st.close_wait {
+        // Per process name and user (pids churn); a socket shared by several
+        // processes counts for each, as in `stats --json`.
+        let mut by: Vec<((&str, &str), usize)> = Vec::new();
+        for p in &cw.processes {
+            match by.iter_mut().find(|(k, _)| *k == (p.name.as_str(), p.user.as_str())) {
+                Some((_, n)) => *n += p.count,
+                None => by.push(((&p.name, &p.user), p.count)),
+            }
+        }
+        if cw.unowned > 0 {
+            by.push((("", ""), cw.unowned));
+        }
+        by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        close_wait = by
+            .into_iter()
+            .map(|((process, user), n)| {
+                (vec![("process", process.to_string()), ("user", user.to_string())], n.to_string())
+            })
+            .collect();
+    }
+    family(
+        w,
+        "portctl_close_wait_sockets",
+        "CLOSE_WAIT sockets per holding process name and user (the peer closed, the process has not): a \
+         steady rise is a descriptor leak. process=\"\" counts those with no visible holder.",
+        &close_wait,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::stats::{CloseWait, ProcessCount};
+
+    fn socket(json: &str) -> Socket {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const DB: &str = r#"{"proto":"tcp","family":"ipv4","state":"listen","local":{"addr":"0.0.0.0","port":5432},
+        "remote":null,"inode":1,"uid":0,"v6only":null,"exposure":"wildcard","interface":null,"service":"postgresql",
+        "recv_q":0,"send_q":128,"timer":null,"owners":[
+          {"pid":10,"name":"postgres","user":"postgres","fd":5,"cmdline":"postgres"},
+          {"pid":11,"name":"postgres","user":"postgres","fd":5,"cmdline":"postgres"},
+          {"pid":12,"name":"we\"ird\\na\nme","user":"root","fd":7,"cmdline":"x"}],
+        "owners_hidden":false}"#;
+
+    const HIDDEN: &str = r#"{"proto":"udp","family":"ipv6","state":"unconn","local":{"addr":"::1","port":53},
+        "remote":null,"inode":2,"uid":0,"v6only":true,"exposure":"loopback","interface":null,"service":null,
+        "recv_q":0,"send_q":0,"timer":null,"owners":[],"owners_hidden":true}"#;
+
+    #[test]
+    fn label_escaping() {
+        for (raw, want) in [
+            ("plain", "plain"),
+            ("a\"b", "a\\\"b"),
+            ("a\\b", "a\\\\b"),
+            ("a\nb", "a\\nb"),
+            ("\\n", "\\\\n"),
+            ("ü\t", "ü\t"),
+        ] {
+            assert_eq!(escape_label(raw), want, "{raw:?}");
+        }
+        assert_eq!(escape_help("a\\b\nc\"d"), "a\\\\b\\nc\"d");
+    }
+
+    #[test]
+    fn listen_series_per_process_name_and_hidden_owners() {
+        let db = socket(DB);
+        // the same socket twice (as a SO_REUSEPORT twin) adds no series
+        let v = vec![db.clone(), db, socket(HIDDEN)];
+        let mut out = Vec::new();
+        listen(&mut out, &v).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let want = "\
+portctl_listen_info{proto=\"tcp\",family=\"ipv4\",addr=\"0.0.0.0\",port=\"5432\",exposure=\"wildcard\",process=\"postgres\",user=\"postgres\",netns=\"\"} 1
+portctl_listen_info{proto=\"tcp\",family=\"ipv4\",addr=\"0.0.0.0\",port=\"5432\",exposure=\"wildcard\",process=\"we\\\"ird\\\\na\\nme\",user=\"root\",netns=\"\"} 1
+portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",exposure=\"loopback\",process=\"\",user=\"\",netns=\"\"} 1
+";
+        let samples: String =
+            text.lines().filter(|l| l.starts_with("portctl_listen_info")).map(|l| format!("{l}\n")).collect();
+        assert_eq!(samples, want);
+        assert!(text.contains("# TYPE portctl_listen_info gauge\n"));
+        assert!(text.contains("\nportctl_listen_owners_hidden{netns=\"\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn empty_listen_still_says_nothing_is_hidden() {
+        let mut out = Vec::new();
+        listen(&mut out, &[]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("# TYPE portctl_listen_owners_hidden gauge\nportctl_listen_owners_hidden{netns=\"\"} 0\n")
+        );
+    }
+
+    #[test]
+    fn stats_families() {
+        use crate::commands::stats::{PortSpan, counts, ephemeral_usage, time_wait_top};
+        let mut v = vec![socket(HIDDEN)];
+        let mut tw = socket(DB);
+        tw.state = crate::model::State::TimeWait;
+        tw.local.port = 40000;
+        tw.remote = Some(crate::model::Endpoint { addr: "10.0.0.9".parse().unwrap(), port: 443 });
+        v.push(tw);
+        let (protocols, states) = counts(&v);
+        let st = Stats {
+            schema_version: 1,
+            total: v.len(),
+            protocols,
+            states,
+            ephemeral: Some(ephemeral_usage(&v, PortSpan { lo: 40000, hi: 40003 }, &[], 10)),
+            time_wait_top: time_wait_top(&v, 10),
+            close_wait: Some(CloseWait {
+                total: 4,
+                unowned: 1,
+                processes: vec![
+                    ProcessCount { pid: 1, name: "app".into(), user: "u".into(), count: 2 },
+                    ProcessCount { pid: 2, name: "app".into(), user: "u".into(), count: 1 },
+                ],
+            }),
+        };
+        let mut out = Vec::new();
+        stats(&mut out, &st).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in [
+            "portctl_sockets{proto=\"tcp\",family=\"ipv4\",state=\"time_wait\"} 1",
+            "portctl_sockets{proto=\"udp\",family=\"ipv6\",state=\"unconn\"} 1",
+            "portctl_sockets{proto=\"tcp\",family=\"ipv6\",state=\"listen\"} 0",
+            "portctl_ephemeral_ports_usable 4",
+            "portctl_ephemeral_ports_used_ratio{proto=\"tcp\",remote_addr=\"10.0.0.9\",remote_port=\"443\"} 0.25",
+            "portctl_close_wait_sockets{process=\"app\",user=\"u\"} 3",
+            "portctl_close_wait_sockets{process=\"\",user=\"\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        assert_eq!(text.lines().filter(|l| l.starts_with("portctl_sockets{")).count(), 26);
+    }
+}
