@@ -81,7 +81,7 @@ def main():
     p.append("### Ratios (portctl median / reference median; < 1 means portctl is faster)\n")
     p.append("| portctl | reference | ratio |")
     p.append("|---|---|---:|")
-    for a, b in [("portctl-conns", "ss-tanp"), ("portctl-listen", "ss-tlnp"),
+    for a, b in [("portctl-conns", "ss-tanp"), ("portctl-conns", "floor"), ("portctl-listen", "ss-tlnp"),
                  ("portctl-who", "ss-tanp-sport"), ("portctl-who", "lsof-iTCP-port")]:
         ra, rb = by.get(a, {}), by.get(b, {})
         if "median" in ra and "median" in rb and rb["median"] > 0:

@@ -94,10 +94,12 @@ if [ "$BUILD" = 1 ]; then
         fi
     fi
     if [ -z "${PORTCTL:-}" ]; then
-        log "cargo build --release --bin portctl"
-        cargo build --release --bin portctl || log "portctl build failed: its rows will read n/a"
+        log "cargo build --release --bin portctl --example floor"
+        cargo build --release --bin portctl --example floor || log "portctl build failed: its rows will read n/a"
     fi
 fi
+# The floor: one full TCP dump plus a one-thread /proc fd walk (examples/floor.rs).
+FLOOR="${FLOOR:-$TARGET_DIR/release/examples/floor}"
 SOCKPOP="${SOCKPOP:-$TARGET_DIR/release/examples/sockpop}"
 PORTCTL="${PORTCTL:-$TARGET_DIR/release/portctl}"
 [ -x "$SOCKPOP" ] || { echo "run.sh: no sockpop binary at $SOCKPOP" >&2; exit 1; }
@@ -200,11 +202,12 @@ counts "$OUT/counts-before.txt"
 cat "$OUT/counts-before.txt" >&2
 
 # ---------------------------------------------------------------------------- benchmark
-NAMES=(portctl-conns portctl-listen portctl-who ss-tanp ss-tan ss-tlnp ss-tanp-sport lsof-i lsof-iTCP-port netstat-tanp)
+NAMES=(portctl-conns portctl-listen portctl-who floor ss-tanp ss-tan ss-tlnp ss-tanp-sport lsof-i lsof-iTCP-port netstat-tanp)
 declare -A CMD=(
     [portctl-conns]="$PORTCTL conns --state all --json"
     [portctl-listen]="$PORTCTL listen --json"
     [portctl-who]="$PORTCTL who :$PORT --json"
+    [floor]="$FLOOR"
     [ss-tanp]="ss -tanp"
     [ss-tan]="ss -tan"
     [ss-tlnp]="ss -tlnp"
