@@ -35,25 +35,28 @@ pub struct WalkResult {
     pub errors: Vec<(u32, io::Error)>,
 }
 
-/// Pids handed to a worker at a time: small enough to balance a few huge
-/// processes, large enough that the shared counter is not contended.
-const CHUNK: usize = 8;
+/// Pids handed to a worker at a time, at most: large enough that the shared
+/// counter is not contended on hosts with thousands of processes.
+const MAX_CHUNK: usize = 8;
 
 /// Walks `<root>/*/fd` (root is `/proc`, or a fake tree in tests).
 pub fn walk(root: &Path, threads: usize) -> io::Result<WalkResult> {
     let root_fd = open_dir(libc::AT_FDCWD, &path_cstring(root)?)?;
     let pids = list_pids(&root_fd)?;
-    let threads = threads.clamp(1, pids.len().div_ceil(CHUNK).max(1));
+    // About 16 chunks per thread: busy processes often have neighbouring
+    // pids (a server and its workers), and one thread must not get them all.
+    let chunk = (pids.len() / (threads.max(1) * 16)).clamp(1, MAX_CHUNK);
+    let threads = threads.clamp(1, pids.len().div_ceil(chunk).max(1));
     let next = AtomicUsize::new(0);
     let work = || {
         let mut out = WalkResult::default();
         let mut dents = vec![0u8; 32 * 1024];
         loop {
-            let start = next.fetch_add(CHUNK, Ordering::Relaxed);
+            let start = next.fetch_add(chunk, Ordering::Relaxed);
             if start >= pids.len() {
                 break;
             }
-            for &pid in &pids[start..(start + CHUNK).min(pids.len())] {
+            for &pid in &pids[start..(start + chunk).min(pids.len())] {
                 out.processes += 1;
                 walk_pid(&root_fd, pid, &mut dents, &mut out);
             }

@@ -8,9 +8,9 @@ use serde::Serialize;
 use crate::query::Format;
 
 /// Records per chunk when encoding on several threads.
-const CHUNK: usize = 2048;
+const CHUNK: usize = 1024;
 /// Below this many records one thread is as fast.
-const PARALLEL_FROM: usize = 4 * CHUNK;
+const PARALLEL_FROM: usize = 2 * CHUNK;
 
 /// Writes records as a JSON array (one record per line inside it, so the
 /// output is both valid JSON and greppable) or as JSON lines.
