@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
 
 use common::*;
 use portctl::model::{Exposure, Family, Proto, Socket, State};
@@ -475,28 +475,8 @@ fn control_characters_in_process_names_are_escaped_in_tables() {
     // EINVAL.) The child inherits a listener and is its only holder.
     let name = "a\x1b[2Jb\nc\u{202e}d";
     let escaped = r"a\x1b[2Jb\nc\u{202e}d";
-    let dir = TempDir::new();
-    let link = dir.path().join(name);
-    let sleep = ["/usr/bin/sleep", "/bin/sleep"].into_iter().find(|p| std::path::Path::new(p).exists());
-    std::os::unix::fs::symlink(sleep.expect("sleep(1) is installed"), &link).unwrap();
-    let listener = tcp_listener("127.0.0.1:0".parse().unwrap(), None, 8);
-    let port = listener.local_addr().unwrap().port();
-    let fd = listener.as_raw_fd();
-    let mut cmd = Command::new(&link);
-    cmd.arg0("sleep").arg("100000").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    // SAFETY: only fcntl (async-signal-safe) runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = spawn(&mut cmd);
-    drop(listener);
-    let comm = std::fs::read(format!("/proc/{}/comm", child.pid())).unwrap();
-    assert_eq!(comm, format!("{name}\n").as_bytes(), "the kernel did not take the name from the symlink");
+    let held = NamedHolder::start(name);
+    let (child, port, fd) = (&held.child, held.port, held.fd);
 
     // JSON carries the name as it is (JSON escapes it).
     let run = Portctl::new(["listen", "--json", "--port", &port.to_string()]).run();

@@ -209,31 +209,9 @@ fn hostile_process_names_are_escaped_and_pass_promtool() {
     // As in tests/listen.rs: a symlink to sleep(1) gives its process the
     // symlink's name as comm; the child inherits a listener and holds it alone.
     // Quote, backslash and newline must be escaped; other bytes pass as is.
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     let name = "a\"b\\c\nd\x1be}f";
-    let dir = TempDir::new();
-    let link = dir.path().join(name);
-    let sleep = ["/usr/bin/sleep", "/bin/sleep"].into_iter().find(|p| Path::new(p).exists());
-    std::os::unix::fs::symlink(sleep.expect("sleep(1) is installed"), &link).unwrap();
-    let listener = tcp_listener("127.0.0.1:0".parse().unwrap(), None, 8);
-    let port = listener.local_addr().unwrap().port();
-    let fd = listener.as_raw_fd();
-    let mut cmd = Command::new(&link);
-    cmd.arg0("sleep").arg("100000").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    // SAFETY: only fcntl (async-signal-safe) runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = spawn(&mut cmd);
-    drop(listener);
-    let comm = std::fs::read(format!("/proc/{}/comm", child.pid())).unwrap();
-    assert_eq!(comm, format!("{name}\n").as_bytes(), "the kernel did not take the name from the symlink");
+    let held = NamedHolder::start(name);
+    let port = held.port;
 
     let run = Portctl::new(["listen", "--port", &port.to_string(), "--format", "prometheus"]).run();
     run.expect_code(0);

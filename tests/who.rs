@@ -24,6 +24,16 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// `struct sockaddr_in` for an IPv4 address and port.
+fn sin(addr: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(addr).to_be() },
+        sin_zero: [0; 8],
+    }
+}
+
 /// A real bind() attempt: Ok(()) or the errno.
 fn try_bind(proto: Proto, addr: SocketAddr, v6only: bool, reuseaddr: bool) -> Result<(), i32> {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
@@ -44,12 +54,7 @@ fn try_bind(proto: Proto, addr: SocketAddr, v6only: bool, reuseaddr: bool) -> Re
         }
         let rc = match addr {
             SocketAddr::V4(a) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as u16,
-                    sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
-                    sin_zero: [0; 8],
-                };
+                let sin = sin(*a.ip(), a.port());
                 libc::bind(fd.as_raw_fd(), (&sin as *const libc::sockaddr_in).cast(), 16)
             }
             SocketAddr::V6(a) => {
@@ -231,12 +236,7 @@ fn issue3_established_socket_using_the_port_locally_blocks_a_plain_bind() {
         // SAFETY: plain syscalls; pointers valid for each call.
         unsafe {
             let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: port.to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
-                sin_zero: [0; 8],
-            };
+            let sin = sin(std::net::Ipv4Addr::LOCALHOST, port);
             assert_eq!(libc::bind(fd, (&sin as *const libc::sockaddr_in).cast(), 16), 0);
             OwnedFd::from_raw_fd(fd)
         }
@@ -244,12 +244,7 @@ fn issue3_established_socket_using_the_port_locally_blocks_a_plain_bind() {
     let client = std::net::TcpStream::from(fd);
     // connect() through std: re-wrap is not possible, so use libc connect.
     let dst = server.local_addr().unwrap();
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: dst.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
-        sin_zero: [0; 8],
-    };
+    let sin = sin(std::net::Ipv4Addr::LOCALHOST, dst.port());
     // SAFETY: valid sockaddr of the given size.
     assert_eq!(unsafe { libc::connect(client.as_raw_fd(), (&sin as *const libc::sockaddr_in).cast(), 16) }, 0);
     let _accepted = server.accept().unwrap();
@@ -274,12 +269,7 @@ fn issue3_reuseport_group_lists_all_members() {
             let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
             let one: libc::c_int = 1;
             libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, (&one as *const i32).cast(), 4);
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: port.to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
-                sin_zero: [0; 8],
-            };
+            let sin = sin(std::net::Ipv4Addr::LOCALHOST, port);
             assert_eq!(libc::bind(fd, (&sin as *const libc::sockaddr_in).cast(), 16), 0);
             assert_eq!(libc::listen(fd, 16), 0);
             TcpListener::from(OwnedFd::from_raw_fd(fd))

@@ -431,7 +431,10 @@ pub fn unused_port() -> u16 {
     static NEXT_BELOW: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
     let lo: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
-    let _ = NEXT_BELOW.compare_exchange(0, lo, Ordering::SeqCst, Ordering::SeqCst);
+    // Start at an offset from the pid, so that two test processes running at
+    // once (two checkouts, say) do not walk down the same ports together.
+    let offset = (std::process::id() as u16 % 64) * 64;
+    let _ = NEXT_BELOW.compare_exchange(0, lo - offset, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let port = NEXT_BELOW.fetch_sub(1, Ordering::SeqCst) - 1;
         if port < 10_000 {
@@ -769,6 +772,48 @@ fn parse_ss_users(s: &str) -> Vec<SsUser> {
         out.push(SsUser { name, pid, fd });
     }
     out
+}
+
+/// A child process whose name (`comm`) is `name`, holding a TCP listener on
+/// 127.0.0.1 that it inherited and alone holds. The kernel takes `comm` from
+/// the file exec'd, so a symlink named `name` to sleep(1) does it (another
+/// process's `/proc/PID/comm` cannot be written).
+pub struct NamedHolder {
+    // Field order = drop order: the child before its directory.
+    pub child: ChildGuard,
+    pub port: u16,
+    /// The listener's descriptor number in the child (same as it had here).
+    pub fd: RawFd,
+    _dir: TempDir,
+}
+
+impl NamedHolder {
+    pub fn start(name: &str) -> NamedHolder {
+        use std::os::unix::process::CommandExt;
+        let dir = TempDir::new();
+        let link = dir.path().join(name);
+        let sleep = ["/usr/bin/sleep", "/bin/sleep"].into_iter().find(|p| Path::new(p).exists());
+        std::os::unix::fs::symlink(sleep.expect("sleep(1) is installed"), &link).unwrap();
+        let listener = tcp_listener("127.0.0.1:0".parse().unwrap(), None, 8);
+        let port = listener.local_addr().unwrap().port();
+        let fd = listener.as_raw_fd();
+        let mut cmd = Command::new(&link);
+        cmd.arg0("sleep").arg("100000").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: only fcntl (async-signal-safe) runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = spawn(&mut cmd);
+        drop(listener);
+        let comm = std::fs::read(format!("/proc/{}/comm", child.pid())).unwrap();
+        assert_eq!(comm, format!("{name}\n").as_bytes(), "the kernel did not take the name from the symlink");
+        NamedHolder { child, port, fd, _dir: dir }
+    }
 }
 
 #[cfg(test)]
