@@ -108,8 +108,8 @@ fn bind_of<'a>(r: &'a WhoReport, proto: Proto, addr: &str) -> &'a portctl::diagn
 
 #[test]
 fn issue3_wildcard_listener_blocks_every_address_of_its_family() {
-    let port = unused_port();
-    let _l = tcp_listener(sa(&format!("0.0.0.0:{port}")), None, 16);
+    let _l = tcp_listener(sa("0.0.0.0:0"), None, 16);
+    let port = _l.local_addr().unwrap().port();
     let (run, r) = who(&format!("{port}/tcp"));
     run.expect_code(0);
     assert!(r.verdict.in_use);
@@ -127,8 +127,8 @@ fn issue3_wildcard_listener_blocks_every_address_of_its_family() {
 
 #[test]
 fn issue3_loopback_listener_blocks_loopback_and_wildcard_not_another_address() {
-    let port = unused_port();
-    let _l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    let _l = tcp_listener(sa("127.0.0.1:0"), None, 16);
+    let port = _l.local_addr().unwrap().port();
     let (run, r) = who(&format!("127.0.0.2:{port}/tcp"));
     // 127.0.0.2 is another specific address: the listener does not block it.
     assert_eq!(bind_of(&r, Proto::Tcp, "127.0.0.2").plain, Outcome::Ok);
@@ -291,8 +291,8 @@ fn issue3_reuseport_group_lists_all_members() {
 
 #[test]
 fn issue3_inherited_listener_names_the_holder_and_its_parent() {
-    let port = unused_port();
-    let l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 16);
+    let port = l.local_addr().unwrap().port();
     // Let the child inherit the listener (clear close-on-exec), then drop ours.
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(l.as_raw_fd(), libc::F_SETFD, 0) };
@@ -389,8 +389,8 @@ fn issue3_bad_specs_are_one_line_errors() {
 
 #[test]
 fn issue3_text_output_shows_verdict_holders_and_binds() {
-    let port = unused_port();
-    let _l = tcp_listener(sa(&format!("[::]:{port}")), Some(false), 16);
+    let _l = tcp_listener(sa("[::]:0"), Some(false), 16);
+    let port = _l.local_addr().unwrap().port();
     let run = Portctl::new(["who", &format!("{port}/tcp")]).run();
     run.expect_code(0);
     let first = run.stdout.lines().next().unwrap();

@@ -440,8 +440,15 @@ pub fn unused_port() -> u16 {
         if port < 10_000 {
             break;
         }
+        // Checked on the addresses tests bind, not only on [::]: a TIME_WAIT
+        // left on 127.0.0.1 by an earlier test binary must rule the port out.
         let any = SocketAddr::new("::".parse().unwrap(), port);
-        if try_tcp_listener(any, Some(false), 1).is_ok() && try_udp_socket(any, Some(false)).is_ok() {
+        let lo4 = SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+        let free = try_tcp_listener(any, Some(false), 1).is_ok()
+            && try_udp_socket(any, Some(false)).is_ok()
+            && try_tcp_listener(lo4, None, 1).is_ok()
+            && try_udp_socket(lo4, None).is_ok();
+        if free {
             return port;
         }
     }
