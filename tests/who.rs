@@ -76,6 +76,8 @@ fn try_bind(proto: Proto, addr: SocketAddr, v6only: bool, reuseaddr: bool) -> Re
 /// SO_REUSEADDR verdict of ok/fails must be too ("only if theirs had it"
 /// depends on the other socket, checked by the callers that know).
 fn verdicts_match_the_kernel(r: &WhoReport) {
+    // Probe sockets are bound and closed in turn: no fork may keep one alive.
+    let _lock = common::spawn_lock();
     for b in &r.verdict.binds {
         let addr = SocketAddr::new(b.addr, b.port);
         let v6only = b.v6only.unwrap_or(false);
@@ -145,16 +147,20 @@ fn issue3_loopback_listener_blocks_loopback_and_wildcard_not_another_address() {
 #[test]
 fn issue3_dual_stack_listener_blocks_ipv4_and_v6only_does_not() {
     let port = unused_port();
-    {
-        let _dual = tcp_listener(sa(&format!("[::]:{port}")), Some(false), 16);
-        let (run, r) = who(&format!(":{port}/tcp"));
-        run.expect_code(0);
-        assert_eq!(bind_of(&r, Proto::Tcp, "0.0.0.0").plain, Outcome::Fails);
-        assert!(bind_of(&r, Proto::Tcp, "0.0.0.0").reason.contains("dual-stack"), "{:?}", r.verdict.binds);
-        assert_eq!(r.sockets[0].v6only, Some(false));
-        verdicts_match_the_kernel(&r);
-    }
-    let _v6 = tcp_listener(sa(&format!("[::]:{port}")), Some(true), 16);
+    let dual = tcp_listener(sa(&format!("[::]:{port}")), Some(false), 16);
+    let (run, r) = who(&format!(":{port}/tcp"));
+    run.expect_code(0);
+    assert_eq!(bind_of(&r, Proto::Tcp, "0.0.0.0").plain, Outcome::Fails);
+    assert!(bind_of(&r, Proto::Tcp, "0.0.0.0").reason.contains("dual-stack"), "{:?}", r.verdict.binds);
+    assert_eq!(r.sockets[0].v6only, Some(false));
+    verdicts_match_the_kernel(&r);
+    // Close and rebind with no fork in flight (a forked child would hold
+    // the old listener until it execs).
+    let _v6 = {
+        let _lock = common::spawn_lock();
+        drop(dual);
+        tcp_listener(sa(&format!("[::]:{port}")), Some(true), 16)
+    };
     let (run, r) = who(&format!(":{port}/tcp"));
     run.expect_code(0);
     assert_eq!(bind_of(&r, Proto::Tcp, "0.0.0.0").plain, Outcome::Ok);

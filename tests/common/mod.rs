@@ -435,6 +435,9 @@ pub fn unused_port() -> u16 {
     // once (two checkouts, say) do not walk down the same ports together.
     let offset = (std::process::id() as u16 % 64) * 64;
     let _ = NEXT_BELOW.compare_exchange(0, lo - offset, Ordering::SeqCst, Ordering::SeqCst);
+    // No fork while the probe sockets exist: a child between fork and exec
+    // would keep one open after we close it, and the caller's bind would fail.
+    let _lock = spawn_lock();
     loop {
         let port = NEXT_BELOW.fetch_sub(1, Ordering::SeqCst) - 1;
         if port < 10_000 {
