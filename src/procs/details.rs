@@ -193,6 +193,36 @@ mod tests {
         assert!(Arc::ptr_eq(&me, &t.info(std::process::id())));
     }
 
+    /// Issue 6: context read through the real path, from a fake proc tree
+    /// holding recorded cgroup files, with container names from a fake
+    /// Docker data root.
+    #[test]
+    fn context_from_a_fake_proc_tree() {
+        let id = "4f1c0a4e3b7d2e9f8a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
+        let root = std::env::temp_dir().join(format!("portctl-ctx-{}", std::process::id()));
+        let files = [
+            ("100", "0::/system.slice/nginx.service\n".to_string()),
+            ("200", format!("0::/system.slice/docker-{id}.scope\n")),
+            ("300", format!("12:pids:/docker/{id}\n1:name=systemd:/docker/{id}\n0::/\n")),
+        ];
+        for (pid, text) in &files {
+            std::fs::create_dir_all(root.join("proc").join(pid)).unwrap();
+            std::fs::write(root.join("proc").join(pid).join("cgroup"), text).unwrap();
+        }
+        let cdir = root.join("docker/containers").join(id);
+        std::fs::create_dir_all(&cdir).unwrap();
+        std::fs::write(cdir.join("config.v2.json"), r#"{"Name":"/web"}"#).unwrap();
+        let mut t = ProcTable::new(&root.join("proc"));
+        t.runtimes = Some(super::super::context::Runtimes { docker: root.join("docker"), podman: root.join("podman") });
+        assert_eq!(t.context(100).unwrap().unit.as_deref(), Some("nginx.service"));
+        for pid in [200, 300] {
+            let c = t.context(pid).unwrap().container.unwrap();
+            assert_eq!((c.runtime.as_str(), c.name.as_deref()), ("docker", Some("web")), "pid {pid}");
+        }
+        assert_eq!(t.context(999), None, "no such process: no context");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn vanished_process_gets_placeholder() {
         let mut t = ProcTable::new(Path::new("/nonexistent-proc"));
