@@ -592,17 +592,7 @@ fn matches_ss_in_a_busy_namespace() {
 fn other_users_owners_are_hidden_not_dropped() {
     require_root();
     let (listener, e) = tcp("root's tcp 127.0.0.1", "127.0.0.1:0", None, Exposure::Loopback, "tcp");
-    let _copy;
-    let bin = if executable_by_others(&portctl_path()) {
-        portctl_path()
-    } else {
-        let dir = TempDir::new();
-        let to = dir.path().join("portctl");
-        std::fs::copy(portctl_path(), &to).unwrap();
-        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        _copy = dir;
-        to
-    };
+    let (bin, _copy) = portctl_for_others();
     let run = Portctl::new(["listen", "--json", "--port", &e.port.to_string()]).as_user(65534, 65534, &bin).run();
     run.expect_code(0);
     let sockets = run.sockets();

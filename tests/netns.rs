@@ -139,9 +139,7 @@ fn issue6_setns_never_moves_the_main_thread() {
 #[ignore = "needs root"]
 fn issue6_not_root_degrades_with_a_notice() {
     let t = two_namespaces();
-    let dir = common::TempDir::new();
-    let bin = dir.path().join("portctl");
-    std::fs::copy(common::portctl_path(), &bin).unwrap();
+    let (bin, _copy) = common::portctl_for_others();
     let run = Portctl::new(["listen", "--all-netns", "--json"]).as_user(65534, 65534, &bin).run();
     assert!([0, 1].contains(&run.code()), "{}", run.dump());
     assert!(!run.stderr.contains("panicked"));

@@ -419,17 +419,7 @@ fn close_wait_owners_come_from_proc_and_no_owners_skips_them() {
     assert_eq!(cw.processes[0].user, "root");
 
     // As nobody, root's descriptors are unreadable: the walk says so...
-    let _copy;
-    let bin = if executable_by_others(&portctl_path()) {
-        portctl_path()
-    } else {
-        let dir = TempDir::new();
-        let to = dir.path().join("portctl");
-        std::fs::copy(portctl_path(), &to).unwrap();
-        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        _copy = dir;
-        to
-    };
+    let (bin, _copy) = portctl_for_others();
     let run = stats(&["--json"]).netns(&ns).as_user(65534, 65534, &bin).run();
     run.expect_code(0);
     let cw = parse(&run).close_wait.unwrap();

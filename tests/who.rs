@@ -364,9 +364,7 @@ fn issue3_privileged_port_needs_cap_net_bind_service_when_not_root() {
         .rev()
         .find(|&p| try_bind(Proto::Tcp, sa(&format!("[::]:{p}")), false, false).is_ok())
         .expect("a free privileged port");
-    let dir = common::TempDir::new();
-    let bin = dir.path().join("portctl");
-    std::fs::copy(common::portctl_path(), &bin).unwrap();
+    let (bin, _copy) = common::portctl_for_others();
     let run = Portctl::new(["who", &format!("{port}/tcp"), "--json"]).as_user(65534, 65534, &bin).run();
     run.expect_code(1);
     let r: WhoReport = serde_json::from_str(&run.stdout).unwrap();

@@ -826,6 +826,20 @@ impl NamedHolder {
     }
 }
 
+/// The binary under test, runnable by another user: itself when every
+/// directory above it is searchable, else a 0755 copy in a temp dir (kept
+/// alive by the returned guard).
+pub fn portctl_for_others() -> (PathBuf, Option<TempDir>) {
+    if executable_by_others(&portctl_path()) {
+        return (portctl_path(), None);
+    }
+    let dir = TempDir::new();
+    let to = dir.path().join("portctl");
+    std::fs::copy(portctl_path(), &to).unwrap();
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (to, Some(dir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
