@@ -452,6 +452,12 @@ impl Socket {
     }
 }
 
+/// The longest time left on any of these sockets' timers, in ms (0 when
+/// none has one): how long until the last TIME_WAIT is gone.
+pub fn longest_timer_ms<'a>(sockets: impl IntoIterator<Item = &'a Socket>) -> u32 {
+    sockets.into_iter().filter_map(|s| s.timer.map(|t| t.expires_ms)).max().unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

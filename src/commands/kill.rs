@@ -224,7 +224,7 @@ fn nothing_to_kill(label: &str, sockets: &[Socket]) -> String {
     if tw.is_empty() {
         return format!("nothing to kill: no process holds {label}");
     }
-    let longest = tw.iter().filter_map(|s| s.timer.map(|t| t.expires_ms)).max().unwrap_or(0);
+    let longest = crate::model::longest_timer_ms(tw.iter().copied());
     format!(
         "nothing to kill: only {} TIME_WAIT socket{} remain{} on {label}, held by no process; the port frees within {}",
         tw.len(),

@@ -221,7 +221,7 @@ pub fn counts(sockets: &[Socket]) -> (Vec<ProtoCount>, Vec<StateCount>) {
 }
 
 /// Reads the range and reserved ports of this network namespace.
-fn ephemeral_settings() -> Result<(PortSpan, Vec<PortSpan>), String> {
+pub fn ephemeral_settings() -> Result<(PortSpan, Vec<PortSpan>), String> {
     let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("could not read {p}: {e}"));
     let range = parse_port_range(&read(PORT_RANGE_SYSCTL)?).map_err(|e| format!("{PORT_RANGE_SYSCTL}: {e}"))?;
     // An unreadable reserved list only makes the numbers slightly pessimistic.

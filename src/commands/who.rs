@@ -9,6 +9,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::WhoArgs;
+use crate::commands::stats::{self, PortSpan};
 use crate::diagnose::{self, BindCheck, Outcome};
 use crate::inventory::{self, Owners, Scope, plural};
 use crate::model::{Proto, Socket, State, StateSet};
@@ -104,11 +105,7 @@ pub fn run(args: &WhoArgs, w: &mut impl Write, report: &mut Report) -> Result<i3
             binds.push(diagnose::check(proto, addr, port, sys.bindv6only, &sockets));
         }
     }
-    let relevant = |s: &Socket| match spec.addr {
-        None => true,
-        Some(a) => binds.iter().any(|b| b.addr == a && b.blocked_by.contains(&s.inode)),
-    };
-    let in_use = sockets.iter().any(|s| !s.is_unowned_by_nature() && relevant(s));
+    let in_use = sockets.iter().any(|s| !s.is_unowned_by_nature() && blocks_asked(s, spec.addr, &binds));
     let summary = protos.iter().map(|&p| verdict_line(p, port, spec.addr, &sockets, &binds)).collect();
     let mut hints = hints(port, &protos, &sockets, &holders, &binds, &sys);
     hints.extend(netns_hints(port, &sockets, &other_netns, &inv.unreadable_netns));
@@ -216,15 +213,15 @@ fn holders(sockets: &[Socket], procs: &mut crate::procs::ProcTable) -> Vec<Holde
     out
 }
 
+/// Whether `s` counts for the spec: every socket on the port when no address
+/// was asked about, else those that would block a bind on that address.
+fn blocks_asked(s: &Socket, asked: Option<IpAddr>, binds: &[BindCheck]) -> bool {
+    asked.is_none_or(|a| binds.iter().any(|b| b.addr == a && b.blocked_by.contains(&s.inode)))
+}
+
 /// `8080/tcp is in use: node (pid 12345, user app) listens on 127.0.0.1:8080`.
 fn verdict_line(proto: Proto, port: u16, asked: Option<IpAddr>, sockets: &[Socket], binds: &[BindCheck]) -> String {
-    let mine: Vec<&Socket> = sockets
-        .iter()
-        .filter(|s| {
-            s.proto == proto
-                && asked.is_none_or(|a| binds.iter().any(|b| b.addr == a && b.blocked_by.contains(&s.inode)))
-        })
-        .collect();
+    let mine: Vec<&Socket> = sockets.iter().filter(|s| s.proto == proto && blocks_asked(s, asked, binds)).collect();
     let target = match asked {
         Some(a) => format!("{}/{proto}", crate::model::Endpoint { addr: a, port }),
         None => format!("{port}/{proto}"),
@@ -262,7 +259,7 @@ fn verdict_line(proto: Proto, port: u16, asked: Option<IpAddr>, sockets: &[Socke
     }
     let tw: Vec<&&Socket> = mine.iter().filter(|s| s.state == State::TimeWait).collect();
     if !tw.is_empty() {
-        let longest = tw.iter().filter_map(|s| s.timer.map(|t| t.expires_ms)).max().unwrap_or(0);
+        let longest = crate::model::longest_timer_ms(tw.iter().map(|s| **s));
         return format!(
             "{target} is not in use, but {} TIME_WAIT socket{} remain{} for up to {}: a bind without SO_REUSEADDR fails until then",
             tw.len(),
@@ -274,31 +271,27 @@ fn verdict_line(proto: Proto, port: u16, asked: Option<IpAddr>, sockets: &[Socke
     format!("{target} is free")
 }
 
-/// Kernel settings that change the advice.
+/// Kernel settings that change the advice (read inside the namespace asked
+/// about: these sysctls are per network namespace).
 struct Sysctls {
     bindv6only: bool,
     unprivileged_port_start: u16,
-    local_range: (u16, u16),
-    reserved: Vec<crate::filter::PortRange>,
+    /// The ephemeral range and reserved ports, parsed as `stats` does; the
+    /// kernel's defaults when unreadable.
+    local_range: PortSpan,
+    reserved: Vec<PortSpan>,
 }
 
 impl Sysctls {
     fn read() -> Sysctls {
         let read = |p: &str| std::fs::read_to_string(format!("/proc/sys/net/{p}")).unwrap_or_default();
-        let range: Vec<u16> =
-            read("ipv4/ip_local_port_range").split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let (local_range, reserved) =
+            stats::ephemeral_settings().unwrap_or((PortSpan { lo: 32768, hi: 60999 }, Vec::new()));
         Sysctls {
             bindv6only: read("ipv6/bindv6only").trim() == "1",
             unprivileged_port_start: read("ipv4/ip_unprivileged_port_start").trim().parse().unwrap_or(1024),
-            local_range: match range[..] {
-                [lo, hi] => (lo, hi),
-                _ => (32768, 60999),
-            },
-            reserved: read("ipv4/ip_local_reserved_ports")
-                .trim()
-                .split(',')
-                .filter_map(|r| r.trim().parse().ok())
-                .collect(),
+            local_range,
+            reserved,
         }
     }
 }
@@ -352,7 +345,7 @@ fn hints(
         binds.iter().any(|b| b.plain == Outcome::Fails && b.reuseaddr == Outcome::OnlyIfTheirsToo);
     let tw: Vec<&Socket> = sockets.iter().filter(|s| s.state == State::TimeWait).collect();
     if blocked_by_conn_only && !tw.is_empty() {
-        let longest = tw.iter().filter_map(|s| s.timer.map(|t| t.expires_ms)).max().unwrap_or(0);
+        let longest = crate::model::longest_timer_ms(tw.iter().copied());
         h.push(format!(
             "TIME_WAIT: set SO_REUSEADDR before bind() — it works only if the old server set it too (its TIME_WAIT sockets inherit the flag); otherwise wait {}",
             render::duration_ms(longest)
@@ -382,8 +375,8 @@ fn hints(
                 sys.unprivileged_port_start
             ));
         }
-        let (lo, hi) = sys.local_range;
-        if (lo..=hi).contains(&port) && protos.contains(&Proto::Tcp) {
+        let PortSpan { lo, hi } = sys.local_range;
+        if sys.local_range.contains(port) && protos.contains(&Proto::Tcp) {
             if sys.reserved.iter().any(|r| r.contains(port)) {
                 h.push(format!("port {port} is in the ephemeral range {lo}-{hi} but reserved (net.ipv4.ip_local_reserved_ports): outgoing connections will not take it"));
             } else {
@@ -489,7 +482,7 @@ fn write_text(w: &mut impl Write, r: &WhoReport, out: &Output) -> std::io::Resul
         for ((proto, state), v) in by_state {
             let detail = match state {
                 State::TimeWait => {
-                    let longest = v.iter().filter_map(|s| s.timer.map(|t| t.expires_ms)).max().unwrap_or(0);
+                    let longest = crate::model::longest_timer_ms(v.iter().copied());
                     format!("longest expires in {}", render::duration_ms(longest))
                 }
                 State::CloseWait => {
