@@ -15,6 +15,7 @@ use crate::procs::{OwnerMap, ProcTable};
 use crate::report::Report;
 use crate::services;
 use crate::sock_diag;
+use crate::timings;
 
 /// Whether a command needs to know who holds the sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,27 +64,86 @@ impl Scope {
     }
 }
 
+/// How a command wants its sockets ordered. The sort runs on the main
+/// thread while the /proc walk is still going (it needs no owners), instead
+/// of after it.
+pub type Order = fn(&mut [Socket]);
+
 /// Runs the query in the current namespace and attaches owners.
 pub fn collect(query: &sock_diag::Query, owners: Owners, report: &mut Report) -> Result<Inventory> {
-    collect_in(&Scope::Current, query, owners, report)
+    collect_in(&Scope::Current, query, owners, None, report)
 }
 
 /// Runs the query in every namespace of `scope` (each on a thread that has
 /// entered it) while one /proc walk, on other threads, maps inodes to
 /// owners: socket inodes are unique host-wide, so one walk serves all.
-/// Notes and warnings go to `report`.
-pub fn collect_in(scope: &Scope, query: &sock_diag::Query, owners: Owners, report: &mut Report) -> Result<Inventory> {
+/// Sockets come back in `order` (the kernel's order when `None`). Notes and
+/// warnings go to `report`.
+pub fn collect_in(
+    scope: &Scope,
+    query: &sock_diag::Query,
+    owners: Owners,
+    order: Option<Order>,
+    report: &mut Report,
+) -> Result<Inventory> {
     let proc_root = Path::new("/proc");
-    let (dumps, map) = if owners == Owners::Resolve {
+    // Everything up to the sort runs while the walk does.
+    let kernel_side = |report: &mut Report| -> Result<(Vec<Socket>, Vec<String>)> {
+        let dumps = dump_all(scope, query);
+        timings::mark("kernel dump");
+        let (mut sockets, failed) = merge(scope, dumps, report)?;
+        if let Some(sort) = order {
+            sort(&mut sockets);
+            timings::mark("sorted");
+        }
+        Ok((sockets, failed))
+    };
+    let (sockets, map) = if owners == Owners::Resolve {
         std::thread::scope(|s| {
-            let walker = s.spawn(|| OwnerMap::build(proc_root, crate::procs::default_threads()));
-            let dumps = dump_all(scope, query);
+            let walker = s.spawn(|| {
+                let map = OwnerMap::build(proc_root, crate::procs::default_threads());
+                timings::mark("/proc walk");
+                map
+            });
+            let sockets = kernel_side(report);
             let map = walker.join().unwrap_or_else(|_| Err(std::io::Error::other("the /proc walk panicked")));
-            (dumps, Some(map))
+            (sockets, Some(map))
         })
     } else {
-        (dump_all(scope, query), None)
+        (kernel_side(report), None)
     };
+    let (mut sockets, failed) = sockets?;
+    let mut unreadable_netns = Vec::new();
+    if matches!(scope, Scope::WithOthers(..)) {
+        unreadable_netns = failed;
+    } else if !failed.is_empty() {
+        report.warn(format!(
+            "could not look into {} network namespace{}: {}",
+            failed.len(),
+            plural(failed.len()),
+            failed.join("; ")
+        ));
+    }
+    let map = match map {
+        Some(m) => Some(m.context("could not walk /proc")?),
+        None => None,
+    };
+    let mut procs = ProcTable::new(proc_root);
+    if let Some(map) = &map {
+        attach_owners(&mut sockets, map, &mut procs, report);
+        timings::mark("owners attached");
+    }
+    Ok(Inventory { sockets, procs, map, unreadable_netns })
+}
+
+/// The dumps of all namespaces as one list, each socket tagged with its
+/// namespace when that is not the current one. Namespaces that failed and
+/// may be skipped come back as descriptions; others are an error.
+fn merge(
+    scope: &Scope,
+    dumps: Vec<(Option<&Netns>, Result<sock_diag::Dump>)>,
+    report: &mut Report,
+) -> Result<(Vec<Socket>, Vec<String>)> {
     let mut sockets = Vec::new();
     let mut failed = Vec::new();
     for (ns, dump) in dumps {
@@ -104,28 +164,14 @@ pub fn collect_in(scope: &Scope, query: &sock_diag::Query, owners: Owners, repor
                 s.netns = Some(Box::new(ns.id.clone()));
             }
         }
-        sockets.extend(socks);
+        if sockets.is_empty() {
+            // One namespace (the usual case): no copy of 20 MB of sockets.
+            sockets = socks;
+        } else {
+            sockets.extend(socks);
+        }
     }
-    let mut unreadable_netns = Vec::new();
-    if matches!(scope, Scope::WithOthers(..)) {
-        unreadable_netns = failed;
-    } else if !failed.is_empty() {
-        report.warn(format!(
-            "could not look into {} network namespace{}: {}",
-            failed.len(),
-            plural(failed.len()),
-            failed.join("; ")
-        ));
-    }
-    let map = match map {
-        Some(m) => Some(m.context("could not walk /proc")?),
-        None => None,
-    };
-    let mut procs = ProcTable::new(proc_root);
-    if let Some(map) = &map {
-        attach_owners(&mut sockets, map, &mut procs, report);
-    }
-    Ok(Inventory { sockets, procs, map, unreadable_netns })
+    Ok((sockets, failed))
 }
 
 /// A namespace that cannot be read is skipped (and reported) only when the
@@ -182,8 +228,8 @@ pub fn attach_owners(sockets: &mut [Socket], map: &OwnerMap, procs: &mut ProcTab
     let mut not_found = 0usize;
     // Sockets of one process tend to come together: skip the table lookup.
     let mut last: Option<std::sync::Arc<crate::procs::ProcInfo>> = None;
-    for s in sockets.iter_mut() {
-        let links = if s.inode == 0 { &[][..] } else { map.owners_of(s.inode) };
+    let inodes: Vec<u64> = sockets.iter().map(|s| s.inode).collect();
+    for (s, links) in sockets.iter_mut().zip(map.owners_of_all(&inodes)) {
         s.owners = links
             .iter()
             .map(|l| {

@@ -25,6 +25,7 @@ pub mod render;
 pub mod report;
 pub mod services;
 pub mod sock_diag;
+pub mod timings;
 
 use std::io::{BufWriter, Write};
 
@@ -36,6 +37,7 @@ use report::Report;
 /// Runs one command line; returns the exit status (0 matched, 1 nothing).
 /// Output goes through one buffered writer; warnings go to stderr after it.
 pub fn run(cli: Cli) -> Result<i32> {
+    timings::start();
     let mut report = Report::default();
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let result = match &cli.command {
@@ -50,6 +52,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Man(args) => commands::man::run(args, &mut out),
     };
     let flushed = out.flush();
+    timings::mark("output flushed");
     report.flush();
     let status = result?;
     flushed?;

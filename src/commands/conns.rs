@@ -5,8 +5,10 @@
 //! bytecode); only the owner filters (pid, process, user) run here, after the
 //! /proc walk, because the kernel does not know processes.
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::net::IpAddr;
 
 use anyhow::Result;
 use comfy_table::Color;
@@ -15,7 +17,7 @@ use regex::Regex;
 use crate::cli::ConnsArgs;
 use crate::error::UserError;
 use crate::inventory::{self, Owners};
-use crate::model::{Socket, State, StateSet, Timer, TimerKind};
+use crate::model::{Endpoint, Socket, State, StateSet, Timer, TimerKind};
 use crate::procs::ProcTable;
 use crate::query::{self, Format, Output, Selection};
 use crate::render::{self, json, table};
@@ -34,14 +36,13 @@ pub fn gather(args: &ConnsArgs, report: &mut Report) -> Result<Vec<Socket>> {
     let owners =
         if states == StateSet::of(&[State::TimeWait]) && who.is_empty() { Owners::Skip } else { Owners::Resolve };
     let scope = query::scope(&args.ns, report)?;
-    let inv = inventory::collect_in(&scope, &q, owners, report)?;
+    let inv = inventory::collect_in(&scope, &q, owners, Some(sort), report)?;
     let mut procs = inv.procs;
     let mut sockets: Vec<Socket> =
         inv.sockets.into_iter().filter(|s| sel.keeps(s) && who.matches(s, &mut procs)).collect();
     if args.context {
         inventory::attach_context(&mut sockets, &mut procs);
     }
-    sort(&mut sockets);
     Ok(sockets)
 }
 
@@ -49,9 +50,10 @@ pub fn run(args: &ConnsArgs, w: &mut impl Write, report: &mut Report) -> Result<
     let out = Output::from_args(&args.out);
     let sockets = gather(args, report)?;
     match out.format {
-        Format::Json | Format::Jsonl => json::records(w, &sockets, out.format)?,
+        Format::Json | Format::Jsonl => json::sockets(w, &sockets, out.format)?,
         Format::Table => write_table(w, &sockets, &out, args.extended, args.context)?,
     }
+    crate::timings::mark("rendered");
     let status = report::status(!sockets.is_empty());
     // The process ends right after: freeing 130k records one by one would
     // cost ~10 ms for nothing; the kernel reclaims the memory at once.
@@ -61,9 +63,49 @@ pub fn run(args: &ConnsArgs, w: &mut impl Write, report: &mut Report) -> Result<
 
 /// By local port, then remote endpoint; the rest only makes the order total.
 pub fn sort(sockets: &mut [Socket]) {
-    // Cached keys: the sort moves small keys, and each 170-byte socket only
-    // once (at 130k sockets, sorting the structs themselves cost ~40 ms).
-    sockets.sort_by_cached_key(|s| (s.local.port, s.remote, s.local.addr, s.proto, s.state, s.inode));
+    // A sort of small (u64, index) keys, ordered by a prefix of the full
+    // order packed into the u64, with the full comparison only for ties;
+    // then each 176-byte socket moves once. At 130k sockets this costs
+    // ~10 ms where sort_by_cached_key on the tuple cost ~35 ms.
+    let prefix = |s: &Socket| -> u64 {
+        let remote = match s.remote {
+            None => 0,
+            Some(Endpoint { addr: IpAddr::V4(a), port }) => {
+                1 << 46 | u64::from(a.to_bits()) << 14 | u64::from(port >> 2)
+            }
+            Some(Endpoint { addr: IpAddr::V6(a), .. }) => 2 << 46 | (a.to_bits() >> 82) as u64,
+        };
+        u64::from(s.local.port) << 48 | remote
+    };
+    let full = |s: &Socket| (s.local.port, s.remote, s.local.addr, s.proto, s.state, s.inode);
+    sort_by_prefix(sockets, prefix, |a, b| full(a).cmp(&full(b)));
+}
+
+/// Sorts by `full`, stable, where `prefix` is monotone in it (a < b by
+/// `full` implies prefix(a) <= prefix(b)).
+fn sort_by_prefix<T>(items: &mut [T], prefix: impl Fn(&T) -> u64, full: impl Fn(&T, &T) -> Ordering) {
+    let mut keys: Vec<(u64, u32)> = items.iter().zip(0u32..).map(|(it, i)| (prefix(it), i)).collect();
+    keys.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| full(&items[a.1 as usize], &items[b.1 as usize])).then(a.1.cmp(&b.1))
+    });
+    let mut order: Vec<u32> = keys.into_iter().map(|(_, i)| i).collect();
+    permute(items, &mut order);
+}
+
+/// Rearranges `items` so that position k holds what was at `order[k]`,
+/// following each cycle of the permutation with swaps (no second buffer).
+/// `order` is left as the identity.
+fn permute<T>(items: &mut [T], order: &mut [u32]) {
+    for start in 0..items.len() {
+        let mut at = start;
+        while order[at] as usize != start {
+            let from = order[at] as usize;
+            items.swap(at, from);
+            order[at] = at as u32;
+            at = from;
+        }
+        order[at] = at as u32;
+    }
 }
 
 /// `--pid`, `--process`, `--process-regex`, `--user`: a socket passes when one
@@ -290,6 +332,46 @@ mod tests {
         let got: Vec<String> =
             v.iter().map(|s| format!("{} {}", s.local.port, s.remote.map_or("*".into(), |r| r.to_string()))).collect();
         assert_eq!(got, ["80 *", "80 127.0.0.1:4000", "80 127.0.0.1:5000", "9000 127.0.0.1:7", "9000 127.0.0.2:1"]);
+    }
+
+    /// The packed-prefix sort agrees with a plain stable sort on the full
+    /// key, over sockets made to collide in the prefix (same port, remote
+    /// ports equal but for the low bits, v4 and v6, no remote).
+    #[test]
+    fn prefix_sort_equals_full_sort() {
+        let mut v = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..3000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let addr = match x % 4 {
+                0 => format!("127.0.0.{}", x % 3),
+                1 => format!("::ffff:127.0.0.{}", x % 2),
+                2 => format!("fe80::{:x}", x % 5),
+                _ => String::new(),
+            };
+            let remote = (!addr.is_empty()).then_some((addr.as_str(), (x >> 20) as u16 % 8));
+            let mut s = sock([80, 443, 8080][(x >> 40) as usize % 3], remote, &[]);
+            s.inode = u64::from(i % 7);
+            s.state = if x >> 50 & 1 == 0 { State::Established } else { State::TimeWait };
+            v.push(s);
+        }
+        let mut want = v.clone();
+        want.sort_by_key(|s| (s.local.port, s.remote, s.local.addr, s.proto, s.state, s.inode));
+        sort(&mut v);
+        let show =
+            |v: &[Socket]| v.iter().map(|s| format!("{} {:?} {}", s.local.port, s.remote, s.inode)).collect::<Vec<_>>();
+        assert_eq!(show(&v), show(&want));
+    }
+
+    #[test]
+    fn permutation_follows_every_cycle() {
+        let mut items = vec!['a', 'b', 'c', 'd', 'e', 'f'];
+        let mut order = vec![3, 0, 4, 1, 2, 5];
+        permute(&mut items, &mut order);
+        assert_eq!(items, ['d', 'a', 'e', 'b', 'c', 'f']);
+        assert_eq!(order, [0, 1, 2, 3, 4, 5]);
     }
 
     #[test]

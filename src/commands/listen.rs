@@ -22,7 +22,7 @@ pub fn run(args: &ListenArgs, w: &mut impl Write, report: &mut Report) -> Result
         return Ok(report::EXIT_MATCHED);
     }
     match out.format {
-        Format::Json | Format::Jsonl => json::records(w, &sockets, out.format)?,
+        Format::Json | Format::Jsonl => json::sockets(w, &sockets, out.format)?,
         Format::Table => write_table(w, &sockets, &out, args.context)?,
     }
     Ok(report::status(!sockets.is_empty()))
@@ -33,12 +33,11 @@ pub fn gather(args: &ListenArgs, report: &mut Report) -> Result<Vec<Socket>> {
     let sel = Selection::from_args(&args.sel);
     let q = query::listen_query(&sel, &args.port);
     let scope = query::scope(&args.ns, report)?;
-    let mut inv = inventory::collect_in(&scope, &q, Owners::Resolve, report)?;
+    let mut inv = inventory::collect_in(&scope, &q, Owners::Resolve, Some(sort), report)?;
     let mut sockets: Vec<Socket> = inv.sockets.into_iter().filter(|s| sel.keeps(s)).collect();
     if args.context {
         inventory::attach_context(&mut sockets, &mut inv.procs);
     }
-    sort(&mut sockets);
     Ok(sockets)
 }
 

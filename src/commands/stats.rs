@@ -158,7 +158,7 @@ pub struct ProcessCount {
 pub fn run(args: &StatsArgs, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     let out = Output::from_args(&args.out_args());
     let scope = query::scope(&args.ns, report)?;
-    let inv = inventory::collect_in(&scope, &query::stats_query(), Owners::Skip, report)?;
+    let inv = inventory::collect_in(&scope, &query::stats_query(), Owners::Skip, None, report)?;
     let mut procs = inv.procs;
     let sockets = inv.sockets;
     let (protocols, states) = counts(&sockets);

@@ -93,8 +93,7 @@ pub fn run(args: &WhoArgs, w: &mut impl Write, report: &mut Report) -> Result<i3
     // Per-namespace sysctls (bindv6only, port ranges) are read from inside it.
     let sys = main.run(Sysctls::read)?;
     let scope = Scope::WithOthers(main, others);
-    let mut inv = inventory::collect_in(&scope, &q, Owners::Resolve, report)?;
-    crate::commands::listen::sort(&mut inv.sockets);
+    let mut inv = inventory::collect_in(&scope, &q, Owners::Resolve, Some(crate::commands::listen::sort), report)?;
     let (sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
         inv.sockets.into_iter().partition(|s| s.netns.as_ref().is_none_or(|n| n.inode == main_inode));
 

@@ -1,5 +1,6 @@
 //! JSON output: `--json` is one array, `--jsonl` one record per line. The
-//! records are the types in `model.rs`, documented in docs/json.md.
+//! records are the types in `model.rs`, documented in docs/json.md; socket
+//! lists, the large outputs, have an encoder of their own (`json/socket.rs`).
 
 use std::io::{self, Write};
 
@@ -7,27 +8,59 @@ use serde::Serialize;
 
 use crate::query::Format;
 
+mod socket;
+
 /// Records per chunk when encoding on several threads.
 const CHUNK: usize = 1024;
 /// Below this many records one thread is as fast.
 const PARALLEL_FROM: usize = 2 * CHUNK;
 
-/// Writes records as a JSON array (one record per line inside it, so the
+/// Turns records into compact JSON. Each encoding thread has its own, so an
+/// encoder may keep a cache.
+pub trait Encoder<T>: Default {
+    fn encode(&mut self, out: &mut Vec<u8>, item: &T);
+}
+
+/// Any `Serialize` type, through serde_json.
+#[derive(Default)]
+pub struct Serde;
+
+impl<T: Serialize> Encoder<T> for Serde {
+    fn encode(&mut self, out: &mut Vec<u8>, item: &T) {
+        // Writing to a Vec cannot fail; serialising our types cannot either.
+        let _ = serde_json::to_writer(out, item);
+    }
+}
+
+pub use socket::SocketEncoder;
+
+/// Writes sockets as a JSON array (one record per line inside it, so the
 /// output is both valid JSON and greppable) or as JSON lines.
 ///
 /// Large outputs are encoded on every core, in chunks written in order as
 /// they complete; at most a few chunks wait in memory, so a 130k-socket
 /// output costs no more memory than a small one.
-pub fn records<T: Serialize + Sync>(w: &mut impl Write, items: &[T], format: Format) -> io::Result<()> {
+pub fn sockets(w: &mut impl Write, items: &[crate::model::Socket], format: Format) -> io::Result<()> {
+    records::<_, SocketEncoder>(w, items, format)
+}
+
+/// [`sockets`] for any records, with the encoder `E`.
+pub fn records<T: Sync, E: Encoder<T>>(w: &mut impl Write, items: &[T], format: Format) -> io::Result<()> {
     let array = format != Format::Jsonl;
     if array {
         w.write_all(b"[")?;
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if items.len() < PARALLEL_FROM || threads == 1 {
-        encode(w, items, 0, array)?;
+        let mut enc = E::default();
+        let mut buf = Vec::new();
+        for (i, chunk) in items.chunks(CHUNK).enumerate() {
+            buf.clear();
+            encode(&mut enc, &mut buf, chunk, i * CHUNK, array);
+            w.write_all(&buf)?;
+        }
     } else {
-        encode_parallel(w, items, array, threads)?;
+        encode_parallel::<T, E>(w, items, array, threads)?;
     }
     if array {
         w.write_all(b"\n]\n")?;
@@ -36,20 +69,19 @@ pub fn records<T: Serialize + Sync>(w: &mut impl Write, items: &[T], format: For
 }
 
 /// Encodes `items`, the first of which is record number `first`.
-fn encode<T: Serialize>(w: &mut impl Write, items: &[T], first: usize, array: bool) -> io::Result<()> {
+fn encode<T, E: Encoder<T>>(enc: &mut E, out: &mut Vec<u8>, items: &[T], first: usize, array: bool) {
     for (i, it) in items.iter().enumerate() {
         if array {
-            w.write_all(if first + i == 0 { b"\n" } else { b",\n" })?;
+            out.extend_from_slice(if first + i == 0 { b"\n" } else { b",\n" });
         }
-        serde_json::to_writer(&mut *w, it)?;
+        enc.encode(out, it);
         if !array {
-            w.write_all(b"\n")?;
+            out.push(b'\n');
         }
     }
-    Ok(())
 }
 
-fn encode_parallel<T: Serialize + Sync>(
+fn encode_parallel<T: Sync, E: Encoder<T>>(
     w: &mut impl Write,
     items: &[T],
     array: bool,
@@ -68,12 +100,12 @@ fn encode_parallel<T: Serialize + Sync>(
             let tx = tx.clone();
             let (chunks, next, stop) = (&chunks, &next, &stop);
             s.spawn(move || {
+                let mut enc = E::default();
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(chunk) = chunks.get(i) else { break };
                     let mut buf = Vec::with_capacity(chunk.len() * 400);
-                    // Writing to a Vec cannot fail; serialising our types cannot either.
-                    let _ = encode(&mut buf, chunk, i * CHUNK, array);
+                    encode(&mut enc, &mut buf, chunk, i * CHUNK, array);
                     if tx.send((i, buf)).is_err() {
                         break;
                     }
@@ -119,17 +151,17 @@ mod tests {
             if format == Format::Json {
                 seq.extend_from_slice(b"[");
             }
-            encode(&mut seq, &items, 0, format == Format::Json).unwrap();
+            encode(&mut Serde, &mut seq, &items, 0, format == Format::Json);
             if format == Format::Json {
                 seq.extend_from_slice(b"\n]\n");
             }
             let mut par = Vec::new();
-            records(&mut par, &items, format).unwrap();
+            records::<_, Serde>(&mut par, &items, format).unwrap();
             assert_eq!(par, seq, "{format:?}");
         }
         let back: Vec<(usize, String)> = {
             let mut v = Vec::new();
-            records(&mut v, &items, Format::Json).unwrap();
+            records::<_, Serde>(&mut v, &items, Format::Json).unwrap();
             serde_json::from_slice(&v).unwrap()
         };
         assert_eq!(back, items);
@@ -138,7 +170,7 @@ mod tests {
     #[test]
     fn empty_array() {
         let mut v = Vec::new();
-        records::<u8>(&mut v, &[], Format::Json).unwrap();
+        records::<u8, Serde>(&mut v, &[], Format::Json).unwrap();
         assert_eq!(v, b"[\n]\n");
     }
 
@@ -154,7 +186,7 @@ mod tests {
             }
         }
         let items: Vec<usize> = (0..10 * PARALLEL_FROM).collect();
-        let e = records(&mut Closed, &items, Format::Jsonl).unwrap_err();
+        let e = records::<_, Serde>(&mut Closed, &items, Format::Jsonl).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 }
