@@ -134,6 +134,26 @@ mod tests {
         }
     }
 
+    /// A process with more descriptors than one block is shared out
+    /// between the workers: every link is found once, whatever the threads.
+    #[test]
+    fn big_process_is_split_between_workers() {
+        let many: Vec<(u32, String)> = (0..5000).map(|fd| (fd, format!("socket:[{}]", 100_000 + fd))).collect();
+        let many: Vec<(u32, &str)> = many.iter().map(|(fd, t)| (*fd, t.as_str())).collect();
+        let tree = fake_proc(&[(10, &many), (11, &[(3, "socket:[100000]")]), (12, &[(0, "/dev/null")])]);
+        for threads in [1, 2, 3, 8] {
+            let map = OwnerMap::build(tree.path(), threads).unwrap();
+            assert_eq!(map.links().len(), 5001, "threads={threads}");
+            assert_eq!(map.processes, 3);
+            for fd in [0u32, 1023, 1024, 2048, 4999] {
+                let owners: Vec<(u32, u32)> =
+                    map.owners_of(100_000 + u64::from(fd)).iter().map(|l| (l.pid, l.fd)).collect();
+                let want = if fd == 0 { vec![(10, 0), (11, 3)] } else { vec![(10, fd)] };
+                assert_eq!(owners, want, "threads={threads}");
+            }
+        }
+    }
+
     #[test]
     fn unreadable_process_is_denied_not_fatal() {
         let tree = fake_proc(&[(300, &[(3, "socket:[1]")]), (301, &[(5, "socket:[2]")])]);

@@ -4,16 +4,17 @@
 //!
 //! Why not `std::fs::read_dir` + `read_link`: those allocate a `CString`, a
 //! `DirEntry` and a `PathBuf` per fd, and build absolute paths the kernel must
-//! walk again. Here nothing is allocated per fd: names come straight out of
-//! the getdents buffer, already NUL-terminated, and links are read into a
-//! stack buffer. The fd walk is almost all kernel time, so pids are shared out
-//! over all cores.
+//! walk again. Here nothing is allocated per fd: descriptor numbers are
+//! collected from the getdents buffer, and names and links live in stack
+//! buffers. The fd walk is almost all kernel time, so it is shared out over
+//! all cores: pids one at a time, and a big process's descriptors in blocks.
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// One socket reference: inode, pid, fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,40 +36,48 @@ pub struct WalkResult {
     pub errors: Vec<(u32, io::Error)>,
 }
 
-/// Pids handed to a worker at a time, at most: large enough that the shared
-/// counter is not contended on hosts with thousands of processes.
-const MAX_CHUNK: usize = 8;
+/// Descriptors of one process that one worker reads in a row, at most. A
+/// process with more (a busy server: 100k sockets in one process is common)
+/// is cut into blocks that every worker takes from, so that one big process
+/// does not leave the walk on one core.
+const BLOCK: usize = 1024;
+
+/// Part of a big process's descriptors, for any worker to read.
+struct Block {
+    pid: u32,
+    dir: Arc<OwnedFd>,
+    fds: Vec<u32>,
+}
+
+/// Work shared by the walk's threads: pids in /proc order, then blocks.
+struct Work<'a> {
+    root: &'a OwnedFd,
+    pids: &'a [u32],
+    next: AtomicUsize,
+    blocks: Mutex<Vec<Block>>,
+    /// Workers between taking a pid and publishing its blocks: while one
+    /// is, an idle worker waits for blocks instead of ending.
+    listing: AtomicUsize,
+}
 
 /// Walks `<root>/*/fd` (root is `/proc`, or a fake tree in tests).
 pub fn walk(root: &Path, threads: usize) -> io::Result<WalkResult> {
     let root_fd = open_dir(libc::AT_FDCWD, &path_cstring(root)?)?;
     let pids = list_pids(&root_fd)?;
-    // About 16 chunks per thread: busy processes often have neighbouring
-    // pids (a server and its workers), and one thread must not get them all.
-    let chunk = (pids.len() / (threads.max(1) * 16)).clamp(1, MAX_CHUNK);
-    let threads = threads.clamp(1, pids.len().div_ceil(chunk).max(1));
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut out = WalkResult::default();
-        let mut dents = vec![0u8; 32 * 1024];
-        loop {
-            let start = next.fetch_add(chunk, Ordering::Relaxed);
-            if start >= pids.len() {
-                break;
-            }
-            for &pid in &pids[start..(start + chunk).min(pids.len())] {
-                out.processes += 1;
-                walk_pid(&root_fd, pid, &mut dents, &mut out);
-            }
-        }
-        out
+    let work = Work {
+        root: &root_fd,
+        pids: &pids,
+        next: AtomicUsize::new(0),
+        blocks: Mutex::new(Vec::new()),
+        listing: AtomicUsize::new(0),
     };
+    let threads = threads.clamp(1, pids.len().max(1));
     let mut result = if threads == 1 {
-        work()
+        work.run()
     } else {
         std::thread::scope(|s| {
-            let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-            let mut first = work();
+            let handles: Vec<_> = (1..threads).map(|_| s.spawn(|| work.run())).collect();
+            let mut first = work.run();
             for h in handles {
                 // A worker panicking would be a bug; keep what the others found.
                 if let Ok(r) = h.join() {
@@ -81,34 +90,86 @@ pub fn walk(root: &Path, threads: usize) -> io::Result<WalkResult> {
             first
         })
     };
+    // A process cut into blocks may be denied by several workers.
     result.denied.sort_unstable();
+    result.denied.dedup();
     Ok(result)
 }
 
-fn walk_pid(root: &OwnedFd, pid: u32, dents: &mut [u8], out: &mut WalkResult) {
-    let mut path = [0u8; 24];
-    let fd_dir = {
-        let n = write_pid_fd_path(&mut path, pid);
-        // SAFETY: path[..=n] is NUL-terminated by write_pid_fd_path.
-        let c = unsafe { CStr::from_bytes_with_nul_unchecked(&path[..=n]) };
-        match open_dir(root.as_raw_fd(), c) {
-            Ok(fd) => fd,
-            Err(e) => {
-                match e.raw_os_error() {
-                    Some(libc::EACCES) | Some(libc::EPERM) => out.denied.push(pid),
-                    // Gone since we listed it, or a kernel thread being reaped.
-                    Some(libc::ENOENT) | Some(libc::ESRCH) => {}
-                    _ => out.errors.push((pid, e)),
-                }
-                return;
+impl Work<'_> {
+    /// One worker: blocks first (each holds a directory open), then the
+    /// next pid, until neither is left.
+    fn run(&self) -> WalkResult {
+        let mut out = WalkResult::default();
+        let mut dents = vec![0u8; 32 * 1024];
+        let mut fds = Vec::new();
+        loop {
+            let block = self.blocks.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            if let Some(b) = block {
+                read_links(&b.dir, b.pid, &b.fds, &mut out);
+                continue;
             }
+            // Counted as listing before taking a pid: a worker that finds
+            // none left then knows whether blocks may still come.
+            self.listing.fetch_add(1, Ordering::AcqRel);
+            let Some(&pid) = self.pids.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+                self.listing.fetch_sub(1, Ordering::AcqRel);
+                if self.listing.load(Ordering::Acquire) == 0
+                    && self.blocks.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+                {
+                    break;
+                }
+                std::thread::yield_now();
+                continue;
+            };
+            out.processes += 1;
+            let dir = list_fds(self.root, pid, &mut dents, &mut fds, &mut out);
+            let Some(dir) = dir else {
+                self.listing.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            };
+            if fds.len() <= BLOCK {
+                self.listing.fetch_sub(1, Ordering::AcqRel);
+                read_links(&dir, pid, &fds, &mut out);
+                continue;
+            }
+            let dir = Arc::new(dir);
+            {
+                let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+                for part in fds[BLOCK..].chunks(BLOCK) {
+                    blocks.push(Block { pid, dir: dir.clone(), fds: part.to_vec() });
+                }
+            }
+            self.listing.fetch_sub(1, Ordering::AcqRel);
+            read_links(&dir, pid, &fds[..BLOCK], &mut out);
+        }
+        out
+    }
+}
+
+/// Opens `PID/fd` and reads its descriptor numbers into `fds`; `None` when
+/// the process is gone or may not be read (recorded in `out`).
+fn list_fds(root: &OwnedFd, pid: u32, dents: &mut [u8], fds: &mut Vec<u32>, out: &mut WalkResult) -> Option<OwnedFd> {
+    fds.clear();
+    let mut path = [0u8; 24];
+    let n = write_pid_fd_path(&mut path, pid);
+    // SAFETY: path[..=n] is NUL-terminated by write_pid_fd_path.
+    let c = unsafe { CStr::from_bytes_with_nul_unchecked(&path[..=n]) };
+    let dir = match open_dir(root.as_raw_fd(), c) {
+        Ok(fd) => fd,
+        Err(e) => {
+            match e.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => out.denied.push(pid),
+                // Gone since we listed it, or a kernel thread being reaped.
+                Some(libc::ENOENT) | Some(libc::ESRCH) => {}
+                _ => out.errors.push((pid, e)),
+            }
+            return None;
         }
     };
-    let mut link = [0u8; 64];
-    let mut denied = false;
     loop {
         // SAFETY: dents is a valid writable buffer of the given length.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd_dir.as_raw_fd(), dents.as_mut_ptr(), dents.len()) };
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), dents.as_mut_ptr(), dents.len()) };
         if n <= 0 {
             // 0: end; <0: the process died mid-read (ENOENT) or similar.
             break;
@@ -121,28 +182,40 @@ fn walk_pid(root: &OwnedFd, pid: u32, dents: &mut [u8], out: &mut WalkResult) {
             if reclen == 0 || off + reclen > n {
                 break;
             }
-            let name = &dents[off + 19..off + reclen];
+            if let Some(fd) = parse_fd_name(&dents[off + 19..off + reclen]) {
+                fds.push(fd);
+            }
             off += reclen;
-            let Some(fd) = parse_fd_name(name) else { continue };
-            // SAFETY: name is NUL-terminated within the record (checked by
-            // parse_fd_name), link is a valid buffer.
-            let len = unsafe {
-                libc::readlinkat(
-                    fd_dir.as_raw_fd(),
-                    name.as_ptr() as *const libc::c_char,
-                    link.as_mut_ptr() as *mut libc::c_char,
-                    link.len(),
-                )
-            };
-            if len < 0 {
-                if matches!(io::Error::last_os_error().raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
-                    denied = true;
-                }
-                continue; // fd closed meanwhile: normal
+        }
+    }
+    Some(dir)
+}
+
+/// Reads the links of `fds` in the fd directory `dir`, keeping sockets.
+fn read_links(dir: &OwnedFd, pid: u32, fds: &[u32], out: &mut WalkResult) {
+    let mut name = [0u8; 12];
+    let mut link = [0u8; 64];
+    let mut denied = false;
+    for &fd in fds {
+        let n = write_decimal(&mut name, fd);
+        // SAFETY: name[..=n] is NUL-terminated, link is a valid buffer.
+        let len = unsafe {
+            libc::readlinkat(
+                dir.as_raw_fd(),
+                name.as_ptr() as *const libc::c_char,
+                link.as_mut_ptr() as *mut libc::c_char,
+                link.len(),
+            )
+        };
+        debug_assert_eq!(name[n], 0);
+        if len < 0 {
+            if matches!(io::Error::last_os_error().raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
+                denied = true;
             }
-            if let Some(inode) = socket_inode(&link[..len as usize]) {
-                out.links.push(Link { inode, pid, fd });
-            }
+            continue; // fd closed meanwhile: normal
+        }
+        if let Some(inode) = socket_inode(&link[..len as usize]) {
+            out.links.push(Link { inode, pid, fd });
         }
     }
     if denied {
@@ -177,24 +250,30 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-/// Writes `PID/fd\0` into buf, returns the index of the NUL.
-fn write_pid_fd_path(buf: &mut [u8; 24], pid: u32) -> usize {
+/// Writes `n` in decimal and a NUL into buf; returns the index of the NUL.
+fn write_decimal(buf: &mut [u8], mut n: u32) -> usize {
     let mut digits = [0u8; 10];
     let mut i = digits.len();
-    let mut p = pid;
     loop {
         i -= 1;
-        digits[i] = b'0' + (p % 10) as u8;
-        p /= 10;
-        if p == 0 {
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
             break;
         }
     }
     let d = &digits[i..];
     buf[..d.len()].copy_from_slice(d);
-    buf[d.len()..d.len() + 3].copy_from_slice(b"/fd");
-    buf[d.len() + 3] = 0;
-    d.len() + 3
+    buf[d.len()] = 0;
+    d.len()
+}
+
+/// Writes `PID/fd\0` into buf, returns the index of the NUL.
+fn write_pid_fd_path(buf: &mut [u8; 24], pid: u32) -> usize {
+    let n = write_decimal(buf, pid);
+    buf[n..n + 3].copy_from_slice(b"/fd");
+    buf[n + 3] = 0;
+    n + 3
 }
 
 fn list_pids(root: &OwnedFd) -> io::Result<Vec<u32>> {
@@ -272,5 +351,8 @@ mod tests {
         assert_eq!(&b[..=n], b"4194304/fd\0");
         let n = write_pid_fd_path(&mut b, 0);
         assert_eq!(&b[..=n], b"0/fd\0");
+        let mut b = [0u8; 12];
+        let n = write_decimal(&mut b, u32::MAX);
+        assert_eq!(&b[..=n], b"4294967295\0");
     }
 }
