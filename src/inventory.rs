@@ -20,8 +20,12 @@ use crate::timings;
 /// Whether a command needs to know who holds the sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owners {
-    /// Walk /proc and attach owners.
+    /// Walk /proc and attach owners; details of the owners are read when
+    /// first asked for.
     Resolve,
+    /// The same, with every owner's details read during the walk, on its
+    /// threads (`conns`, which shows them all).
+    ResolveAll,
     /// Kernel data only (stats --no-owners, wait).
     Skip,
 }
@@ -98,10 +102,15 @@ pub fn collect_in(
         }
         Ok((sockets, failed))
     };
-    let (sockets, map) = if owners == Owners::Resolve {
+    let (sockets, map) = if owners != Owners::Skip {
         std::thread::scope(|s| {
             let walker = s.spawn(|| {
-                let map = OwnerMap::build(proc_root, crate::procs::default_threads());
+                let threads = crate::procs::default_threads();
+                let map = if owners == Owners::ResolveAll {
+                    OwnerMap::build_with_details(proc_root, threads)
+                } else {
+                    OwnerMap::build(proc_root, threads)
+                };
                 timings::mark("/proc walk");
                 map
             });
@@ -124,12 +133,13 @@ pub fn collect_in(
             failed.join("; ")
         ));
     }
-    let map = match map {
+    let mut map = match map {
         Some(m) => Some(m.context("could not walk /proc")?),
         None => None,
     };
     let mut procs = ProcTable::new(proc_root);
-    if let Some(map) = &map {
+    if let Some(map) = &mut map {
+        procs.seed(std::mem::take(&mut map.infos));
         attach_owners(&mut sockets, map, &mut procs, report);
         timings::mark("owners attached");
     }

@@ -34,7 +34,7 @@ pub fn gather(args: &ConnsArgs, report: &mut Report) -> Result<Vec<Socket>> {
     // TIME_WAIT sockets have no file, so no owner: skip the /proc walk when
     // they are all that was asked for.
     let owners =
-        if states == StateSet::of(&[State::TimeWait]) && who.is_empty() { Owners::Skip } else { Owners::Resolve };
+        if states == StateSet::of(&[State::TimeWait]) && who.is_empty() { Owners::Skip } else { Owners::ResolveAll };
     let scope = query::scope(&args.ns, report)?;
     let inv = inventory::collect_in(&scope, &q, owners, Some(sort), report)?;
     let mut procs = inv.procs;

@@ -66,6 +66,17 @@ impl ProcTable {
             return p.clone();
         }
         let raw = RawInfo::read(&self.root.join(pid.to_string()));
+        self.insert(pid, raw)
+    }
+
+    /// Details read elsewhere (by the /proc walk's threads).
+    pub fn seed(&mut self, infos: Vec<(u32, RawInfo)>) {
+        for (pid, raw) in infos {
+            self.insert(pid, raw);
+        }
+    }
+
+    fn insert(&mut self, pid: u32, raw: RawInfo) -> Arc<ProcInfo> {
         let user = match raw.uid {
             Some(uid) => self.user(uid),
             None => Arc::from("?"),
@@ -135,7 +146,7 @@ impl ProcTable {
 /// `conns`), and it returns no command line at all when one argument is not
 /// UTF-8 (here such bytes become U+FFFD).
 #[derive(Debug, Default, PartialEq, Eq)]
-struct RawInfo {
+pub struct RawInfo {
     name: Option<String>,
     uid: Option<u32>,
     ppid: Option<u32>,
@@ -145,7 +156,7 @@ struct RawInfo {
 
 impl RawInfo {
     /// `dir` is `/proc/PID`; what cannot be read stays `None` / empty.
-    fn read(dir: &Path) -> RawInfo {
+    pub fn read(dir: &Path) -> RawInfo {
         let mut buf = Vec::with_capacity(1024);
         let mut raw = RawInfo::default();
         if read_into(&dir.join("stat"), &mut buf) {

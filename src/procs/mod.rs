@@ -12,7 +12,7 @@ mod walk;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use details::{Extra, ProcInfo, ProcTable, rfc3339, user_name};
+pub use details::{Extra, ProcInfo, ProcTable, RawInfo, rfc3339, user_name};
 pub use walk::Link;
 
 /// inode -> (pid, fd) links, sorted by inode.
@@ -31,6 +31,9 @@ pub struct OwnerMap {
     pub errors: Vec<(u32, io::Error)>,
     /// Processes walked.
     pub processes: usize,
+    /// Details of the processes holding sockets, when the walk was asked to
+    /// read them ([`OwnerMap::build_with_details`]), for [`ProcTable::seed`].
+    pub infos: Vec<(u32, RawInfo)>,
     /// Where the walk read from (`/proc` unless testing).
     pub root: PathBuf,
 }
@@ -38,13 +41,25 @@ pub struct OwnerMap {
 impl OwnerMap {
     /// Walks `root` (normally `/proc`) on `threads` threads.
     pub fn build(root: &Path, threads: usize) -> io::Result<OwnerMap> {
-        let mut r = walk::walk(root, threads)?;
+        OwnerMap::walk(root, threads, false)
+    }
+
+    /// Also reads the details of every process that holds a socket, on the
+    /// walk's threads, for commands that show every owner (`conns`): read
+    /// later on one thread, they are a serial step after the walk.
+    pub fn build_with_details(root: &Path, threads: usize) -> io::Result<OwnerMap> {
+        OwnerMap::walk(root, threads, true)
+    }
+
+    fn walk(root: &Path, threads: usize, details: bool) -> io::Result<OwnerMap> {
+        let mut r = walk::walk(root, threads, details)?;
         r.links.sort_unstable();
         Ok(OwnerMap {
             links: r.links,
             denied: r.denied,
             errors: r.errors,
             processes: r.processes,
+            infos: r.infos,
             root: root.to_path_buf(),
         })
     }
@@ -152,6 +167,33 @@ mod tests {
                 assert_eq!(owners, want, "threads={threads}");
             }
         }
+    }
+
+    /// `build_with_details` reads the details of socket holders only, and
+    /// a process table seeded with them answers without reading again.
+    #[test]
+    fn details_of_socket_holders_are_read_during_the_walk() {
+        let tree = fake_proc(&[(500, &[(3, "socket:[7]")]), (501, &[(0, "/dev/null")])]);
+        for (pid, comm) in [(500, "web"), (501, "idle")] {
+            let dir = tree.path().join(pid.to_string());
+            fs::write(
+                dir.join("stat"),
+                format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4242 0\n"),
+            )
+            .unwrap();
+            fs::write(dir.join("status"), "Name:\tx\nUid:\t0\t0\t0\t0\n").unwrap();
+            fs::write(dir.join("cmdline"), format!("/usr/bin/{comm}\0--flag\0")).unwrap();
+        }
+        let mut map = OwnerMap::build_with_details(tree.path(), 2).unwrap();
+        let pids: Vec<u32> = map.infos.iter().map(|(pid, _)| *pid).collect();
+        assert_eq!(pids, [500]);
+        assert!(OwnerMap::build(tree.path(), 2).unwrap().infos.is_empty());
+        let mut table = ProcTable::new(tree.path());
+        table.seed(std::mem::take(&mut map.infos));
+        // Gone from disk: the seeded record must be what answers.
+        fs::remove_dir_all(tree.path().join("500")).unwrap();
+        let info = table.info(500);
+        assert_eq!((&*info.name, &*info.cmdline, info.start_ticks), ("web", "/usr/bin/web --flag", Some(4242)));
     }
 
     #[test]

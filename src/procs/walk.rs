@@ -16,6 +16,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::RawInfo;
+
 /// One socket reference: inode, pid, fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Link {
@@ -34,6 +36,8 @@ pub struct WalkResult {
     pub processes: usize,
     /// Other errors, one per process at most (for a warning).
     pub errors: Vec<(u32, io::Error)>,
+    /// Details of processes holding sockets (when asked).
+    pub infos: Vec<(u32, RawInfo)>,
 }
 
 /// Descriptors of one process that one worker reads in a row, at most. A
@@ -52,6 +56,8 @@ struct Block {
 /// Work shared by the walk's threads: pids in /proc order, then blocks.
 struct Work<'a> {
     root: &'a OwnedFd,
+    /// Where details are read from, when they are.
+    details: Option<&'a Path>,
     pids: &'a [u32],
     next: AtomicUsize,
     blocks: Mutex<Vec<Block>>,
@@ -60,12 +66,14 @@ struct Work<'a> {
     listing: AtomicUsize,
 }
 
-/// Walks `<root>/*/fd` (root is `/proc`, or a fake tree in tests).
-pub fn walk(root: &Path, threads: usize) -> io::Result<WalkResult> {
+/// Walks `<root>/*/fd` (root is `/proc`, or a fake tree in tests); with
+/// `details`, also reads the details of each process found holding a socket.
+pub fn walk(root: &Path, threads: usize, details: bool) -> io::Result<WalkResult> {
     let root_fd = open_dir(libc::AT_FDCWD, &path_cstring(root)?)?;
     let pids = list_pids(&root_fd)?;
     let work = Work {
         root: &root_fd,
+        details: details.then_some(root),
         pids: &pids,
         next: AtomicUsize::new(0),
         blocks: Mutex::new(Vec::new()),
@@ -85,6 +93,7 @@ pub fn walk(root: &Path, threads: usize) -> io::Result<WalkResult> {
                     first.denied.extend(r.denied);
                     first.errors.extend(r.errors);
                     first.processes += r.processes;
+                    first.infos.extend(r.infos);
                 }
             }
             first
@@ -130,7 +139,11 @@ impl Work<'_> {
             };
             if fds.len() <= BLOCK {
                 self.listing.fetch_sub(1, Ordering::AcqRel);
+                let before = out.links.len();
                 read_links(&dir, pid, &fds, &mut out);
+                if out.links.len() > before {
+                    self.read_details(pid, &mut out);
+                }
                 continue;
             }
             let dir = Arc::new(dir);
@@ -142,8 +155,17 @@ impl Work<'_> {
             }
             self.listing.fetch_sub(1, Ordering::AcqRel);
             read_links(&dir, pid, &fds[..BLOCK], &mut out);
+            // Sockets may be in any block: a big process gets its details
+            // read either way.
+            self.read_details(pid, &mut out);
         }
         out
+    }
+
+    fn read_details(&self, pid: u32, out: &mut WalkResult) {
+        if let Some(root) = self.details {
+            out.infos.push((pid, RawInfo::read(&root.join(pid.to_string()))));
+        }
     }
 }
 
