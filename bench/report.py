@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Turns a bench/run.sh result directory into a markdown report (printed on stdout)."""
+"""Turns a bench/run.sh result directory into a markdown report (printed on stdout).
+
+    report.py DIR                    the report of one run
+    report.py --summary DIR...       the performance targets over several scales
+"""
 import json
 import statistics
 import sys
@@ -26,8 +30,9 @@ def fmt(x, digits=4):
     return f"{x:.{digits}f}"
 
 
-def main():
-    d = Path(sys.argv[1])
+def load(d):
+    """One result directory: metadata, socket counts and a row per command."""
+    d = Path(d)
     meta = kv(d / "meta.txt")
     before = kv(d / "counts-before.txt")
     after = kv(d / "counts-after.txt")
@@ -38,6 +43,8 @@ def main():
         name, cmd, status, detail, rss_kb = f[:5]
         if meta.get("portctl"):
             cmd = cmd.replace(meta["portctl"], "portctl")
+        if name == "floor":
+            cmd = "floor (examples/floor.rs)"
         r = {"name": name, "cmd": cmd, "status": status, "detail": detail,
              "rss_mib": int(rss_kb) / 1024 if rss_kb.strip().isdigit() and int(rss_kb) > 0 else None}
         js = d / f"{name}.json"
@@ -47,8 +54,70 @@ def main():
             r.update(runs=len(times), median=statistics.median(times), min=min(times), max=max(times),
                      user=res.get("user"), system=res.get("system"))
         rows.append(r)
-    by = {r["name"]: r for r in rows}
+    return meta, before, after, rows
 
+
+def median(by, name):
+    return by.get(name, {}).get("median")
+
+
+def ratio(by, a, b):
+    ma, mb = median(by, a), median(by, b)
+    return ma / mb if ma is not None and mb else None
+
+
+def us_per_socket(by, before):
+    m = median(by, "portctl-conns")
+    n = before.get("tcp_all", "")
+    return m / int(n) * 1e6 if m is not None and n.isdigit() and int(n) > 0 else None
+
+
+# The performance issue's targets: (scale, label, value function, limit).
+TARGETS = [
+    ("large", "conns / `ss -tanp`", lambda by, b: ratio(by, "portctl-conns", "ss-tanp"), 0.10),
+    ("large", "conns / floor (one dump + one-thread walk)", lambda by, b: ratio(by, "portctl-conns", "floor"), 0.8),
+    ("large", "listen / `ss -tlnp`", lambda by, b: ratio(by, "portctl-listen", "ss-tlnp"), 0.35),
+    ("large", "who / `ss -tanp 'sport = :P'`", lambda by, b: ratio(by, "portctl-who", "ss-tanp-sport"), 0.30),
+    ("large", "who / `lsof -nP -iTCP:P`", lambda by, b: ratio(by, "portctl-who", "lsof-iTCP-port"), 0.15),
+    ("large", "peak RSS of conns (MiB)", lambda by, b: by.get("portctl-conns", {}).get("rss_mib"), 64),
+    ("large", "peak RSS of listen (MiB)", lambda by, b: by.get("portctl-listen", {}).get("rss_mib"), 16),
+    ("small", "conns / `ss -tan`", lambda by, b: ratio(by, "portctl-conns", "ss-tan"), 2.0),
+    ("small", "listen / `ss -tan`", lambda by, b: ratio(by, "portctl-listen", "ss-tan"), 2.0),
+    ("small", "who / `ss -tan`", lambda by, b: ratio(by, "portctl-who", "ss-tan"), 2.0),
+]
+
+
+def verdict(value, limit, strict=False):
+    if value is None:
+        return "n/a"
+    ok = value < limit if strict else value <= limit
+    return "met" if ok else "**missed**"
+
+
+def target_rows(runs):
+    """runs: {scale: (meta, before, by)}. Rows of the targets table."""
+    out = []
+    for scale, label, fn, limit in TARGETS:
+        if scale not in runs:
+            continue
+        _, before, by = runs[scale]
+        v = fn(by, before)
+        strict = scale == "small"
+        shown = "n/a" if v is None else f"{v:.1f}" if limit >= 10 else f"{v:.3f}"
+        out.append(f"| {scale} | {label} | {shown} | "
+                   f"{'<' if strict else '<='} {limit} | {verdict(v, limit, strict)} |")
+    if "large" in runs and "medium" in runs:
+        big = us_per_socket(runs["large"][2], runs["large"][1])
+        mid = us_per_socket(runs["medium"][2], runs["medium"][1])
+        q = big / mid if big and mid else None
+        detail = f"{fmt(q, 3)} ({big:.2f} µs/socket at large, {mid:.2f} at medium)" if q else "n/a"
+        out.append(f"| large vs medium | conns time per TCP socket | {detail} | <= 1.3 | {verdict(q, 1.3)} |")
+    return out
+
+
+def report(d):
+    meta, before, after, rows = load(d)
+    by = {r["name"]: r for r in rows}
     p = []
     p.append(f"## portctl benchmark — scale `{meta.get('scale', '?')}`\n")
     p.append(f"kernel {meta.get('kernel', '?')}, {meta.get('cpus', '?')} CPUs, {meta.get('hyperfine', '')}, "
@@ -82,15 +151,45 @@ def main():
     p.append("| portctl | reference | ratio |")
     p.append("|---|---|---:|")
     for a, b in [("portctl-conns", "ss-tanp"), ("portctl-conns", "floor"), ("portctl-listen", "ss-tlnp"),
-                 ("portctl-who", "ss-tanp-sport"), ("portctl-who", "lsof-iTCP-port")]:
+                 ("portctl-who", "ss-tanp-sport"), ("portctl-who", "lsof-iTCP-port"),
+                 ("portctl-conns", "ss-tan"), ("portctl-listen", "ss-tan"), ("portctl-who", "ss-tan")]:
         ra, rb = by.get(a, {}), by.get(b, {})
-        if "median" in ra and "median" in rb and rb["median"] > 0:
-            q = ra["median"] / rb["median"]
-            txt = f"{q:.3f} ({1 / q:.1f}x faster)" if q < 1 else f"{q:.3f} ({q:.1f}x slower)"
-        else:
+        q = ratio(by, a, b)
+        if q is None:
             txt = "n/a"
+        else:
+            txt = f"{q:.3f} ({1 / q:.1f}x faster)" if q < 1 else f"{q:.3f} ({q:.1f}x slower)"
         p.append(f"| `{ra.get('cmd', a)}` | `{rb.get('cmd', b)}` | {txt} |")
-    print("\n".join(p))
+    per = us_per_socket(by, before)
+    if per is not None:
+        p.append(f"\n`conns` costs {per:.2f} µs per TCP socket at this scale.")
+    rows_t = target_rows({meta.get("scale"): (meta, before, by)})
+    if rows_t:
+        p.append("\n### Targets of the performance issue at this scale\n")
+        p.append("| scale | measure | value | target | |")
+        p.append("|---|---|---:|---:|---|")
+        p.extend(rows_t)
+    return "\n".join(p)
+
+
+def summary(dirs):
+    """The targets table over several runs (`run.sh --scale all`)."""
+    runs = {}
+    for d in dirs:
+        meta, before, _, rows = load(d)
+        runs[meta.get("scale", "?")] = (meta, before, {r["name"]: r for r in rows})
+    p = ["## Targets of the performance issue\n",
+         "| scale | measure | value | target | |", "|---|---|---:|---:|---|"]
+    p.extend(target_rows(runs))
+    return "\n".join(p)
+
+
+def main():
+    args = sys.argv[1:]
+    if args and args[0] == "--summary":
+        print(summary(args[1:]))
+    else:
+        print(report(args[0]))
 
 
 if __name__ == "__main__":

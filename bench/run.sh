@@ -2,15 +2,17 @@
 # portctl benchmark: builds a socket population with examples/sockpop.rs inside a private
 # network namespace, then times portctl against ss / lsof / netstat with hyperfine.
 #
-#   sudo bench/run.sh [--scale small|medium|large] [--runs N] [--no-build] [--out DIR]
+#   sudo bench/run.sh [--scale small|medium|large|all] [--runs N] [--no-build] [--out DIR]
 #
+# --scale all runs the three scales one after the other and ends with the performance
+# targets over all of them (bench/report.py --summary).
 # Environment overrides: PORTCTL=/path/to/portctl  SOCKPOP=/path/to/sockpop
 #                        CARGO_TARGET_DIR (where the builds go, default ./target)
 # See bench/README.md.
 set -euo pipefail
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -34,6 +36,20 @@ done
 case "$RUNS" in ''|*[!0-9]*) echo "run.sh: --runs must be a number" >&2; exit 2 ;; esac
 [ "$RUNS" -ge 2 ] || { echo "run.sh: --runs must be at least 2" >&2; exit 2; }
 
+if [ "$SCALE" = all ]; then
+    # Each scale in its own run (its own namespace and population); build once.
+    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    base="${OUT:-${CARGO_TARGET_DIR:-$here/../target}/bench/all-$(date +%Y%m%d-%H%M%S)}"
+    build_flag=()
+    [ "$BUILD" = 1 ] || build_flag=(--no-build)
+    for scale in small medium large; do
+        bash "$here/run.sh" --scale "$scale" --runs "$RUNS" "${build_flag[@]}" --out "$base/$scale"
+        build_flag=(--no-build)
+    done
+    python3 "$here/report.py" --summary "$base/small" "$base/medium" "$base/large" | tee "$base/targets.md"
+    exit 0
+fi
+
 BASE_PORT=20000
 # Scale presets. Per-command budget: a reference tool whose single run takes longer than
 # SKIP_SECS is skipped; slow ones get fewer runs so each command stays within CMD_BUDGET s.
@@ -44,7 +60,7 @@ case "$SCALE" in
             CMD_BUDGET=90 ;;
     large)  SP_ARGS=(--procs 200 --listeners 1000 --established 60000 --time-wait 10000 --close-wait 1000 --udp 500)
             CMD_BUDGET=75 ;;
-    *) echo "run.sh: --scale must be small, medium or large" >&2; exit 2 ;;
+    *) echo "run.sh: --scale must be small, medium, large or all" >&2; exit 2 ;;
 esac
 SP_ARGS+=(--shared-listener --base-port "$BASE_PORT" --hold-secs 3600)
 SKIP_SECS=60
@@ -254,12 +270,19 @@ for name in "${NAMES[@]}"; do
         printf '%s\t%s\tskipped\t%ss per run\t%s\n' "$name" "$cmd" "$secs" "$rss_kb" >>"$OUT/commands.tsv"
         continue
     fi
-    # Fewer runs (and no warm-up; the probe was one) for slow commands.
+    # Fewer runs (and no warm-up; the probe was one) for slow commands. Fast ones (the
+    # small scale: a few ms, where a run-to-run jitter of 1-2 ms is common) run for at
+    # least 3 s, hyperfine's default, so that their medians are steady.
     read -r runs warmup <<<"$(awk -v s="$secs" -v r="$RUNS" -v b="$CMD_BUDGET" 'BEGIN{
         if (s * (r + 1) <= b) { print r, 1; exit }
         n = int(b / (s > 0 ? s : 1)); if (n > r) n = r; if (n < 2) n = 2; print n, 0 }')"
-    log "$name: probe ${secs}s, ${rss_kb} KiB; hyperfine --runs $runs --warmup $warmup"
-    bg_wait inns hyperfine -N --warmup "$warmup" --runs "$runs" --output=null --style basic \
+    count=(--runs "$runs")
+    if awk -v s="$secs" 'BEGIN{exit !(s < 0.2)}'; then
+        count=(--min-runs "$runs")
+        warmup=5
+    fi
+    log "$name: probe ${secs}s, ${rss_kb} KiB; hyperfine ${count[*]} --warmup $warmup"
+    bg_wait inns hyperfine -N --warmup "$warmup" "${count[@]}" --output=null --style basic \
         --command-name "$name" --export-json "$OUT/$name.json" -- "$cmd" \
         >"$OUT/$name.hyperfine.txt" 2>&1 || {
         log "$name: hyperfine failed (see $OUT/$name.hyperfine.txt)"

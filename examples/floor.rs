@@ -6,6 +6,7 @@
 //! `floor --phases` prints each phase's time instead (for profiling), and
 //! the walk on 1, 2 and 4 threads.
 
+use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -31,12 +32,21 @@ fn main() {
     let map = OwnerMap::build(Path::new("/proc"), 1).expect("/proc walk");
     let walk_time = t.elapsed();
     if phases {
-        println!("dump: {dump_time:?} for {} sockets", dump.sockets.len());
-        println!("walk, 1 thread: {walk_time:?} for {} links in {} processes", map.links().len(), map.processes);
+        // Write errors (a closed pipe: `floor --phases | head -1`) end it quietly.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "dump: {dump_time:?} for {} sockets", dump.sockets.len());
+        let _ = writeln!(
+            out,
+            "walk, 1 thread: {walk_time:?} for {} links in {} processes",
+            map.links().len(),
+            map.processes
+        );
         for threads in [2, 4] {
             let t = Instant::now();
             let m = OwnerMap::build(Path::new("/proc"), threads).expect("/proc walk");
-            println!("walk, {threads} threads: {:?} ({} links)", t.elapsed(), m.links().len());
+            if writeln!(out, "walk, {threads} threads: {:?} ({} links)", t.elapsed(), m.links().len()).is_err() {
+                return;
+            }
         }
     }
 }
