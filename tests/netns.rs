@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 
 use common::{Netns, Portctl, Sockpop};
+use portctl::commands::stats::Stats;
 use portctl::commands::who::WhoReport;
 use portctl::model::{Socket, State};
 
@@ -122,6 +123,24 @@ fn issue6_who_answers_across_namespaces() {
     assert_eq!(r.holders.iter().map(|h| h.pid).collect::<Vec<_>>(), t.pop_a.holders);
     assert!(r.other_netns.iter().any(|s| s.netns.as_ref().unwrap().inode == ns_inode(&t.b)));
     assert!(r.other_netns.iter().all(|s| s.netns.as_ref().unwrap().inode != ns_inode(&t.a)));
+}
+
+/// The ephemeral range is a per-namespace sysctl: `stats --netns X` reads
+/// X's, not the host's.
+#[test]
+#[ignore = "needs root"]
+fn stats_reads_the_port_range_of_the_namespace_asked_about() {
+    let ns = Netns::new();
+    let set = common::output(ns.command("sysctl").args(["-qw", "net.ipv4.ip_local_port_range=40000 40100"]));
+    assert!(set.status.success(), "{}", set.dump());
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    assert_ne!(host.split_whitespace().collect::<Vec<_>>(), ["40000", "40100"], "the host must differ for this test");
+    let run = Portctl::new(["stats", "--json", "--netns", ns.name()]).run();
+    run.expect_code(0);
+    let stats: Stats = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()));
+    let e = stats.ephemeral.expect("ephemeral section");
+    assert_eq!((e.range.lo, e.range.hi), (40000, 40100));
+    assert_eq!(e.usable, 101);
 }
 
 #[test]

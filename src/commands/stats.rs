@@ -162,7 +162,13 @@ pub fn run(args: &StatsArgs, w: &mut impl Write, report: &mut Report) -> Result<
     let mut procs = inv.procs;
     let sockets = inv.sockets;
     let (protocols, states) = counts(&sockets);
-    let ephemeral = match ephemeral_settings() {
+    // These sysctls belong to the network namespace: read them in the one
+    // asked about (with --all-netns, in this one; see docs/stats.md).
+    let settings = match &scope {
+        inventory::Scope::One(ns) => ns.run(ephemeral_settings).unwrap_or_else(|e| Err(e.to_string())),
+        _ => ephemeral_settings(),
+    };
+    let ephemeral = match settings {
         Ok((range, reserved)) => Some(ephemeral_usage(&sockets, range, &reserved, args.top)),
         Err(e) => {
             report.warn(format!("ephemeral port usage left out: {e}"));
@@ -220,7 +226,8 @@ pub fn counts(sockets: &[Socket]) -> (Vec<ProtoCount>, Vec<StateCount>) {
     (protocols, states)
 }
 
-/// Reads the range and reserved ports of this network namespace.
+/// Reads the range and reserved ports of the calling thread's network
+/// namespace (/proc/sys/net follows the thread that opens it).
 pub fn ephemeral_settings() -> Result<(PortSpan, Vec<PortSpan>), String> {
     let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("could not read {p}: {e}"));
     let range = parse_port_range(&read(PORT_RANGE_SYSCTL)?).map_err(|e| format!("{PORT_RANGE_SYSCTL}: {e}"))?;
