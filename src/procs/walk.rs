@@ -273,18 +273,9 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 }
 
 /// Writes `n` in decimal and a NUL into buf; returns the index of the NUL.
-fn write_decimal(buf: &mut [u8], mut n: u32) -> usize {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let d = &digits[i..];
+fn write_decimal(buf: &mut [u8], n: u32) -> usize {
+    let mut digits = itoa::Buffer::new();
+    let d = digits.format(n).as_bytes();
     buf[..d.len()].copy_from_slice(d);
     buf[d.len()] = 0;
     d.len()
