@@ -16,6 +16,7 @@ pub mod commands;
 pub mod diagnose;
 pub mod error;
 pub mod filter;
+pub mod intmap;
 pub mod inventory;
 pub mod model;
 pub mod netns;

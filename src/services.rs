@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use crate::intmap::IntMap;
 use crate::model::Proto;
 
 /// Common ports /etc/services may lack. (port, name); TCP and UDP alike.
@@ -70,7 +71,7 @@ const EMBEDDED: &[(u16, &str)] = &[
 ];
 
 struct Table {
-    by_port: HashMap<(Proto, u16), String>,
+    by_port: IntMap<(Proto, u16), String>,
     by_name: HashMap<String, u16>,
 }
 
@@ -83,7 +84,7 @@ fn table() -> &'static Table {
 }
 
 fn build(etc_services: &str) -> Table {
-    let mut t = Table { by_port: HashMap::new(), by_name: HashMap::new() };
+    let mut t = Table { by_port: IntMap::default(), by_name: HashMap::new() };
     for &(port, name) in EMBEDDED {
         for proto in [Proto::Tcp, Proto::Udp] {
             t.by_port.insert((proto, port), name.to_string());

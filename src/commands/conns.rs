@@ -84,10 +84,14 @@ pub fn sort(sockets: &mut [Socket]) {
 /// Sorts by `full`, stable, where `prefix` is monotone in it (a < b by
 /// `full` implies prefix(a) <= prefix(b)).
 fn sort_by_prefix<T>(items: &mut [T], prefix: impl Fn(&T) -> u64, full: impl Fn(&T, &T) -> Ordering) {
+    // Plain integer pairs sort fastest: by prefix, then by index.
     let mut keys: Vec<(u64, u32)> = items.iter().zip(0u32..).map(|(it, i)| (prefix(it), i)).collect();
-    keys.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0).then_with(|| full(&items[a.1 as usize], &items[b.1 as usize])).then(a.1.cmp(&b.1))
-    });
+    keys.sort_unstable();
+    // Runs of equal prefixes (rare) are put in full order; the sort is
+    // stable and each run is in index order already.
+    for run in keys.chunk_by_mut(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+        run.sort_by(|a, b| full(&items[a.1 as usize], &items[b.1 as usize]));
+    }
     let mut order: Vec<u32> = keys.into_iter().map(|(_, i)| i).collect();
     permute(items, &mut order);
 }

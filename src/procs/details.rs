@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use procfs::process::Process;
 
+use crate::intmap::IntMap;
+
 /// What `listen` and `conns` show about an owning process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcInfo {
@@ -36,8 +38,8 @@ pub struct Extra {
 /// Reads and caches process details and user names.
 pub struct ProcTable {
     root: PathBuf,
-    procs: HashMap<u32, Arc<ProcInfo>>,
-    users: HashMap<u32, Arc<str>>,
+    procs: IntMap<u32, Arc<ProcInfo>>,
+    users: IntMap<u32, Arc<str>>,
     boot_time: Option<Option<u64>>,
     contexts: HashMap<u32, Option<super::context::Context>>,
     runtimes: Option<super::context::Runtimes>,
@@ -47,8 +49,8 @@ impl ProcTable {
     pub fn new(root: &Path) -> ProcTable {
         ProcTable {
             root: root.to_path_buf(),
-            procs: HashMap::new(),
-            users: HashMap::new(),
+            procs: IntMap::default(),
+            users: IntMap::default(),
             boot_time: None,
             contexts: HashMap::new(),
             runtimes: None,

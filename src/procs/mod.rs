@@ -53,7 +53,8 @@ impl OwnerMap {
 
     fn walk(root: &Path, threads: usize, details: bool) -> io::Result<OwnerMap> {
         let mut r = walk::walk(root, threads, details)?;
-        r.links.sort_unstable();
+        // The same order as Link's Ord, compared as one integer (twice as fast).
+        r.links.sort_unstable_by_key(|l| u128::from(l.inode) << 64 | u128::from(l.pid) << 32 | u128::from(l.fd));
         Ok(OwnerMap {
             links: r.links,
             denied: r.denied,
@@ -75,8 +76,18 @@ impl OwnerMap {
     /// one merge against the links, where a binary search per socket misses
     /// the cache at every step (20 ms against 5 ms at 130k sockets).
     pub fn owners_of_all(&self, inodes: &[u64]) -> Vec<&[Link]> {
-        let mut order: Vec<(u64, u32)> = inodes.iter().zip(0u32..).map(|(&ino, i)| (ino, i)).collect();
-        order.sort_unstable();
+        // (inode, index) pairs in order. Socket inodes are 32-bit numbers
+        // (get_next_ino), so a pair packs into one u64, which sorts about
+        // twice as fast as a tuple; wider ones (never seen) take the tuple.
+        let order: Vec<(u64, u32)> = if inodes.iter().all(|&i| i <= u64::from(u32::MAX)) {
+            let mut packed: Vec<u64> = inodes.iter().zip(0u64..).map(|(&ino, i)| ino << 32 | i).collect();
+            packed.sort_unstable();
+            packed.into_iter().map(|p| (p >> 32, p as u32)).collect()
+        } else {
+            let mut pairs: Vec<(u64, u32)> = inodes.iter().zip(0u32..).map(|(&ino, i)| (ino, i)).collect();
+            pairs.sort_unstable();
+            pairs
+        };
         let mut out = vec![&[][..]; inodes.len()];
         let mut at = 0;
         for (inode, i) in order {
@@ -140,6 +151,12 @@ mod tests {
             let batch = map.owners_of_all(&inodes);
             let one_by_one: Vec<&[Link]> = inodes.iter().map(|&i| map.owners_of(i)).collect();
             assert_eq!(batch, one_by_one);
+            // An inode wider than 32 bits takes the other path.
+            let wide = [5001, 1 << 40, 5003];
+            let batch = map.owners_of_all(&wide);
+            assert_eq!(batch, wide.iter().map(|&i| map.owners_of(i)).collect::<Vec<_>>());
+            let links = map.links();
+            assert!(links.windows(2).all(|w| w[0] <= w[1]), "links sorted as Link's Ord says");
             assert_eq!(map.owners_of(5003)[0].pid, 101);
             assert!(map.owners_of(77).is_empty(), "pipes are not sockets");
             assert!(map.owners_of(9999).is_empty());

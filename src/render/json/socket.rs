@@ -10,7 +10,6 @@
 //! copied after that. Strings still go through serde_json, so escaping is
 //! serde_json's own; rare nested parts (timer, tcp_info, netns, context) too.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,12 +17,13 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::Encoder;
+use crate::intmap::IntMap;
 use crate::model::{Endpoint, Owner, Socket};
 
 /// Encodes sockets; caches each process's encoded owner fields.
 #[derive(Default)]
 pub struct SocketEncoder {
-    owners: HashMap<u32, OwnerFields>,
+    owners: IntMap<u32, OwnerFields>,
 }
 
 /// `{"pid":P,"name":N,"user":U,"fd":` and `,"cmdline":C`, for the owner
