@@ -233,41 +233,26 @@ fn dump_all<'a>(scope: &'a Scope, query: &sock_diag::Query) -> Vec<(Option<&'a N
 }
 
 /// Fills `owners` / `owners_hidden`, and tells the report what stayed unknown.
-pub fn attach_owners(sockets: &mut [Socket], map: &OwnerMap, procs: &mut ProcTable, report: &mut Report) {
+///
+/// A socket the walk found no holder for may have been opened after the
+/// walk read its process (the walk and the dump run at once): its likely
+/// holders, and processes started since, are read once more before the
+/// socket is called hidden or unheld.
+pub fn attach_owners(sockets: &mut [Socket], map: &mut OwnerMap, procs: &mut ProcTable, report: &mut Report) {
+    fill_owners(sockets, None, map, procs);
+    let mut missed = unheld(sockets, 0..sockets.len());
+    if !missed.is_empty() && map.recheck(&likely_holders(sockets, &missed)) > 0 {
+        fill_owners(sockets, Some(&missed), map, procs);
+        missed = unheld(sockets, missed);
+    }
     let mut hidden = 0usize;
     let mut not_found = 0usize;
-    // Sockets of one process tend to come together: skip the table lookup.
-    let mut last: Option<std::sync::Arc<crate::procs::ProcInfo>> = None;
-    let inodes: Vec<u64> = sockets.iter().map(|s| s.inode).collect();
-    for (s, links) in sockets.iter_mut().zip(map.owners_of_all(&inodes)) {
-        s.owners = links
-            .iter()
-            .map(|l| {
-                let p = match &last {
-                    Some(p) if p.pid == l.pid => p.clone(),
-                    _ => {
-                        let p = procs.info(l.pid);
-                        last = Some(p.clone());
-                        p
-                    }
-                };
-                Owner {
-                    pid: l.pid,
-                    name: p.name.clone(),
-                    user: p.user.clone(),
-                    fd: l.fd,
-                    cmdline: p.cmdline.clone(),
-                    context: None,
-                }
-            })
-            .collect();
-        if s.owners.is_empty() && !s.is_unowned_by_nature() {
-            if map.denied.is_empty() {
-                not_found += 1;
-            } else {
-                s.owners_hidden = true;
-                hidden += 1;
-            }
+    for i in missed {
+        if map.denied.is_empty() {
+            not_found += 1;
+        } else {
+            sockets[i].owners_hidden = true;
+            hidden += 1;
         }
     }
     if hidden > 0 {
@@ -289,13 +274,76 @@ pub fn attach_owners(sockets: &mut [Socket], map: &OwnerMap, procs: &mut ProcTab
     }
     if not_found > 0 {
         report.note(format!(
-            "{not_found} socket{} held by no process visible here (another PID namespace, or the kernel)",
+            "{not_found} socket{} held by no process visible here (another PID namespace, the kernel, or opened or closed while portctl read /proc)",
             plural(not_found)
         ));
     }
     for (pid, e) in map.errors.iter().take(3) {
         report.warn(format!("could not read /proc/{pid}/fd: {e}"));
     }
+}
+
+/// Sets the owners of the sockets at `which` (of every one when `None`)
+/// from the map.
+fn fill_owners(sockets: &mut [Socket], which: Option<&[usize]>, map: &OwnerMap, procs: &mut ProcTable) {
+    // Sockets of one process tend to come together: skip the table lookup.
+    let mut last: Option<std::sync::Arc<crate::procs::ProcInfo>> = None;
+    let inodes: Vec<u64> = match which {
+        Some(w) => w.iter().map(|&i| sockets[i].inode).collect(),
+        None => sockets.iter().map(|s| s.inode).collect(),
+    };
+    let links = map.owners_of_all(&inodes);
+    for (n, links) in links.into_iter().enumerate() {
+        let i = which.map_or(n, |w| w[n]);
+        sockets[i].owners = links
+            .iter()
+            .map(|l| {
+                let p = match &last {
+                    Some(p) if p.pid == l.pid => p.clone(),
+                    _ => {
+                        let p = procs.info(l.pid);
+                        last = Some(p.clone());
+                        p
+                    }
+                };
+                Owner {
+                    pid: l.pid,
+                    name: p.name.clone(),
+                    user: p.user.clone(),
+                    fd: l.fd,
+                    cmdline: p.cmdline.clone(),
+                    context: None,
+                }
+            })
+            .collect();
+    }
+}
+
+/// Those of `which` that have a file (so some process holds them) but no
+/// owner found.
+fn unheld(sockets: &[Socket], which: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    which.into_iter().filter(|&i| sockets[i].owners.is_empty() && !sockets[i].is_unowned_by_nature()).collect()
+}
+
+/// The processes likely to hold the sockets in `missed`: those holding
+/// another socket, in the same namespace, on the same local port (a server
+/// holds the connections its listener accepted) or to the same remote
+/// endpoint (a client's connection pool).
+fn likely_holders(sockets: &[Socket], missed: &[usize]) -> Vec<u32> {
+    use std::collections::HashSet;
+    let ns = |s: &Socket| s.netns.as_ref().map(|n| n.inode);
+    let port = |s: &Socket| (ns(s), s.proto, s.local.port);
+    let peer = |s: &Socket| s.remote.map(|r| (ns(s), s.proto, r));
+    let ports: HashSet<_> = missed.iter().map(|&i| port(&sockets[i])).collect();
+    let peers: HashSet<_> = missed.iter().filter_map(|&i| peer(&sockets[i])).collect();
+    let mut pids: Vec<u32> = sockets
+        .iter()
+        .filter(|s| !s.owners.is_empty() && (ports.contains(&port(s)) || peer(s).is_some_and(|p| peers.contains(&p))))
+        .flat_map(|s| s.owners.iter().map(|o| o.pid))
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 /// `--context`: each owner's systemd unit and container.
@@ -379,4 +427,57 @@ pub fn interface_addresses() -> HashMap<IpAddr, String> {
     // SAFETY: head came from getifaddrs.
     unsafe { libc::freeifaddrs(head) };
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Proto;
+    use crate::procs::tests::fake_proc;
+
+    /// The walk and the dump run at once: a connection a server accepted,
+    /// or a client opened, after the walk read that process shows up in the
+    /// dump with no holder. It gets its owner from the recheck, not
+    /// "hidden" or "no process".
+    #[test]
+    fn socket_opened_after_the_walk_gets_its_owner() {
+        let tree = fake_proc(&[(100, &[(3, "socket:[5001]")]), (200, &[(3, "socket:[7001]")]), (300, &[])]);
+        for (pid, comm) in [(100, "server"), (200, "client"), (300, "idle")] {
+            let stat = format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4242 0\n");
+            std::fs::write(tree.path().join(format!("{pid}/stat")), stat).unwrap();
+        }
+        let mut map = OwnerMap::build(tree.path(), 2).unwrap();
+        std::os::unix::fs::symlink("socket:[6001]", tree.path().join("100/fd/7")).unwrap();
+        std::os::unix::fs::symlink("socket:[7002]", tree.path().join("200/fd/8")).unwrap();
+        let tcp = |state, local, remote, inode| Socket::sample(Proto::Tcp, state, local, remote, inode);
+        let mut sockets = vec![
+            tcp(State::Listen, "127.0.0.1:8080", None, 5001),
+            tcp(State::Established, "127.0.0.1:8080", Some("127.0.0.1:40000"), 6001),
+            tcp(State::Established, "127.0.0.1:50000", Some("10.0.0.9:443"), 7001),
+            tcp(State::Established, "127.0.0.1:50001", Some("10.0.0.9:443"), 7002),
+            tcp(State::Established, "127.0.0.1:9090", Some("127.0.0.1:40001"), 6002),
+            tcp(State::TimeWait, "127.0.0.1:8080", Some("127.0.0.1:40002"), 0),
+        ];
+        let mut procs = ProcTable::new(tree.path());
+        let mut report = Report::default();
+        attach_owners(&mut sockets, &mut map, &mut procs, &mut report);
+        let owners: Vec<Vec<(u32, u32, &str)>> =
+            sockets.iter().map(|s| s.owners.iter().map(|o| (o.pid, o.fd, &*o.name)).collect()).collect();
+        assert_eq!(
+            owners,
+            [
+                vec![(100, 3, "server")],
+                vec![(100, 7, "server")],
+                vec![(200, 3, "client")],
+                vec![(200, 8, "client")],
+                vec![],
+                vec![]
+            ]
+        );
+        assert!(sockets.iter().all(|s| !s.owners_hidden));
+        // The one socket nobody holds: a note, counted once; TIME_WAIT is
+        // unheld by nature and not counted.
+        assert_eq!(report.lines().len(), 1, "{:?}", report.lines());
+        assert!(report.lines()[0].starts_with("portctl: note: 1 socket held by no process visible here"));
+    }
 }

@@ -452,6 +452,36 @@ impl Socket {
     }
 }
 
+#[cfg(test)]
+impl Socket {
+    /// A socket with no owners, for tests: `local` and `remote` are
+    /// `addr:port` (`[v6]:port`).
+    pub fn sample(proto: Proto, state: State, local: &str, remote: Option<&str>, inode: u64) -> Socket {
+        let local: std::net::SocketAddr = local.parse().unwrap();
+        let remote = remote.map(|r| r.parse::<std::net::SocketAddr>().unwrap());
+        Socket {
+            proto,
+            family: Family::of(&local.ip()),
+            state,
+            local: Endpoint { addr: local.ip(), port: local.port() },
+            remote: remote.map(|r| Endpoint { addr: r.ip(), port: r.port() }),
+            inode,
+            uid: 0,
+            v6only: None,
+            exposure: Exposure::of(&local.ip()),
+            interface: None,
+            service: None,
+            recv_q: 0,
+            send_q: 0,
+            timer: None,
+            owners: Vec::new(),
+            owners_hidden: false,
+            tcp_info: None,
+            netns: None,
+        }
+    }
+}
+
 /// The longest time left on any of these sockets' timers, in ms (0 when
 /// none has one): how long until the last TIME_WAIT is gone.
 pub fn longest_timer_ms<'a>(sockets: impl IntoIterator<Item = &'a Socket>) -> u32 {

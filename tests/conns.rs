@@ -507,3 +507,62 @@ fn ss_state_filter(ns: &Netns, state: &str, label: &str) -> Vec<SsSocket> {
         .collect();
     parse_ss(&text).into_iter().filter(|s| s.proto == Proto::Tcp).collect()
 }
+
+/// The /proc walk runs while the kernel dump does, so connections made
+/// while portctl runs are in the dump after the walk may have read their
+/// process. Each end must still come back with its holder (this process),
+/// never as hidden or held by nobody: portctl reads the likely holders again.
+#[test]
+fn connections_accepted_during_the_walk_keep_their_owner() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let listener = tcp_listener("127.0.0.1:0".parse().unwrap(), None, 1024);
+    let addr = listener.local_addr().unwrap();
+    let port = addr.port().to_string();
+    let stop = AtomicBool::new(false);
+    let made = AtomicUsize::new(0);
+    let me = std::process::id();
+    // Both ends stay open until the end: a socket in the dump is then
+    // still held when portctl looks again, so the check cannot race.
+    const MAX_PAIRS: usize = 3000;
+    std::thread::scope(|s| {
+        let churn = s.spawn(|| {
+            let mut kept = Vec::new();
+            while !stop.load(Ordering::Relaxed) && kept.len() < MAX_PAIRS {
+                let c = TcpStream::connect(addr).unwrap();
+                let (a, _) = listener.accept().unwrap();
+                kept.push((c, a));
+                made.fetch_add(1, Ordering::Relaxed);
+            }
+            kept
+        });
+        let mut checked = 0;
+        let mut raced_runs = 0;
+        for _ in 0..8 {
+            let before = made.load(Ordering::Relaxed);
+            let run = conns(&["--port", &port, "--state", "established", "--json"]).run();
+            let during = made.load(Ordering::Relaxed) - before;
+            run.expect_code(0);
+            // Both ends; the accepted end is ownerless only while it waits
+            // in the accept queue, with no file yet (inode 0).
+            let ours = |s: &&Socket| s.inode != 0 && (s.local == ep(addr) || s.remote == Some(ep(addr)));
+            for sock in run.sockets().iter().filter(ours) {
+                let pids: Vec<u32> = sock.owners.iter().map(|o| o.pid).collect();
+                assert!(
+                    pids == [me] && !sock.owners_hidden,
+                    "{} -> {:?}: owners {pids:?}, hidden {}\n{}",
+                    sock.local,
+                    sock.remote,
+                    sock.owners_hidden,
+                    run.stderr
+                );
+                checked += 1;
+            }
+            assert!(!run.stderr.contains("held by no process"), "{}", run.stderr);
+            raced_runs += usize::from(during > 0);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let kept = churn.join().unwrap();
+        assert!(checked > 0, "no accepted connection was checked");
+        assert!(raced_runs > 0, "no connection was accepted while portctl ran ({} in all)", kept.len());
+    });
+}

@@ -383,7 +383,7 @@ fn close_wait_section(sockets: &[Socket], procs: &mut ProcTable, report: &mut Re
     let mut cw: Vec<Socket> = sockets.iter().filter(|s| s.state == State::CloseWait).cloned().collect();
     if !cw.is_empty() {
         match OwnerMap::build(Path::new("/proc"), crate::procs::default_threads()) {
-            Ok(map) => inventory::attach_owners(&mut cw, &map, procs, report),
+            Ok(mut map) => inventory::attach_owners(&mut cw, &mut map, procs, report),
             Err(e) => {
                 report.warn(format!("CLOSE_WAIT by process left out: could not walk /proc: {e}"));
                 return None;
@@ -537,32 +537,12 @@ fn write_or_none(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Exposure, Owner};
+    use crate::model::Owner;
     use std::sync::Arc;
 
     fn sock(proto: Proto, state: State, local: &str, remote: Option<&str>) -> Socket {
-        let local: std::net::SocketAddr = local.parse().unwrap();
-        let remote = remote.map(|r| r.parse::<std::net::SocketAddr>().unwrap());
-        Socket {
-            proto,
-            family: Family::of(&local.ip()),
-            state,
-            local: Endpoint { addr: local.ip(), port: local.port() },
-            remote: remote.map(|r| Endpoint { addr: r.ip(), port: r.port() }),
-            inode: if state == State::TimeWait { 0 } else { 77 },
-            uid: 0,
-            v6only: None,
-            exposure: Exposure::of(&local.ip()),
-            interface: None,
-            service: None,
-            recv_q: 0,
-            send_q: 0,
-            timer: None,
-            owners: Vec::new(),
-            owners_hidden: false,
-            tcp_info: None,
-            netns: None,
-        }
+        let inode = if state == State::TimeWait { 0 } else { 77 };
+        Socket::sample(proto, state, local, remote, inode)
     }
 
     fn owned(mut s: Socket, owners: &[(u32, &str)]) -> Socket {

@@ -36,6 +36,9 @@ pub struct OwnerMap {
     pub infos: Vec<(u32, RawInfo)>,
     /// Where the walk read from (`/proc` unless testing).
     pub root: PathBuf,
+    /// The pids the walk listed, sorted: a later [`OwnerMap::recheck`]
+    /// reads the processes that are not among them.
+    walked: Vec<u32>,
 }
 
 impl OwnerMap {
@@ -53,8 +56,8 @@ impl OwnerMap {
 
     fn walk(root: &Path, threads: usize, details: bool) -> io::Result<OwnerMap> {
         let mut r = walk::walk(root, threads, details)?;
-        // The same order as Link's Ord, compared as one integer (twice as fast).
-        r.links.sort_unstable_by_key(|l| u128::from(l.inode) << 64 | u128::from(l.pid) << 32 | u128::from(l.fd));
+        sort_links(&mut r.links);
+        r.pids.sort_unstable();
         Ok(OwnerMap {
             links: r.links,
             denied: r.denied,
@@ -62,7 +65,52 @@ impl OwnerMap {
             processes: r.processes,
             infos: r.infos,
             root: root.to_path_buf(),
+            walked: r.pids,
         })
+    }
+
+    /// Reads again the descriptors of `candidates`, and for the first time
+    /// those of processes started since the walk listed `/proc`, adding the
+    /// sockets they hold now. Returns how many links that added.
+    ///
+    /// The walk runs while the kernel dump does, so a socket opened by a
+    /// process after the walk read that process is in the dump with no
+    /// owner. The caller knows which sockets those are and which processes
+    /// likely hold them (e.g. the holder of the listener that accepted
+    /// them); a second full walk would double the cost of every run on a
+    /// host whose kernel holds sockets of its own.
+    pub fn recheck(&mut self, candidates: &[u32]) -> usize {
+        let mut pids: Vec<u32> = match walk::pids(&self.root) {
+            Ok(now) => now.into_iter().filter(|p| self.walked.binary_search(p).is_err()).collect(),
+            Err(_) => Vec::new(),
+        };
+        let new = pids.len();
+        pids.extend(candidates.iter().filter(|p| self.denied.binary_search(p).is_err()));
+        pids.sort_unstable();
+        pids.dedup();
+        if pids.is_empty() {
+            return 0;
+        }
+        let Ok(r) = walk::walk_pids(&self.root, Some(&pids), default_threads(), false) else {
+            return 0;
+        };
+        let before = self.links.len();
+        self.links.extend(r.links);
+        sort_links(&mut self.links);
+        self.links.dedup();
+        self.denied.extend(r.denied);
+        self.denied.sort_unstable();
+        self.denied.dedup();
+        for (pid, e) in r.errors {
+            if !self.errors.iter().any(|(p, _)| *p == pid) {
+                self.errors.push((pid, e));
+            }
+        }
+        self.processes += new;
+        self.walked.extend(pids);
+        self.walked.sort_unstable();
+        self.walked.dedup();
+        self.links.len().saturating_sub(before)
     }
 
     /// Every (pid, fd) holding this socket inode, by pid then fd.
@@ -106,19 +154,24 @@ impl OwnerMap {
     }
 }
 
+/// In Link's order (inode, pid, fd), compared as one integer: twice as fast.
+fn sort_links(links: &mut [Link]) {
+    links.sort_unstable_by_key(|l| u128::from(l.inode) << 64 | u128::from(l.pid) << 32 | u128::from(l.fd));
+}
+
 /// Threads for the fd walk: every core the process may use.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::{PermissionsExt, symlink};
 
     /// A fake proc root: pid -> [(fd, link target)].
-    fn fake_proc(procs: &[(u32, &[(u32, &str)])]) -> tempdir::TempDir {
+    pub(crate) fn fake_proc(procs: &[(u32, &[(u32, &str)])]) -> tempdir::TempDir {
         let dir = tempdir::TempDir::new();
         for (pid, fds) in procs {
             let fd_dir = dir.path().join(pid.to_string()).join("fd");
@@ -213,6 +266,30 @@ mod tests {
         assert_eq!((&*info.name, &*info.cmdline, info.start_ticks), ("web", "/usr/bin/web --flag", Some(4242)));
     }
 
+    /// Sockets opened after the walk read their process: a recheck finds
+    /// those of the candidates and of processes started since, and no
+    /// others (a full second walk is what it avoids).
+    #[test]
+    fn recheck_reads_candidates_and_new_processes() {
+        let tree = fake_proc(&[(100, &[(3, "socket:[5001]")]), (200, &[(0, "/dev/null")])]);
+        let mut map = OwnerMap::build(tree.path(), 2).unwrap();
+        assert_eq!(map.processes, 2);
+        symlink("socket:[6001]", tree.path().join("100/fd/9")).unwrap(); // accepted by the listener's holder
+        symlink("socket:[7001]", tree.path().join("200/fd/4")).unwrap(); // opened by a process not asked about
+        fs::create_dir_all(tree.path().join("300/fd")).unwrap();
+        symlink("socket:[8001]", tree.path().join("300/fd/3")).unwrap(); // a process started since
+        assert_eq!(map.recheck(&[100]), 2);
+        let owners = |map: &OwnerMap, inode| map.owners_of(inode).iter().map(|l| (l.pid, l.fd)).collect::<Vec<_>>();
+        assert_eq!(owners(&map, 6001), [(100, 9)]);
+        assert_eq!(owners(&map, 8001), [(300, 3)]);
+        assert_eq!(owners(&map, 7001), []);
+        assert_eq!(owners(&map, 5001), [(100, 3)], "a process read twice is not listed twice");
+        assert!(map.links().windows(2).all(|w| w[0] < w[1]), "links stay sorted and unique");
+        assert_eq!(map.processes, 3);
+        // Nothing new and no candidates: nothing is read, nothing added.
+        assert_eq!(map.recheck(&[]), 0);
+    }
+
     #[test]
     fn unreadable_process_is_denied_not_fatal() {
         let tree = fake_proc(&[(300, &[(3, "socket:[1]")]), (301, &[(5, "socket:[2]")])]);
@@ -254,7 +331,7 @@ mod tests {
     }
 
     /// Minimal temp dir (no extra dependency for one test helper).
-    mod tempdir {
+    pub(crate) mod tempdir {
         use std::path::{Path, PathBuf};
         use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -38,6 +38,8 @@ pub struct WalkResult {
     pub errors: Vec<(u32, io::Error)>,
     /// Details of processes holding sockets (when asked).
     pub infos: Vec<(u32, RawInfo)>,
+    /// The pids the walk set out to read, in the order it listed them.
+    pub pids: Vec<u32>,
 }
 
 /// Descriptors of one process that one worker reads in a row, at most. A
@@ -69,8 +71,22 @@ struct Work<'a> {
 /// Walks `<root>/*/fd` (root is `/proc`, or a fake tree in tests); with
 /// `details`, also reads the details of each process found holding a socket.
 pub fn walk(root: &Path, threads: usize, details: bool) -> io::Result<WalkResult> {
+    walk_pids(root, None, threads, details)
+}
+
+/// The pids under `root` now, in directory order.
+pub fn pids(root: &Path) -> io::Result<Vec<u32>> {
+    list_pids(&open_dir(libc::AT_FDCWD, &path_cstring(root)?)?)
+}
+
+/// Walks the fd directories of `only` (those still there), or of every
+/// process under `root` when `None`. `WalkResult::pids` is what was walked.
+pub fn walk_pids(root: &Path, only: Option<&[u32]>, threads: usize, details: bool) -> io::Result<WalkResult> {
     let root_fd = open_dir(libc::AT_FDCWD, &path_cstring(root)?)?;
-    let pids = list_pids(&root_fd)?;
+    let pids = match only {
+        Some(p) => p.to_vec(),
+        None => list_pids(&root_fd)?,
+    };
     let work = Work {
         root: &root_fd,
         details: details.then_some(root),
@@ -102,6 +118,7 @@ pub fn walk(root: &Path, threads: usize, details: bool) -> io::Result<WalkResult
     // A process cut into blocks may be denied by several workers.
     result.denied.sort_unstable();
     result.denied.dedup();
+    result.pids = pids;
     Ok(result)
 }
 
