@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
 
 use common::*;
 use portctl::model::{Endpoint, Proto, Socket, State, TimerKind};
@@ -29,22 +28,6 @@ fn keys(sockets: &[Socket]) -> Vec<(State, Endpoint, Option<Endpoint>)> {
     let mut v: Vec<_> = sockets.iter().map(|s| (s.state, s.local, s.remote)).collect();
     v.sort();
     v
-}
-
-/// Runs `f` on a thread that has entered the namespace: sockets it creates
-/// live there (a socket's namespace is fixed when it is created), whichever
-/// thread uses them later.
-fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        let h = s.spawn(|| {
-            let file = std::fs::File::open(format!("/run/netns/{}", ns.name())).unwrap();
-            // SAFETY: plain syscall on a descriptor we hold; affects this thread only.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {}: {}", ns.name(), io::Error::last_os_error());
-            f()
-        });
-        h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
 }
 
 /// A TCP connection from `local` (port chosen by the kernel) to `remote`.
@@ -69,16 +52,6 @@ fn connect_from(local: IpAddr, remote: SocketAddr) -> TcpStream {
         let rc = libc::connect(fd.as_raw_fd(), (&peer as *const libc::sockaddr_in).cast(), len);
         assert_eq!(rc, 0, "connect {remote}: {}", io::Error::last_os_error());
         TcpStream::from(fd)
-    }
-}
-
-/// Polls until `f` holds (socket state changes travel through the loopback
-/// asynchronously); panics after 20 s.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -7,13 +7,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 use std::net::{IpAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
 
 use common::*;
-use portctl::commands::stats::{DestinationUsage, PortSpan, Stats, Talker};
+use portctl::commands::stats::{DestinationUsage, PortSpan, Side, Stats, Talker, TimeWaitPeer};
 use portctl::model::{Endpoint, Family, Proto, State};
 
 fn stats(args: &[&str]) -> Portctl {
@@ -30,20 +27,6 @@ fn count(st: &Stats, proto: Proto, state: State) -> usize {
         .iter()
         .find(|c| c.proto == proto && c.state == state)
         .map_or_else(|| panic!("no {proto} {state} row in {:?}", st.states), |c| c.total)
-}
-
-/// Runs `f` on a thread inside the namespace; sockets it creates live there.
-fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        let h = s.spawn(|| {
-            let file = std::fs::File::open(format!("/run/netns/{}", ns.name())).unwrap();
-            // SAFETY: plain syscall on a descriptor we hold; affects this thread only.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {}: {}", ns.name(), io::Error::last_os_error());
-            f()
-        });
-        h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
 }
 
 /// `n` connections to `l`: (client, server) ends.
@@ -64,14 +47,6 @@ fn sysctl_in(ns: &Netns, name: &str, value: &str) {
     run.expect_code(0);
     let back = output(ns.command("cat").arg(&path));
     assert_eq!(back.stdout.split_whitespace().collect::<Vec<_>>().join(" "), value, "{path} in {}", ns.name());
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -293,6 +268,22 @@ fn numbers_agree_with_ss_on_a_busy_namespace() {
     want.truncate(10);
     assert!(!want.is_empty());
     assert_eq!(st.time_wait_top, want);
+    // The same TIME_WAIT sockets by side: sockpop's clients close first, so
+    // every one is on the client side (its local port has no listener).
+    let listening: BTreeSet<u16> = all.iter().filter(|s| s.state == "LISTEN").map(|s| s.local.port).collect();
+    let mut tw: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
+    for s in all.iter().filter(|s| s.proto == Proto::Tcp && s.state == "TIME-WAIT") {
+        assert!(!listening.contains(&s.local.port), "sockpop's TIME_WAIT is the client end: {s:?}");
+        let peer = canonical(s.peer.unwrap());
+        *tw.entry((peer.addr, peer.port)).or_default() += 1;
+    }
+    let mut want: Vec<(Side, IpAddr, u16, usize)> =
+        tw.into_iter().map(|((addr, port), count)| (Side::Out, addr, port, count)).collect();
+    want.sort_by(|a, b| b.3.cmp(&a.3).then((a.1, a.2).cmp(&(b.1, b.2))));
+    want.truncate(10);
+    let got: Vec<(Side, IpAddr, u16, usize)> =
+        st.time_wait_peers.iter().map(|t| (t.side, t.peer, t.port, t.count)).collect();
+    assert_eq!(got, want);
 
     // CLOSE_WAIT by process, from ss -p.
     let cw = st.close_wait.as_ref().unwrap();
@@ -433,4 +424,70 @@ fn close_wait_owners_come_from_proc_and_no_owners_skips_them() {
     assert!(st.close_wait.is_none());
     assert_eq!(count(&st, Proto::Tcp, State::CloseWait), 7);
     drop(held);
+}
+
+/// TIME_WAIT stays with whichever end closed first. A server that closes
+/// first piles it up on its own port, one client port each: grouped by
+/// side, its five connections are one row, not five rows of one.
+#[test]
+#[ignore = "needs root"]
+fn time_wait_peers_tell_the_server_side_from_the_client_side() {
+    use std::io::Read;
+    require_root();
+    let ns = Netns::new();
+    let eof = |mut s: TcpStream| {
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap(), 0, "the peer closed: EOF");
+    };
+    let listeners = in_netns(&ns, || {
+        let server = TcpListener::bind("127.0.0.1:9000").unwrap();
+        let other = TcpListener::bind("127.0.0.1:9001").unwrap();
+        for (client, accepted) in connect_n(&server, 5) {
+            drop(accepted); // the server closes first: its end goes to TIME_WAIT
+            eof(client);
+        }
+        for (client, accepted) in connect_n(&other, 3) {
+            drop(client); // the client closes first
+            eof(accepted);
+        }
+        (server, other)
+    });
+    wait_until("8 TIME_WAIT sockets", || ss_count(&ns, "time-wait") == 8);
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    let peer = |side, port, count| TimeWaitPeer {
+        side,
+        peer: lo,
+        port,
+        service: portctl::services::name(Proto::Tcp, port).map(String::from),
+        count,
+    };
+    let want = [peer(Side::In, 9000, 5), peer(Side::Out, 9001, 3)];
+    let run = stats(&["--json"]).netns(&ns).run();
+    run.expect_code(0);
+    assert_eq!(parse(&run).time_wait_peers, want, "{}", run.dump());
+
+    let run = stats(&[]).netns(&ns).run();
+    run.expect_code(0);
+    let rows: Vec<Vec<&str>> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("TIME_WAIT TOP TALKERS"))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let svc = |p| want.iter().find(|w| w.port == p).unwrap().service.clone().unwrap_or("-".into());
+    assert_eq!(
+        rows,
+        [["in", "127.0.0.1", "9000", &svc(9000), "5"], ["out", "127.0.0.1", "9001", &svc(9001), "3"]],
+        "{}",
+        run.dump()
+    );
+
+    // With the listeners gone, the ports tell: 9000 is outside the
+    // ephemeral range, the clients' ports inside.
+    drop(listeners);
+    let run = stats(&["--json"]).netns(&ns).run();
+    run.expect_code(0);
+    assert_eq!(parse(&run).time_wait_peers, want, "{}", run.dump());
 }

@@ -25,6 +25,7 @@ use crate::procs::{OwnerMap, ProcTable};
 use crate::query::{self, Format, Output};
 use crate::render::{json, prometheus, sanitize, table};
 use crate::report::{self, Report};
+use crate::services;
 
 /// Warn when one destination uses more than this share of the usable range.
 pub const EPHEMERAL_WARN_PERCENT: u32 = 80;
@@ -49,6 +50,10 @@ pub struct Stats {
     pub ephemeral: Option<EphemeralUsage>,
     /// Remote endpoints with the most TIME_WAIT sockets, most first.
     pub time_wait_top: Vec<Talker>,
+    /// TIME_WAIT sockets per side, peer address and service port, most
+    /// first (schema 2): what `time_wait_top` cannot show when this host is
+    /// the server, where every client port is counted once.
+    pub time_wait_peers: Vec<TimeWaitPeer>,
     /// `null` with `--no-owners`, or when /proc could not be walked.
     pub close_wait: Option<CloseWait>,
 }
@@ -134,6 +139,42 @@ pub struct Talker {
     pub count: usize,
 }
 
+/// Which end of its connection a TIME_WAIT socket is. TIME_WAIT stays with
+/// the side that closed first, so this says who closes first, and to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// A connection this host accepted: its local port has a listener (or,
+    /// with none left, is outside the ephemeral range while the peer's is
+    /// inside).
+    In,
+    /// A connection this host opened.
+    Out,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::In => "in",
+            Side::Out => "out",
+        }
+    }
+}
+
+/// TIME_WAIT sockets of one side, peer address and service port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeWaitPeer {
+    pub side: Side,
+    /// The remote address (IPv4-mapped IPv6 addresses as IPv4).
+    pub peer: IpAddr,
+    /// The service: the local port for `in`, the remote port for `out`.
+    pub port: u16,
+    /// Well-known name of `port`, when it has one.
+    pub service: Option<String>,
+    pub count: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloseWait {
@@ -175,6 +216,7 @@ pub fn run(args: &StatsArgs, w: &mut impl Write, report: &mut Report) -> Result<
             None
         }
     };
+    let range = ephemeral.as_ref().map_or(DEFAULT_EPHEMERAL, |e| e.range);
     if let Some(e) = &ephemeral {
         warn_exhaustion(e, report);
     }
@@ -186,6 +228,7 @@ pub fn run(args: &StatsArgs, w: &mut impl Write, report: &mut Report) -> Result<
         states,
         ephemeral,
         time_wait_top: time_wait_top(&sockets, args.top),
+        time_wait_peers: time_wait_peers(&sockets, range, args.top),
         close_wait,
     };
     match out.format {
@@ -377,6 +420,40 @@ pub fn time_wait_top(sockets: &[Socket], top: usize) -> Vec<Talker> {
     v
 }
 
+/// Linux's default `ip_local_port_range`, for telling sides apart when the
+/// sysctl could not be read.
+const DEFAULT_EPHEMERAL: PortSpan = PortSpan { lo: 32768, hi: 60999 };
+
+/// The `top` (side, peer address, service port) groups with the most
+/// TIME_WAIT sockets. `range` is the ephemeral port range, for sockets
+/// whose local port no longer has a listener.
+pub fn time_wait_peers(sockets: &[Socket], range: PortSpan, top: usize) -> Vec<TimeWaitPeer> {
+    let ns = |s: &Socket| s.netns.as_ref().map(|n| n.inode);
+    let listening: std::collections::HashSet<(Option<u64>, u16)> =
+        sockets.iter().filter(|s| s.state == State::Listen).map(|s| (ns(s), s.local.port)).collect();
+    let mut by: HashMap<(Side, IpAddr, u16), usize> = HashMap::new();
+    for s in sockets.iter().filter(|s| s.state == State::TimeWait) {
+        let Some(remote) = s.remote.map(canonical) else { continue };
+        let accepted = listening.contains(&(ns(s), s.local.port))
+            || (!range.contains(s.local.port) && range.contains(remote.port));
+        let key = if accepted { (Side::In, remote.addr, s.local.port) } else { (Side::Out, remote.addr, remote.port) };
+        *by.entry(key).or_default() += 1;
+    }
+    let mut v: Vec<TimeWaitPeer> = by
+        .into_iter()
+        .map(|((side, peer, port), count)| TimeWaitPeer {
+            side,
+            peer,
+            port,
+            service: services::name(Proto::Tcp, port).map(str::to_string),
+            count,
+        })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then((a.side, a.peer, a.port).cmp(&(b.side, b.peer, b.port))));
+    v.truncate(top);
+    v
+}
+
 /// Walks /proc only when there is a CLOSE_WAIT socket, and resolves owners
 /// for those sockets only. None (with a warning) when /proc cannot be walked.
 fn close_wait_section(sockets: &[Socket], procs: &mut ProcTable, report: &mut Report) -> Option<CloseWait> {
@@ -496,9 +573,21 @@ fn write_text(w: &mut impl Write, st: &Stats, out: &Output) -> io::Result<()> {
     }
 
     writeln!(w)?;
-    title(w, "TIME_WAIT TOP TALKERS")?;
-    let rows = st.time_wait_top.iter().map(|t| vec![t.remote.to_string().into(), t.count.to_string().into()]).collect();
-    write_or_none(w, &[col("REMOTE"), num("TIME_WAIT")], rows, out)?;
+    title(w, "TIME_WAIT TOP TALKERS  this host closed first; in: it had accepted, out: it had connected")?;
+    let rows = st
+        .time_wait_peers
+        .iter()
+        .map(|t| {
+            vec![
+                t.side.as_str().into(),
+                t.peer.to_string().into(),
+                t.port.to_string().into(),
+                t.service.as_deref().unwrap_or("-").into(),
+                t.count.to_string().into(),
+            ]
+        })
+        .collect();
+    write_or_none(w, &[col("SIDE"), col("PEER"), num("PORT"), col("SERVICE"), num("TIME_WAIT")], rows, out)?;
 
     writeln!(w)?;
     match &st.close_wait {
@@ -666,6 +755,44 @@ mod tests {
         assert!(time_wait_top(&[], 10).is_empty());
     }
 
+    /// Server side: every client port differs, so the group is the client
+    /// address and the local (service) port; client side: the server's
+    /// address and port. A listener decides, else the ephemeral range.
+    #[test]
+    fn time_wait_peers_by_side() {
+        let tw = |local: &str, remote: &str| sock(Proto::Tcp, State::TimeWait, local, Some(remote));
+        let mut v = vec![sock(Proto::Tcp, State::Listen, "0.0.0.0:8080", None)];
+        for i in 0..6 {
+            v.push(tw("10.0.0.1:8080", &format!("10.0.0.5:{}", 50000 + i))); // we accepted, closed first
+        }
+        for i in 0..3 {
+            v.push(tw(&format!("10.0.0.1:{}", 40000 + i), "10.0.0.9:5432")); // we connected
+        }
+        // No listener on 443 any more: 443 is outside the range, the peer's port inside.
+        v.push(tw("[::ffff:10.0.0.1]:443", "[::ffff:10.0.0.5]:33000"));
+        v.push(tw("10.0.0.1:443", "10.0.0.5:33001"));
+        // A listener on a port inside the range still makes it the server side.
+        v.push(sock(Proto::Tcp, State::Listen, "0.0.0.0:40500", None));
+        v.push(tw("10.0.0.1:40500", "10.0.0.6:40000"));
+        v.push(sock(Proto::Tcp, State::Established, "10.0.0.1:8080", Some("10.0.0.5:49999")));
+        let got: Vec<(Side, String, u16, Option<String>, usize)> = time_wait_peers(&v, DEFAULT_EPHEMERAL, 10)
+            .into_iter()
+            .map(|t| (t.side, t.peer.to_string(), t.port, t.service, t.count))
+            .collect();
+        let name = |p| services::name(Proto::Tcp, p).map(str::to_string);
+        assert_eq!(
+            got,
+            vec![
+                (Side::In, "10.0.0.5".into(), 8080, name(8080), 6),
+                (Side::Out, "10.0.0.9".into(), 5432, name(5432), 3),
+                (Side::In, "10.0.0.5".into(), 443, name(443), 2),
+                (Side::In, "10.0.0.6".into(), 40500, name(40500), 1),
+            ]
+        );
+        assert_eq!(time_wait_peers(&v, DEFAULT_EPHEMERAL, 2).len(), 2);
+        assert!(time_wait_peers(&[], DEFAULT_EPHEMERAL, 10).is_empty());
+    }
+
     #[test]
     fn close_wait_grouping() {
         let cw = |port: u16| sock(Proto::Tcp, State::CloseWait, &format!("10.0.0.1:{port}"), Some("10.0.0.9:80"));
@@ -720,6 +847,7 @@ mod tests {
             states,
             ephemeral: Some(ephemeral_usage(&v, PortSpan { lo: 32768, hi: 60999 }, &[], 10)),
             time_wait_top: time_wait_top(&v, 10),
+            time_wait_peers: time_wait_peers(&v, DEFAULT_EPHEMERAL, 10),
             close_wait: None,
         };
         let mut buf = Vec::new();

@@ -292,7 +292,7 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
 
     #[test]
     fn stats_families() {
-        use crate::commands::stats::{PortSpan, counts, ephemeral_usage, time_wait_top};
+        use crate::commands::stats::{PortSpan, counts, ephemeral_usage, time_wait_peers, time_wait_top};
         let mut v = vec![socket(HIDDEN)];
         let mut tw = socket(DB);
         tw.state = crate::model::State::TimeWait;
@@ -307,6 +307,7 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
             states,
             ephemeral: Some(ephemeral_usage(&v, PortSpan { lo: 40000, hi: 40003 }, &[], 10)),
             time_wait_top: time_wait_top(&v, 10),
+            time_wait_peers: time_wait_peers(&v, PortSpan { lo: 40000, hi: 40003 }, 10),
             close_wait: Some(CloseWait {
                 total: 4,
                 unowned: 1,

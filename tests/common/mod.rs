@@ -458,6 +458,32 @@ pub fn unused_port() -> u16 {
     panic!("no unused port below the ephemeral range {lo}");
 }
 
+/// Runs `f` on a thread that has entered the namespace: sockets it creates
+/// live there (a socket's namespace is fixed when it is created), whichever
+/// thread uses them later.
+pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let file = std::fs::File::open(format!("/run/netns/{}", ns.name())).unwrap();
+            // SAFETY: plain syscall on a descriptor we hold; affects this thread only.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {}: {}", ns.name(), io::Error::last_os_error());
+            f()
+        });
+        h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+/// Polls until `f` holds (socket state changes travel through the loopback
+/// asynchronously); panics after 20 s.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Guards
 
