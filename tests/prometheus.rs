@@ -407,3 +407,37 @@ fn a_namespace_population_gives_one_series_per_socket_and_holder_name() {
     assert_eq!(value("established", "tcp"), 0.0, "{}", run.dump());
     drop(pop);
 }
+
+/// With --all-netns, other namespaces are labelled by name and portctl's
+/// own namespace stays `netns=""`, as without the flag: no series carries
+/// the host namespace's inode, which changes at every boot.
+#[test]
+#[ignore = "needs root"]
+fn all_netns_labels_others_by_name_and_our_own_empty() {
+    require_root();
+    let ns = Netns::new();
+    let pop = Sockpop::start(&["--procs", "1", "--listeners", "2"], Some(&ns));
+    let ours = tcp_listener("127.0.0.1:0".parse().unwrap(), None, 16);
+    let our_port = ours.local_addr().unwrap().port().to_string();
+    let run = Portctl::new(["listen", "--all-netns", "--format", "prometheus"]).run();
+    run.expect_code(0);
+    check_metrics(&run.stdout);
+    let ss = samples(&run.stdout);
+    let info = |netns: &str| -> Vec<(String, String)> {
+        ss.iter()
+            .filter(|s| s.name == "portctl_listen_info" && s.label("netns") == netns)
+            .map(|s| (s.label("port").to_string(), s.label("process").to_string()))
+            .collect()
+    };
+    let mine = info("");
+    assert!(mine.iter().any(|(p, _)| *p == our_port), "our listener :{our_port} not under netns=\"\"\n{}", run.dump());
+    let theirs = info(ns.name());
+    assert_eq!(theirs.len(), 2, "{}", run.dump());
+    assert!(theirs.iter().all(|(_, process)| process == "sockpop"), "{theirs:?}");
+    let own_inode = std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    assert!(!run.stdout.contains(&format!("net:[{own_inode}]")), "{}", run.dump());
+    let hidden: Vec<&str> =
+        ss.iter().filter(|s| s.name == "portctl_listen_owners_hidden").map(|s| s.label("netns")).collect();
+    assert!(hidden.contains(&"") && hidden.contains(&ns.name()), "{hidden:?}");
+    drop((pop, ours));
+}

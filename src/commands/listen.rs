@@ -14,8 +14,17 @@ use crate::report::{self, Report};
 
 pub fn run(args: &ListenArgs, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     let out = Output::from_args(&args.out_args());
-    let sockets = gather(args, report)?;
+    let mut sockets = gather(args, report)?;
     if args.format == Some(ListenFormat::Prometheus) {
+        // The namespace portctl runs in is `netns=""` with --all-netns too:
+        // its series keep their labels when the flag is added, and across
+        // reboots (its inode is not stable).
+        let own = crate::netns::current_inode();
+        for s in &mut sockets {
+            if s.netns.as_ref().is_some_and(|n| Some(n.inode) == own) {
+                s.netns = None;
+            }
+        }
         // A complete snapshot even when empty: exit 0, so that a textfile
         // writer (`... > f.tmp && mv f.tmp f`) replaces the previous one.
         prometheus::listen(w, &sockets)?;
