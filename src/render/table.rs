@@ -50,29 +50,74 @@ pub fn colored(text: impl Into<String>, color: Color) -> Styled {
     Styled { color: Some(color), ..Styled::from(text.into()) }
 }
 
+/// Tables with more rows than this are never wrapped to the terminal's
+/// width: comfy-table holds its whole grid in memory (450 MiB for 130k
+/// connections), and nobody reads that many rows unscrolled; the terminal
+/// folds the long lines instead.
+const MAX_WRAPPED_ROWS: usize = 5_000;
+
 /// Renders rows under the given columns.
+///
+/// Aligned plain columns, row by row ([`write_plain`]), unless the output is
+/// a terminal the table is too wide for: then comfy-table wraps the long
+/// cells (command lines) to fit.
 pub fn write(w: &mut impl Write, columns: &[Column], rows: Vec<Vec<Styled>>, out: &Output) -> io::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    if !out.terminal {
-        return write_plain(w, columns, &rows, out);
+    // The terminal's width. A width of 0 (a pty nobody sized, as under
+    // `script`) or anything too narrow to wrap into is no width at all.
+    let width = if out.terminal { Table::new().width().filter(|&w| w >= MIN_WRAP_WIDTH) } else { None };
+    write_in(w, columns, rows, out, width)
+}
+
+/// [`write`] for a terminal `width` columns wide (`None`: not a terminal,
+/// or one too narrow to wrap into).
+fn write_in(
+    w: &mut impl Write,
+    columns: &[Column],
+    rows: Vec<Vec<Styled>>,
+    out: &Output,
+    width: Option<u16>,
+) -> io::Result<()> {
+    match width {
+        Some(width) if rows.len() <= MAX_WRAPPED_ROWS && natural_width(columns, &rows, out) > usize::from(width) => {
+            write_wrapped(w, columns, rows, out, width)
+        }
+        _ => write_plain(w, columns, &rows, out),
     }
+}
+
+/// The width of the widest line [`write_plain`] would print.
+fn natural_width(columns: &[Column], rows: &[Vec<Styled>], out: &Output) -> usize {
+    let widths = column_widths(columns, rows, out);
+    widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1)
+}
+
+/// Each column's widest cell (the header's too when it is shown), in chars.
+fn column_widths(columns: &[Column], rows: &[Vec<Styled>], out: &Output) -> Vec<usize> {
+    let width = |t: &str| t.chars().count();
+    let mut widths: Vec<usize> = columns.iter().map(|c| if out.header { width(c.header) } else { 0 }).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(widths.len()) {
+            widths[i] = widths[i].max(width(&cell.text));
+        }
+    }
+    widths
+}
+
+/// comfy-table, wrapping long cells to `width`.
+fn write_wrapped(
+    w: &mut impl Write,
+    columns: &[Column],
+    rows: Vec<Vec<Styled>>,
+    out: &Output,
+    width: u16,
+) -> io::Result<()> {
     let mut t = Table::new();
     t.load_style(presets::NOTHING);
-    // The terminal's width, asked before colour is decided (`force_no_tty`
-    // below hides the terminal from comfy-table, which would then ignore its
-    // width with NO_COLOR). A width of 0 (a pty nobody sized, as under
-    // `script`) or anything too narrow to wrap into is no width at all.
-    match if out.terminal { t.width() } else { None } {
-        Some(width) if width >= MIN_WRAP_WIDTH => {
-            t.set_width(width);
-            t.set_content_arrangement(ContentArrangement::Dynamic);
-        }
-        _ => {
-            t.set_content_arrangement(ContentArrangement::Disabled);
-        }
-    }
+    t.set_width(width);
+    t.set_content_arrangement(ContentArrangement::Dynamic);
     if !out.color {
         t.force_no_tty();
     } else {
@@ -85,12 +130,7 @@ pub fn write(w: &mut impl Write, columns: &[Column], rows: Vec<Vec<Styled>>, out
         }));
     }
     // The widest cell per column, to keep short tokens whole when wrapping.
-    let mut widest = vec![0usize; columns.len()];
-    for row in &rows {
-        for (i, s) in row.iter().enumerate().take(widest.len()) {
-            widest[i] = widest[i].max(s.text.chars().count());
-        }
-    }
+    let widest = column_widths(columns, &rows, out);
     for row in rows {
         t.add_row(row.into_iter().map(|s| {
             let cell = Cell::new(s.text);
@@ -121,19 +161,15 @@ pub fn write(w: &mut impl Write, columns: &[Column], rows: Vec<Vec<Styled>>, out
     Ok(())
 }
 
-/// Piped output: the same layout as the terminal table without wrapping
-/// (cells padded to their column's widest, two spaces apart, numbers right
-/// aligned), written row by row. comfy-table builds its whole grid in memory
-/// first, which at 130k connections cost 450 MiB and a second; this costs the
-/// rows we already hold.
+/// The layout of the wrapped table without wrapping (cells padded to their
+/// column's widest, two spaces apart, numbers right aligned), written row by
+/// row: piped output, and terminal output that fits or is too long to wrap.
+/// comfy-table builds its whole grid in memory first, which at 130k
+/// connections cost 450 MiB and a second; this costs the rows we already
+/// hold.
 fn write_plain(w: &mut impl Write, columns: &[Column], rows: &[Vec<Styled>], out: &Output) -> io::Result<()> {
     let width = |t: &str| t.chars().count();
-    let mut widths: Vec<usize> = columns.iter().map(|c| if out.header { width(c.header) } else { 0 }).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate().take(widths.len()) {
-            widths[i] = widths[i].max(width(&cell.text));
-        }
-    }
+    let widths = column_widths(columns, rows, out);
     let mut line = String::new();
     let mut emit = |w: &mut dyn Write, cells: &mut dyn Iterator<Item = (&str, Option<Color>)>, bold: bool| {
         line.clear();
@@ -198,6 +234,39 @@ mod tests {
         let mut buf = Vec::new();
         write(&mut buf, &cols, rows, &out(false, false, true)).unwrap();
         assert_eq!(String::from_utf8(buf).unwrap(), "PROTO  PORT  PROCESS\ntcp      22  sshd\nudp    5353  -\n");
+    }
+
+    /// On a terminal, only a table wider than it is handed to comfy-table
+    /// (to wrap its long cells), and only up to MAX_WRAPPED_ROWS rows.
+    #[test]
+    fn terminal_tables_wrap_only_when_too_wide_and_not_too_long() {
+        let cols = [num("PID"), col("COMMAND")];
+        let rows = |n: usize| -> Vec<Vec<Styled>> {
+            (0..n)
+                .map(|i| {
+                    vec![
+                        Styled::from(i.to_string()),
+                        Styled::from(format!("/usr/bin/server --config /etc/server/{i}.toml")),
+                    ]
+                })
+                .collect()
+        };
+        let render = |n: usize, width: Option<u16>| {
+            let mut buf = Vec::new();
+            write_in(&mut buf, &cols, rows(n), &out(true, false, true), width).unwrap();
+            String::from_utf8(buf).unwrap()
+        };
+        let plain = |n: usize| render(n, None);
+        // Fits: the plain layout.
+        assert_eq!(render(3, Some(200)), plain(3));
+        // Too wide: wrapped to 40 columns, every cell still there.
+        let wrapped = render(3, Some(40));
+        assert_ne!(wrapped, plain(3));
+        assert!(wrapped.lines().all(|l| l.chars().count() <= 40), "{wrapped}");
+        assert!(wrapped.lines().count() > plain(3).lines().count(), "{wrapped}");
+        // Too long to wrap: the plain layout, row by row.
+        let n = MAX_WRAPPED_ROWS + 1;
+        assert_eq!(render(n, Some(40)), plain(n));
     }
 
     #[test]
