@@ -80,18 +80,14 @@ fn write_in(
     out: &Output,
     width: Option<u16>,
 ) -> io::Result<()> {
+    let widths = column_widths(columns, &rows, out);
+    let natural = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
     match width {
-        Some(width) if rows.len() <= MAX_WRAPPED_ROWS && natural_width(columns, &rows, out) > usize::from(width) => {
-            write_wrapped(w, columns, rows, out, width)
+        Some(width) if rows.len() <= MAX_WRAPPED_ROWS && natural > usize::from(width) => {
+            write_wrapped(w, columns, rows, out, width, &widths)
         }
-        _ => write_plain(w, columns, &rows, out),
+        _ => write_plain(w, columns, &rows, out, &widths),
     }
-}
-
-/// The width of the widest line [`write_plain`] would print.
-fn natural_width(columns: &[Column], rows: &[Vec<Styled>], out: &Output) -> usize {
-    let widths = column_widths(columns, rows, out);
-    widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1)
 }
 
 /// Each column's widest cell (the header's too when it is shown), in chars.
@@ -106,13 +102,15 @@ fn column_widths(columns: &[Column], rows: &[Vec<Styled>], out: &Output) -> Vec<
     widths
 }
 
-/// comfy-table, wrapping long cells to `width`.
+/// comfy-table, wrapping long cells to `width`; `widest` is each column's
+/// widest cell, to keep short tokens whole.
 fn write_wrapped(
     w: &mut impl Write,
     columns: &[Column],
     rows: Vec<Vec<Styled>>,
     out: &Output,
     width: u16,
+    widest: &[usize],
 ) -> io::Result<()> {
     let mut t = Table::new();
     t.load_style(presets::NOTHING);
@@ -129,8 +127,6 @@ fn write_wrapped(
             if out.color { cell.add_attribute(comfy_table::Attribute::Bold) } else { cell }
         }));
     }
-    // The widest cell per column, to keep short tokens whole when wrapping.
-    let widest = column_widths(columns, &rows, out);
     for row in rows {
         t.add_row(row.into_iter().map(|s| {
             let cell = Cell::new(s.text);
@@ -167,9 +163,14 @@ fn write_wrapped(
 /// comfy-table builds its whole grid in memory first, which at 130k
 /// connections cost 450 MiB and a second; this costs the rows we already
 /// hold.
-fn write_plain(w: &mut impl Write, columns: &[Column], rows: &[Vec<Styled>], out: &Output) -> io::Result<()> {
+fn write_plain(
+    w: &mut impl Write,
+    columns: &[Column],
+    rows: &[Vec<Styled>],
+    out: &Output,
+    widths: &[usize],
+) -> io::Result<()> {
     let width = |t: &str| t.chars().count();
-    let widths = column_widths(columns, rows, out);
     let mut line = String::new();
     let mut emit = |w: &mut dyn Write, cells: &mut dyn Iterator<Item = (&str, Option<Color>)>, bold: bool| {
         line.clear();
