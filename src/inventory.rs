@@ -331,9 +331,8 @@ fn unheld(sockets: &[Socket], which: impl IntoIterator<Item = usize>) -> Vec<usi
 /// endpoint (a client's connection pool).
 fn likely_holders(sockets: &[Socket], missed: &[usize]) -> Vec<u32> {
     use std::collections::HashSet;
-    let ns = |s: &Socket| s.netns.as_ref().map(|n| n.inode);
-    let port = |s: &Socket| (ns(s), s.proto, s.local.port);
-    let peer = |s: &Socket| s.remote.map(|r| (ns(s), s.proto, r));
+    let port = |s: &Socket| (s.netns_inode(), s.proto, s.local.port);
+    let peer = |s: &Socket| s.remote.map(|r| (s.netns_inode(), s.proto, r));
     let ports: HashSet<_> = missed.iter().map(|&i| port(&sockets[i])).collect();
     let peers: HashSet<_> = missed.iter().filter_map(|&i| peer(&sockets[i])).collect();
     let mut pids: Vec<u32> = sockets

@@ -446,6 +446,12 @@ impl Socket {
         self.family == Family::Ipv6 && self.local.is_wildcard() && self.v6only == Some(false)
     }
 
+    /// The inode of the network namespace it was tagged with (`--netns`,
+    /// `--all-netns`); `None` for portctl's own without those flags.
+    pub fn netns_inode(&self) -> Option<u64> {
+        self.netns.as_ref().map(|n| n.inode)
+    }
+
     /// Sockets no file descriptor refers to: no process can own them.
     pub fn is_unowned_by_nature(&self) -> bool {
         self.inode == 0 || self.state == State::TimeWait

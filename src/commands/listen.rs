@@ -21,7 +21,7 @@ pub fn run(args: &ListenArgs, w: &mut impl Write, report: &mut Report) -> Result
         // reboots (its inode is not stable).
         let own = crate::netns::current_inode();
         for s in &mut sockets {
-            if s.netns.as_ref().is_some_and(|n| Some(n.inode) == own) {
+            if s.netns_inode().is_some_and(|n| Some(n) == own) {
                 s.netns = None;
             }
         }

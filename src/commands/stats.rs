@@ -428,13 +428,12 @@ const DEFAULT_EPHEMERAL: PortSpan = PortSpan { lo: 32768, hi: 60999 };
 /// TIME_WAIT sockets. `range` is the ephemeral port range, for sockets
 /// whose local port no longer has a listener.
 pub fn time_wait_peers(sockets: &[Socket], range: PortSpan, top: usize) -> Vec<TimeWaitPeer> {
-    let ns = |s: &Socket| s.netns.as_ref().map(|n| n.inode);
     let listening: std::collections::HashSet<(Option<u64>, u16)> =
-        sockets.iter().filter(|s| s.state == State::Listen).map(|s| (ns(s), s.local.port)).collect();
+        sockets.iter().filter(|s| s.state == State::Listen).map(|s| (s.netns_inode(), s.local.port)).collect();
     let mut by: HashMap<(Side, IpAddr, u16), usize> = HashMap::new();
     for s in sockets.iter().filter(|s| s.state == State::TimeWait) {
         let Some(remote) = s.remote.map(canonical) else { continue };
-        let accepted = listening.contains(&(ns(s), s.local.port))
+        let accepted = listening.contains(&(s.netns_inode(), s.local.port))
             || (!range.contains(s.local.port) && range.contains(remote.port));
         let key = if accepted { (Side::In, remote.addr, s.local.port) } else { (Side::Out, remote.addr, remote.port) };
         *by.entry(key).or_default() += 1;

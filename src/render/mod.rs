@@ -53,7 +53,7 @@ pub fn owner_columns(s: &Socket) -> (String, String, String) {
 /// Adds a leading NETNS column when the sockets span more than one network
 /// namespace, and a trailing CONTEXT column when asked (`--context`).
 pub fn decorate(columns: &mut Vec<table::Column>, rows: &mut [Vec<table::Styled>], sockets: &[Socket], context: bool) {
-    let namespaces: BTreeSet<u64> = sockets.iter().filter_map(|s| s.netns.as_ref().map(|n| n.inode)).collect();
+    let namespaces: BTreeSet<u64> = sockets.iter().filter_map(Socket::netns_inode).collect();
     if namespaces.len() > 1 {
         columns.insert(0, table::col("NETNS"));
         for (row, s) in rows.iter_mut().zip(sockets) {
