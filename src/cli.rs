@@ -76,19 +76,6 @@ pub struct ListenArgs {
     pub out: OutputArgs,
 }
 
-impl ListenArgs {
-    /// The shared output options, with `--format table|json|jsonl` folded in.
-    pub fn out_args(&self) -> OutputArgs {
-        let mut out = self.out;
-        match self.format {
-            Some(ListenFormat::Json) => out.json = true,
-            Some(ListenFormat::Jsonl) => out.jsonl = true,
-            _ => {}
-        }
-        out
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListenFormat {
     Table,
@@ -105,19 +92,8 @@ pub struct WhoArgs {
     pub spec: PortSpec,
     #[command(flatten)]
     pub ns: NetnsArgs,
-    /// One JSON object: spec, verdict, holders, sockets, hints.
-    #[arg(long)]
-    pub json: bool,
-    /// Colour: auto (terminal and no NO_COLOR), always, never.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
-    pub color: ColorChoice,
-}
-
-impl WhoArgs {
-    /// The shared output options this command uses.
-    pub fn out_args(&self) -> OutputArgs {
-        OutputArgs { json: self.json, jsonl: false, no_header: false, color: self.color }
-    }
+    #[command(flatten)]
+    pub out: ReportArgs,
 }
 
 #[derive(Debug, Args)]
@@ -180,25 +156,13 @@ pub struct StatsArgs {
     /// Rows in the ephemeral port and TIME_WAIT lists.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub top: usize,
-    /// One JSON object with the same numbers (see docs/json.md).
-    #[arg(long)]
-    pub json: bool,
     /// Output format; `prometheus` is the text exposition format for
     /// node_exporter's textfile collector (docs/prometheus.md). `--json` is
     /// `--format json`.
     #[arg(long, value_enum, value_name = "FORMAT", conflicts_with = "json")]
     pub format: Option<StatsFormat>,
-    /// Colour: auto (terminal and no NO_COLOR), always, never.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
-    pub color: ColorChoice,
-}
-
-impl StatsArgs {
-    /// The shared output options this command uses.
-    pub fn out_args(&self) -> OutputArgs {
-        let json = self.json || self.format == Some(StatsFormat::Json);
-        OutputArgs { json, jsonl: false, no_header: false, color: self.color }
-    }
+    #[command(flatten)]
+    pub out: ReportArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -267,15 +231,8 @@ pub struct KillArgs {
     /// With --wait: send SIGKILL to holders still alive after the wait.
     #[arg(long, requires = "wait")]
     pub then_kill: bool,
-    /// One JSON object: targets and results.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl KillArgs {
-    pub fn wait_limit(&self) -> Option<std::time::Duration> {
-        self.wait.map(|d| d.0)
-    }
+    #[command(flatten)]
+    pub out: ReportArgs,
 }
 
 #[derive(Debug, Args)]
@@ -346,7 +303,7 @@ pub struct SelectArgs {
     pub ipv6: bool,
 }
 
-/// Output format options shared by every listing command.
+/// Output options shared by the listing commands (listen, conns).
 #[derive(Debug, Args, Clone, Copy)]
 pub struct OutputArgs {
     /// One JSON array of socket records (see docs/json.md).
@@ -358,6 +315,24 @@ pub struct OutputArgs {
     /// Tables without the header row.
     #[arg(long, short = 'H')]
     pub no_header: bool,
+    #[command(flatten)]
+    pub color: ColorArgs,
+}
+
+/// Output options shared by the commands that answer with one report
+/// (who, stats, kill).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ReportArgs {
+    /// One JSON object instead of text (see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub color: ColorArgs,
+}
+
+/// `--color`, shared by every command that writes for people.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ColorArgs {
     /// Colour: auto (terminal and no NO_COLOR), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,

@@ -5,26 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+pub use crate::model::PortRange;
 use crate::model::{Proto, State, StateSet};
-
-/// An inclusive port range; a single port is `lo == hi`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PortRange {
-    pub lo: u16,
-    pub hi: u16,
-}
-
-impl PortRange {
-    pub fn contains(&self, port: u16) -> bool {
-        (self.lo..=self.hi).contains(&port)
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.lo == self.hi { write!(f, "{}", self.lo) } else { write!(f, "{}-{}", self.lo, self.hi) }
-    }
-}
 
 impl FromStr for PortRange {
     type Err = String;
@@ -70,33 +52,6 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
 pub struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,
-}
-
-impl Cidr {
-    /// Matches an address of the same family, and an IPv4 prefix also matches
-    /// IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3` is in `10.0.0.0/8`).
-    pub fn contains(&self, addr: &IpAddr) -> bool {
-        match (self.addr, addr) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => prefix_eq(&net.octets(), &a.octets(), self.prefix),
-            (IpAddr::V6(net), IpAddr::V6(a)) => prefix_eq(&net.octets(), &a.octets(), self.prefix),
-            (IpAddr::V4(net), IpAddr::V6(a)) => {
-                a.to_ipv4_mapped().is_some_and(|m| prefix_eq(&net.octets(), &m.octets(), self.prefix))
-            }
-            (IpAddr::V6(_), IpAddr::V4(_)) => false,
-        }
-    }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
-    let full = (bits / 8) as usize;
-    if a[..full] != b[..full] {
-        return false;
-    }
-    let rest = bits % 8;
-    rest == 0 || {
-        let mask = 0xffu8 << (8 - rest);
-        a[full] & mask == b[full] & mask
-    }
 }
 
 impl fmt::Display for Cidr {
@@ -412,6 +367,14 @@ mod tests {
         for (s, want) in bad {
             let e = s.parse::<PortRange>().unwrap_err();
             assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+
+    impl Cidr {
+        /// The kernel filter's meaning of the prefix (one definition, in
+        /// sock_diag::bytecode).
+        fn contains(&self, addr: &IpAddr) -> bool {
+            crate::sock_diag::bytecode::prefix_contains(self.addr, self.prefix, *addr)
         }
     }
 

@@ -1,32 +1,39 @@
-//! The pipeline every command shares: kernel dump -> owners -> enrich.
+//! The pipeline every command shares: kernel dump -> owners -> enrich, and
+//! the gathering each listing command does with it (also what `watch`
+//! re-runs).
 //!
-//! The /proc walk runs on its own threads while this thread reads the
-//! kernel's dump, so the two costs overlap instead of adding up.
+//! The owner source (the /proc walk) runs on its own threads while this
+//! thread reads the kernel's dump, so the two costs overlap instead of
+//! adding up.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::model::{Exposure, Owner, Socket, State, StateSet};
+use crate::domain::order;
+use crate::error::UserError;
+use crate::model::{Exposure, Owner, Socket, State, StateSet, unmapped};
 use crate::netns::Netns;
-use crate::procs::{OwnerMap, ProcTable};
+use crate::procs::{OwnerMap, OwnerSource, ProcTable, ProcWalk};
 use crate::report::Report;
+use crate::request::{ConnsRequest, ListenRequest, Namespaces};
 use crate::services;
 use crate::sock_diag;
+use crate::text::plural;
 use crate::timings;
 
-/// Whether a command needs to know who holds the sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owners {
-    /// Walk /proc and attach owners; details of the owners are read when
-    /// first asked for.
-    Resolve,
-    /// The same, with every owner's details read during the walk, on its
-    /// threads (`conns`, which shows them all).
-    ResolveAll,
-    /// Kernel data only (stats --no-owners, wait).
+/// Whether a command needs to know who holds the sockets, and from where.
+#[derive(Clone, Copy)]
+pub enum Owners<'a> {
+    /// Ask the source and attach owners; details of the owners are read
+    /// when first asked for.
+    Resolve(&'a dyn OwnerSource),
+    /// The same, with every owner's details read while the map is built
+    /// (`conns`, which shows them all).
+    ResolveAll(&'a dyn OwnerSource),
+    /// Kernel data only (stats, wait).
     Skip,
 }
 
@@ -58,6 +65,27 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Opens the namespaces a request names. With `--all-netns`, those that
+    /// cannot be opened are reported, not fatal.
+    pub fn open(ns: &Namespaces, report: &mut Report) -> Result<Scope, UserError> {
+        match ns {
+            Namespaces::Current => Ok(Scope::Current),
+            Namespaces::Named(spec) => Ok(Scope::One(Netns::open(spec)?)),
+            Namespaces::All => {
+                let (all, denied) = crate::netns::discover();
+                if !denied.is_empty() {
+                    report.warn(format!(
+                        "{} network namespace{} could not be opened (run as root to see them): {}",
+                        denied.len(),
+                        plural(denied.len()),
+                        denied.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                    ));
+                }
+                Ok(Scope::All(all))
+            }
+        }
+    }
+
     fn namespaces(&self) -> Vec<Option<&Netns>> {
         match self {
             Scope::Current => vec![None],
@@ -74,8 +102,78 @@ impl Scope {
 pub type Order = fn(&mut [Socket]);
 
 /// Runs the query in the current namespace and attaches owners.
-pub fn collect(query: &sock_diag::Query, owners: Owners, report: &mut Report) -> Result<Inventory> {
+pub fn collect(query: &sock_diag::Query, owners: Owners<'_>, report: &mut Report) -> Result<Inventory> {
     collect_in(&Scope::Current, query, owners, None, report)
+}
+
+/// The sockets `listen` shows, sorted (also one refresh of `watch listen`).
+pub fn listen(req: &ListenRequest, report: &mut Report) -> Result<Vec<Socket>> {
+    let scope = Scope::open(&req.namespaces, report)?;
+    let source = ProcWalk::host();
+    let mut inv = collect_in(&scope, &req.query(), Owners::Resolve(&source), Some(order::listen), report)?;
+    let mut sockets: Vec<Socket> = inv.sockets.into_iter().filter(|s| req.select.keeps(s)).collect();
+    if req.context {
+        attach_context(&mut sockets, &mut inv.procs);
+    }
+    Ok(sockets)
+}
+
+/// The sockets `conns` shows, sorted (also one refresh of `watch conns`).
+pub fn conns(req: &ConnsRequest, report: &mut Report) -> Result<Vec<Socket>> {
+    let source = ProcWalk::host();
+    // TIME_WAIT sockets have no file, so no owner: skip the owner source
+    // when they are all that was asked for.
+    let owners = if req.states == StateSet::of(&[State::TimeWait]) && req.owners.is_empty() {
+        Owners::Skip
+    } else {
+        Owners::ResolveAll(&source)
+    };
+    let scope = Scope::open(&req.namespaces, report)?;
+    let inv = collect_in(&scope, &req.query(), owners, Some(order::conns), report)?;
+    let mut procs = inv.procs;
+    let mut sockets: Vec<Socket> =
+        inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, &mut procs)).collect();
+    if req.context {
+        attach_context(&mut sockets, &mut procs);
+    }
+    Ok(sockets)
+}
+
+/// Attaches owners to `sockets` from a fresh map of `source` (a command that
+/// dumped without owners and needs them for a few: `stats`' CLOSE_WAIT).
+pub fn resolve_owners(
+    sockets: &mut [Socket],
+    source: &dyn OwnerSource,
+    procs: &mut ProcTable,
+    report: &mut Report,
+) -> std::io::Result<()> {
+    let mut map = source.build(false)?;
+    attach_owners(sockets, &mut map, source, procs, report);
+    Ok(())
+}
+
+/// Polls the kernel (listeners only, no owners: microseconds a poll) until a
+/// listener on `query`'s port that `keep` accepts is present (`want_present`)
+/// or absent; false on timeout.
+pub fn poll_listeners(
+    query: &sock_diag::Query,
+    keep: impl Fn(&Socket) -> bool,
+    want_present: bool,
+    timeout: Duration,
+    interval: Duration,
+) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let present = sock_diag::dump(query)?.sockets.iter().any(&keep);
+        if present == want_present {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(interval.min(deadline - now));
+    }
 }
 
 /// Runs the query in every namespace of `scope` (each on a thread that has
@@ -86,11 +184,10 @@ pub fn collect(query: &sock_diag::Query, owners: Owners, report: &mut Report) ->
 pub fn collect_in(
     scope: &Scope,
     query: &sock_diag::Query,
-    owners: Owners,
+    owners: Owners<'_>,
     order: Option<Order>,
     report: &mut Report,
 ) -> Result<Inventory> {
-    let proc_root = Path::new("/proc");
     // Everything up to the sort runs while the walk does.
     let kernel_side = |report: &mut Report| -> Result<(Vec<Socket>, Vec<String>)> {
         let dumps = dump_all(scope, query);
@@ -102,24 +199,23 @@ pub fn collect_in(
         }
         Ok((sockets, failed))
     };
-    let (sockets, map) = if owners != Owners::Skip {
-        std::thread::scope(|s| {
+    let (source, details) = match owners {
+        Owners::Resolve(src) => (Some(src), false),
+        Owners::ResolveAll(src) => (Some(src), true),
+        Owners::Skip => (None, false),
+    };
+    let (sockets, map) = match source {
+        Some(src) => std::thread::scope(|s| {
             let walker = s.spawn(|| {
-                let threads = crate::procs::default_threads();
-                let map = if owners == Owners::ResolveAll {
-                    OwnerMap::build_with_details(proc_root, threads)
-                } else {
-                    OwnerMap::build(proc_root, threads)
-                };
-                timings::mark("/proc walk");
+                let map = src.build(details);
+                timings::mark("owner map");
                 map
             });
             let sockets = kernel_side(report);
-            let map = walker.join().unwrap_or_else(|_| Err(std::io::Error::other("the /proc walk panicked")));
+            let map = walker.join().unwrap_or_else(|_| Err(std::io::Error::other("the owner source panicked")));
             (sockets, Some(map))
-        })
-    } else {
-        (kernel_side(report), None)
+        }),
+        None => (kernel_side(report), None),
     };
     let (mut sockets, failed) = sockets?;
     let mut unreadable_netns = Vec::new();
@@ -137,10 +233,10 @@ pub fn collect_in(
         Some(m) => Some(m.context("could not walk /proc")?),
         None => None,
     };
-    let mut procs = ProcTable::new(proc_root);
-    if let Some(map) = &mut map {
+    let mut procs = ProcTable::new(std::path::Path::new("/proc"));
+    if let (Some(map), Some(src)) = (&mut map, source) {
         procs.seed(std::mem::take(&mut map.infos));
-        attach_owners(&mut sockets, map, &mut procs, report);
+        attach_owners(&mut sockets, map, src, &mut procs, report);
         timings::mark("owners attached");
     }
     Ok(Inventory { sockets, procs, map, unreadable_netns })
@@ -238,10 +334,16 @@ fn dump_all<'a>(scope: &'a Scope, query: &sock_diag::Query) -> Vec<(Option<&'a N
 /// walk read its process (the walk and the dump run at once): its likely
 /// holders, and processes started since, are read once more before the
 /// socket is called hidden or unheld.
-pub fn attach_owners(sockets: &mut [Socket], map: &mut OwnerMap, procs: &mut ProcTable, report: &mut Report) {
+pub fn attach_owners(
+    sockets: &mut [Socket],
+    map: &mut OwnerMap,
+    source: &dyn OwnerSource,
+    procs: &mut ProcTable,
+    report: &mut Report,
+) {
     fill_owners(sockets, None, map, procs);
     let mut missed = unheld(sockets, 0..sockets.len());
-    if !missed.is_empty() && map.recheck(&likely_holders(sockets, &missed)) > 0 {
+    if !missed.is_empty() && source.recheck(map, &likely_holders(sockets, &missed)) > 0 {
         fill_owners(sockets, Some(&missed), map, procs);
         missed = unheld(sockets, missed);
     }
@@ -256,12 +358,8 @@ pub fn attach_owners(sockets: &mut [Socket], map: &mut OwnerMap, procs: &mut Pro
         }
     }
     if hidden > 0 {
-        let named: Vec<String> = map
-            .denied
-            .iter()
-            .take(3)
-            .map(|&pid| format!("{pid} ({})", crate::render::sanitize::escape(&procs.info(pid).name)))
-            .collect();
+        let named: Vec<String> =
+            map.denied.iter().take(3).map(|&pid| format!("{pid} ({})", procs.info(pid).name)).collect();
         let more = map.denied.len().saturating_sub(named.len());
         report.warn(format!(
             "owners of {hidden} socket{} are hidden: could not read the descriptors of process{} {}{}{}",
@@ -331,8 +429,8 @@ fn unheld(sockets: &[Socket], which: impl IntoIterator<Item = usize>) -> Vec<usi
 /// endpoint (a client's connection pool).
 fn likely_holders(sockets: &[Socket], missed: &[usize]) -> Vec<u32> {
     use std::collections::HashSet;
-    let port = |s: &Socket| (s.netns_inode(), s.proto, s.local.port);
-    let peer = |s: &Socket| s.remote.map(|r| (s.netns_inode(), s.proto, r));
+    let port = |s: &Socket| (s.netns_inode(), s.proto, s.port());
+    let peer = |s: &Socket| s.remote_ip().map(|r| (s.netns_inode(), s.proto, r));
     let ports: HashSet<_> = missed.iter().map(|&i| port(&sockets[i])).collect();
     let peers: HashSet<_> = missed.iter().filter_map(|&i| peer(&sockets[i])).collect();
     let mut pids: Vec<u32> = sockets
@@ -355,77 +453,30 @@ pub fn attach_context(sockets: &mut [Socket], procs: &mut ProcTable) {
 }
 
 fn permission_hint() -> &'static str {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::sys::is_root() {
         " (even as root: a sandbox or LSM restricts /proc)"
     } else {
         "; run with sudo, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"
     }
 }
 
-pub fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 /// Service names and interface names.
 pub fn enrich(sockets: &mut [Socket]) {
     let mut ifaces: Option<HashMap<IpAddr, String>> = None;
     for s in sockets.iter_mut() {
-        let local_name = services::name(s.proto, s.local.port);
+        let Some(local) = s.local_ip() else { continue };
+        let local_name = services::name(s.proto, local.port);
         let listening = matches!(s.state, State::Listen | State::Unconn);
         s.service = match (listening, local_name) {
             (true, n) | (false, n @ Some(_)) => n,
-            (false, None) => s.remote.and_then(|r| services::name(s.proto, r.port)),
+            (false, None) => s.remote_ip().and_then(|r| services::name(s.proto, r.port)),
         }
         .map(std::borrow::Cow::Borrowed);
         if s.exposure == Exposure::Address && s.interface.is_none() {
-            let map = ifaces.get_or_insert_with(interface_addresses);
-            let addr = match s.local.addr {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(s.local.addr, IpAddr::V4),
-                a => a,
-            };
-            s.interface = map.get(&addr).cloned();
+            let map = ifaces.get_or_insert_with(crate::sys::interface_addresses);
+            s.interface = map.get(&unmapped(local.addr)).cloned();
         }
     }
-}
-
-/// Address -> interface name, from getifaddrs(3).
-pub fn interface_addresses() -> HashMap<IpAddr, String> {
-    let mut out = HashMap::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills head with a list we free below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return out;
-    }
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: cur is a node of the list getifaddrs returned.
-        let ifa = unsafe { &*cur };
-        cur = ifa.ifa_next;
-        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr points to a sockaddr of the family it declares.
-        let addr = unsafe {
-            match (*ifa.ifa_addr).sa_family as i32 {
-                libc::AF_INET => {
-                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                    IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
-                }
-                libc::AF_INET6 => {
-                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                    IpAddr::from(sin6.sin6_addr.s6_addr)
-                }
-                _ => continue,
-            }
-        };
-        // SAFETY: ifa_name is a NUL-terminated string.
-        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
-        out.entry(addr).or_insert(name);
-    }
-    // SAFETY: head came from getifaddrs.
-    unsafe { libc::freeifaddrs(head) };
-    out
 }
 
 #[cfg(test)]
@@ -445,7 +496,8 @@ mod tests {
             let stat = format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4242 0\n");
             std::fs::write(tree.path().join(format!("{pid}/stat")), stat).unwrap();
         }
-        let mut map = OwnerMap::build(tree.path(), 2).unwrap();
+        let source = ProcWalk { root: tree.path().to_path_buf(), threads: 2 };
+        let mut map = source.build(false).unwrap();
         std::os::unix::fs::symlink("socket:[6001]", tree.path().join("100/fd/7")).unwrap();
         std::os::unix::fs::symlink("socket:[7002]", tree.path().join("200/fd/8")).unwrap();
         let tcp = |state, local, remote, inode| Socket::sample(Proto::Tcp, state, local, remote, inode);
@@ -459,7 +511,7 @@ mod tests {
         ];
         let mut procs = ProcTable::new(tree.path());
         let mut report = Report::default();
-        attach_owners(&mut sockets, &mut map, &mut procs, &mut report);
+        attach_owners(&mut sockets, &mut map, &source, &mut procs, &mut report);
         let owners: Vec<Vec<(u32, u32, &str)>> =
             sockets.iter().map(|s| s.owners.iter().map(|o| (o.pid, o.fd, &*o.name)).collect()).collect();
         assert_eq!(

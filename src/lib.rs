@@ -3,17 +3,19 @@
 //! The flow, for every command:
 //!
 //! ```text
-//! argv -> cli (clap) -> query (validated request)
-//!      -> inventory: sock_diag dump (kernel: state mask + bytecode filter)
-//!                    + owner map (/proc walk, in parallel with the dump)
+//! argv -> cli (clap types) -> request (domain types, built once)
+//!      -> inventory: sock_diag dumps (kernel: state mask + bytecode filter)
+//!                    + owner source (inode -> owners: the /proc walk,
+//!                      in parallel with the dump)
 //!                    + enrich (service names, interfaces)
-//!      -> command logic (filter, sort, diagnose) -> render (table | json | jsonl)
+//!      -> domain (select, order, bind verdicts, who/kill/stats answers)
+//!      -> render (table | text | json | prometheus)
 //! warnings -> report (stderr), which also decides the exit status
 //! ```
 
 pub mod cli;
 pub mod commands;
-pub mod diagnose;
+pub mod domain;
 pub mod error;
 pub mod filter;
 pub mod intmap;
@@ -21,36 +23,41 @@ pub mod inventory;
 pub mod model;
 pub mod netns;
 pub mod procs;
-pub mod query;
 pub mod render;
 pub mod report;
+pub mod request;
 pub mod services;
 pub mod sock_diag;
+pub mod sys;
+pub mod sysctl;
+pub mod text;
 pub mod timings;
 
 use std::io::{BufWriter, Write};
 
 use anyhow::Result;
 
-use cli::{Cli, Command};
+use cli::Cli;
 use report::Report;
+use request::Request;
 
 /// Runs one command line; returns the exit status (0 matched, 1 nothing).
 /// Output goes through one buffered writer; warnings go to stderr after it.
 pub fn run(cli: Cli) -> Result<i32> {
     timings::start();
+    let request = Request::from_cli(cli)?;
     let mut report = Report::default();
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-    let result = match &cli.command {
-        Command::Listen(args) => commands::listen::run(args, &mut out, &mut report),
-        Command::Who(args) => commands::who::run(args, &mut out, &mut report),
-        Command::Kill(args) => commands::kill::run(args, &mut out, &mut report),
-        Command::Wait(args) => commands::wait::run(args, &mut out, &mut report),
-        Command::Watch(args) => commands::watch::run(args, &mut out, &mut report),
-        Command::Conns(args) => commands::conns::run(args, &mut out, &mut report),
-        Command::Stats(args) => commands::stats::run(args, &mut out, &mut report),
-        Command::Completions(args) => commands::completions::run(args, &mut out),
-        Command::Man(args) => commands::man::run(args, &mut out),
+    let result = match &request {
+        Request::Listen(r) => commands::listen::run(r, &mut out, &mut report),
+        Request::Conns(r) => commands::conns::run(r, &mut out, &mut report),
+        Request::Who(r) => commands::who::run(r, &mut out, &mut report),
+        Request::Kill(r) => commands::kill::run(r, &mut out, &mut report),
+        Request::Wait(r) => commands::wait::run(r, &mut out, &mut report),
+        Request::Watch(r) => commands::watch::run(r, &mut out, &mut report),
+        Request::Stats(r) => commands::stats::run(r, &mut out, &mut report),
+        Request::Completions(shell) => commands::completions::run(*shell, &mut out),
+        Request::Man(r) => commands::man::run(r, &mut out),
     };
     let flushed = out.flush();
     timings::mark("output flushed");

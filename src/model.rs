@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -13,11 +13,19 @@ use serde::{Deserialize, Serialize};
 /// Version of the JSON contract described in `docs/json.md`.
 pub const JSON_SCHEMA_VERSION: u32 = 2;
 
+/// The kind of socket: its protocol (TCP, UDP, raw IP) or, for the other
+/// address families, the family's own kind (unix, packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
+    /// SOCK_RAW IP sockets (ICMP, routing daemons), `ss -w`.
+    Raw,
+    /// AF_UNIX, every type (stream, dgram, seqpacket), `ss -x`.
+    Unix,
+    /// AF_PACKET (link layer: tcpdump, dhclient), `ss -0`.
+    Packet,
 }
 
 impl Proto {
@@ -25,7 +33,16 @@ impl Proto {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Raw => "raw",
+            Proto::Unix => "unix",
+            Proto::Packet => "packet",
         }
+    }
+
+    /// TCP and UDP: the protocols with ports, which `who`, `kill`, `wait`
+    /// and the bind rules are about.
+    pub fn has_ports(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Udp)
     }
 }
 
@@ -35,18 +52,33 @@ impl fmt::Display for Proto {
     }
 }
 
+/// Address family (`AF_INET`, `AF_INET6`, `AF_UNIX`, `AF_PACKET`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Ipv4,
     Ipv6,
+    Unix,
+    Packet,
 }
 
 impl Family {
+    /// The IP families, in the order dumps are made.
+    pub const IP: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
     pub fn of(addr: &IpAddr) -> Family {
         match addr {
             IpAddr::V4(_) => Family::Ipv4,
             IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+            Family::Unix => "unix",
+            Family::Packet => "packet",
         }
     }
 }
@@ -209,26 +241,23 @@ impl StateSet {
         StateSet(self.0 | other.0)
     }
 
-    /// The `idiag_states` mask for one protocol. UDP sockets only ever are
-    /// ESTABLISHED (connected) or CLOSE (unconnected, our `unconn`).
+    /// The kernel's state mask (`idiag_states`, `udiag_states`) for one
+    /// kind of socket. UDP and raw sockets only ever are ESTABLISHED
+    /// (connected) or CLOSE (unconnected, our `unconn`); unix sockets are
+    /// also LISTEN or SYN_SENT (connecting); packet sockets have no state.
     pub fn kernel_mask(self, proto: Proto) -> u32 {
+        let bits =
+            |states: &[State]| states.iter().filter(|&&s| self.contains(s)).fold(0, |m, s| m | 1 << s.kernel_number());
         match proto {
-            Proto::Tcp => State::TCP.iter().filter(|&&s| self.contains(s)).fold(0, |m, s| m | 1 << s.kernel_number()),
-            Proto::Udp => {
-                let mut m = 0;
-                if self.contains(State::Established) {
-                    m |= 1 << 1;
-                }
-                if self.contains(State::Unconn) {
-                    m |= 1 << 7;
-                }
-                m
-            }
+            Proto::Tcp => bits(&State::TCP),
+            Proto::Udp | Proto::Raw => bits(&[State::Established, State::Unconn]),
+            Proto::Unix => bits(&[State::Established, State::SynSent, State::Listen, State::Unconn]),
+            Proto::Packet => u32::MAX,
         }
     }
 }
 
-/// One end of a socket.
+/// An IP end of a socket: address and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
@@ -248,6 +277,110 @@ impl fmt::Display for Endpoint {
         match self.addr {
             IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
             IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
+        }
+    }
+}
+
+/// An inclusive port range; one port is `lo == hi`. The command line's
+/// `--port 8000-8100`, the kernel's ephemeral and reserved ranges.
+/// JSON: `{"lo": number, "hi": number}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub fn contains(self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+    }
+
+    /// How many ports it holds (0 when backwards).
+    pub fn len(self) -> u32 {
+        if self.hi < self.lo { 0 } else { u32::from(self.hi - self.lo) + 1 }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Display for PortRange {
+    /// `8080`, `8000-8100`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi { write!(f, "{}", self.lo) } else { write!(f, "{}-{}", self.lo, self.hi) }
+    }
+}
+
+/// The name of a unix socket: a filesystem path, an abstract name (Linux:
+/// a name in the network namespace, not a file), or none (a socketpair, or
+/// the client end of most connections).
+///
+/// JSON: `{"name": string | null, "abstract": bool}`; `ss` prints an
+/// abstract name as `@name`, and so do tables here.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixName {
+    /// The path or the abstract name; `null` when unnamed. Bytes that are
+    /// not UTF-8 are replaced (U+FFFD); abstract names keep their NULs.
+    pub name: Option<Box<str>>,
+    #[serde(rename = "abstract")]
+    pub is_abstract: bool,
+}
+
+/// The link-layer end of a packet socket: the interface it is bound to (0:
+/// every interface) and the Ethernet protocol it receives (ETH_P_*, host
+/// order; 0x0003 is ETH_P_ALL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkAddr {
+    pub ifindex: u32,
+    pub protocol: u16,
+}
+
+/// One end of a socket, whatever its kind: what `local` and `remote` hold.
+///
+/// JSON is the inner object itself (no tag): `{"addr", "port"}` for TCP,
+/// UDP and raw sockets, `{"name", "abstract"}` for unix sockets,
+/// `{"ifindex", "protocol"}` for packet sockets. Unix names are boxed so
+/// the common IP case stays small (a socket record per socket on the host).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Addr {
+    Ip(Endpoint),
+    Unix(Box<UnixName>),
+    Link(LinkAddr),
+}
+
+impl Addr {
+    /// The IP endpoint, for TCP, UDP and raw sockets.
+    pub fn ip(&self) -> Option<Endpoint> {
+        match self {
+            Addr::Ip(e) => Some(*e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Endpoint> for Addr {
+    fn from(e: Endpoint) -> Addr {
+        Addr::Ip(e)
+    }
+}
+
+impl fmt::Display for Addr {
+    /// `127.0.0.1:80`, `[::1]:80`, `/run/app.sock`, `@name`, `*` (an unnamed
+    /// unix socket), `if2:0x0003`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Ip(e) => e.fmt(f),
+            Addr::Unix(u) => match (&u.name, u.is_abstract) {
+                (None, _) => f.write_str("*"),
+                (Some(n), true) => write!(f, "@{n}"),
+                (Some(n), false) => f.write_str(n),
+            },
+            Addr::Link(l) => write!(f, "if{}:{:#06x}", l.ifindex, l.protocol),
         }
     }
 }
@@ -293,12 +426,18 @@ pub fn is_loopback(addr: &IpAddr) -> bool {
     }
 }
 
-/// The unspecified address of a family.
-pub fn unspecified(family: Family) -> IpAddr {
-    match family {
-        Family::Ipv4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        Family::Ipv6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+/// IPv4-mapped IPv6 addresses as IPv4 (`::ffff:10.0.0.1` is `10.0.0.1`):
+/// the same peer, the same port space, the same interface address.
+pub fn unmapped(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        IpAddr::V4(_) => addr,
     }
+}
+
+/// [`unmapped`] for an endpoint.
+pub fn unmapped_endpoint(e: Endpoint) -> Endpoint {
+    Endpoint { addr: unmapped(e.addr), port: e.port }
 }
 
 /// A kernel timer running on a socket (`idiag_timer`, `idiag_expires`).
@@ -325,6 +464,29 @@ pub enum TimerKind {
     Probe,
 }
 
+impl TimerKind {
+    /// The kernel's timer code (`idiag_timer`, the `tr` column of
+    /// /proc/net/tcp): 1 retransmit, 2 keepalive, 3 TIME_WAIT, 4 probe.
+    pub fn from_kernel(code: u8) -> Option<TimerKind> {
+        match code {
+            1 => Some(TimerKind::Retransmit),
+            2 => Some(TimerKind::Keepalive),
+            3 => Some(TimerKind::TimeWait),
+            4 => Some(TimerKind::Probe),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerKind::Retransmit => "retransmit",
+            TimerKind::Keepalive => "keepalive",
+            TimerKind::TimeWait => "time_wait",
+            TimerKind::Probe => "probe",
+        }
+    }
+}
+
 /// Where a process runs, from its cgroup (see docs/containers.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -348,6 +510,12 @@ pub struct Container {
     /// Container name, when the runtime's metadata is readable locally
     /// (Docker's config.v2.json, Podman's containers.json).
     pub name: Option<String>,
+}
+
+/// The first 12 characters of a container id, as `docker ps` shows it.
+/// Characters, not bytes: an LXC container's "id" is its name, any text.
+pub fn short_id(id: &str) -> String {
+    id.chars().take(12).collect()
 }
 
 /// A process that holds a socket through one of its file descriptors.
@@ -409,9 +577,9 @@ pub struct Socket {
     pub proto: Proto,
     pub family: Family,
     pub state: State,
-    pub local: Endpoint,
-    /// `null` for listeners and unconnected UDP.
-    pub remote: Option<Endpoint>,
+    pub local: Addr,
+    /// `null` for listeners, unconnected UDP and unix sockets with no peer.
+    pub remote: Option<Addr>,
     /// Socket inode; 0 for sockets no file refers to (TIME_WAIT, orphans).
     pub inode: u64,
     pub uid: u32,
@@ -441,9 +609,24 @@ pub struct Socket {
 }
 
 impl Socket {
+    /// The local IP endpoint (TCP, UDP, raw).
+    pub fn local_ip(&self) -> Option<Endpoint> {
+        self.local.ip()
+    }
+
+    /// The remote IP endpoint of a connected IP socket.
+    pub fn remote_ip(&self) -> Option<Endpoint> {
+        self.remote.as_ref().and_then(Addr::ip)
+    }
+
+    /// The local port; 0 for sockets without ports.
+    pub fn port(&self) -> u16 {
+        self.local_ip().map_or(0, |e| e.port)
+    }
+
     /// A dual-stack IPv6 wildcard socket also takes the IPv4 port.
     pub fn is_dual_stack(&self) -> bool {
-        self.family == Family::Ipv6 && self.local.is_wildcard() && self.v6only == Some(false)
+        self.family == Family::Ipv6 && self.local_ip().is_some_and(|e| e.is_wildcard()) && self.v6only == Some(false)
     }
 
     /// The inode of the network namespace it was tagged with (`--netns`,
@@ -456,25 +639,24 @@ impl Socket {
     pub fn is_unowned_by_nature(&self) -> bool {
         self.inode == 0 || self.state == State::TimeWait
     }
-}
 
-#[cfg(test)]
-impl Socket {
-    /// A socket with no owners, for tests: `local` and `remote` are
-    /// `addr:port` (`[v6]:port`).
-    pub fn sample(proto: Proto, state: State, local: &str, remote: Option<&str>, inode: u64) -> Socket {
-        let local: std::net::SocketAddr = local.parse().unwrap();
-        let remote = remote.map(|r| r.parse::<std::net::SocketAddr>().unwrap());
+    /// A record with nothing but its kind, state and addresses, for the
+    /// sources to fill in (decoders, the /proc/net reader, fixtures).
+    pub fn new(proto: Proto, family: Family, state: State, local: Addr, remote: Option<Addr>) -> Socket {
+        let exposure = match &local {
+            Addr::Ip(e) => Exposure::of(&e.addr),
+            _ => Exposure::Address,
+        };
         Socket {
             proto,
-            family: Family::of(&local.ip()),
+            family,
             state,
-            local: Endpoint { addr: local.ip(), port: local.port() },
-            remote: remote.map(|r| Endpoint { addr: r.ip(), port: r.port() }),
-            inode,
+            local,
+            remote,
+            inode: 0,
             uid: 0,
             v6only: None,
-            exposure: Exposure::of(&local.ip()),
+            exposure,
             interface: None,
             service: None,
             recv_q: 0,
@@ -485,6 +667,23 @@ impl Socket {
             tcp_info: None,
             netns: None,
         }
+    }
+
+    /// An IP socket with no owners, for tests and fixtures: `local` and
+    /// `remote` are `addr:port` (`[v6]:port`).
+    ///
+    /// # Panics
+    ///
+    /// When an address does not parse: meant for fixed test data only.
+    pub fn sample(proto: Proto, state: State, local: &str, remote: Option<&str>, inode: u64) -> Socket {
+        let ep = |t: &str| {
+            let a: std::net::SocketAddr = t.parse().expect("a test address");
+            Endpoint { addr: a.ip(), port: a.port() }
+        };
+        let local = ep(local);
+        let mut s = Socket::new(proto, Family::of(&local.addr), state, local.into(), remote.map(|r| ep(r).into()));
+        s.inode = inode;
+        s
     }
 }
 

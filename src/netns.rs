@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -72,12 +72,13 @@ impl Netns {
         if self.current {
             return Ok(f());
         }
-        let fd = self.file.as_raw_fd();
+        let fd = self.file.as_fd();
         std::thread::scope(|s| {
             s.spawn(move || {
-                // SAFETY: fd is an open nsfs descriptor that outlives the call.
-                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-                    let e = io::Error::last_os_error();
+                let entered =
+                    rustix::thread::move_into_link_name_space(fd, Some(rustix::thread::LinkNameSpaceType::Network));
+                if let Err(e) = entered {
+                    let e = io::Error::from(e);
                     let msg = format!("cannot enter network namespace {}: {e}", self.describe());
                     return Err(if e.raw_os_error() == Some(libc::EPERM) {
                         UserError::new(msg).hint("entering another network namespace needs root (CAP_SYS_ADMIN)")
@@ -101,10 +102,7 @@ impl Netns {
 }
 
 fn is_nsfs(f: &File) -> bool {
-    // SAFETY: zeroed statfs is a valid out-parameter; fd is open.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) == 0 && st.f_type as i64 == NSFS_MAGIC }
+    rustix::fs::fstatfs(f).is_ok_and(|st| st.f_type == NSFS_MAGIC)
 }
 
 /// The inode of our own network namespace.

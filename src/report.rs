@@ -35,12 +35,13 @@ impl Report {
         &self.lines
     }
 
-    /// Prints everything to stderr. Errors writing to stderr are ignored:
-    /// there is nowhere left to report them.
+    /// Prints everything to stderr, escaped for the terminal (messages carry
+    /// process names). Errors writing to stderr are ignored: there is
+    /// nowhere left to report them.
     pub fn flush(&mut self) {
         let mut err = std::io::stderr().lock();
         for l in self.lines.drain(..) {
-            let _ = writeln!(err, "{l}");
+            let _ = writeln!(err, "{}", crate::render::sanitize::escape(&l));
         }
     }
 }

@@ -25,7 +25,7 @@ fn ep(s: SocketAddr) -> Endpoint {
 
 /// (state, local, remote) of each socket, sorted.
 fn keys(sockets: &[Socket]) -> Vec<(State, Endpoint, Option<Endpoint>)> {
-    let mut v: Vec<_> = sockets.iter().map(|s| (s.state, s.local, s.remote)).collect();
+    let mut v: Vec<_> = sockets.iter().map(|s| (s.state, s.local_ip().unwrap(), s.remote_ip())).collect();
     v.sort();
     v
 }
@@ -139,7 +139,7 @@ fn own_connection_is_reported_from_both_ends_with_its_owner() {
     }
     // sorted by local port: the listener's side (lower port) need not be first,
     // but the order must follow local ports
-    assert!(got.windows(2).all(|w| w[0].local.port <= w[1].local.port), "{got:?}");
+    assert!(got.windows(2).all(|w| w[0].port() <= w[1].port()), "{got:?}");
 
     // --sport / --dport pick one end each; --state adds the listener
     let only = |args: &[&str]| {
@@ -313,7 +313,8 @@ fn kernel_filters_return_exactly_the_matching_sockets() {
     // 3 of the 480 listeners, by local port
     let run = run_ns(&["--state", "listen", "--sport", "20007", "--sport", "20123", "--sport", "20479"]);
     run.expect_code(0);
-    let got: Vec<(String, Option<Endpoint>)> = run.sockets().iter().map(|s| (s.local.to_string(), s.remote)).collect();
+    let got: Vec<(String, Option<Endpoint>)> =
+        run.sockets().iter().map(|s| (s.local.to_string(), s.remote_ip())).collect();
     assert_eq!(
         got,
         [("127.0.0.1:20007".to_string(), None), ("127.0.0.1:20123".into(), None), ("127.0.0.1:20479".into(), None)]
@@ -323,12 +324,12 @@ fn kernel_filters_return_exactly_the_matching_sockets() {
     by_dst.expect_code(0);
     let by_dst = by_dst.sockets();
     assert_eq!(by_dst.len(), 3, "{by_dst:?}");
-    assert!(by_dst.iter().all(|s| s.local.port == 9000 && s.remote.unwrap().addr.to_string() == "127.0.0.7"));
+    assert!(by_dst.iter().all(|s| s.port() == 9000 && s.remote_ip().unwrap().addr.to_string() == "127.0.0.7"));
     let by_src = run_ns(&["--state", "all", "--src", "127.0.0.7"]);
     by_src.expect_code(0);
     let by_src = by_src.sockets();
     assert_eq!(by_src.len(), 3, "{by_src:?}");
-    assert!(by_src.iter().all(|s| s.remote.unwrap().port == 9000));
+    assert!(by_src.iter().all(|s| s.remote_ip().unwrap().port == 9000));
     // --port is either end: the listener and all 20 connection ends
     let either = run_ns(&["--state", "all", "--port", "9000"]);
     assert_eq!(either.sockets().len(), 21);
@@ -362,7 +363,12 @@ type Row = ((Proto, String, Endpoint, Option<Endpoint>), BTreeSet<u32>);
 fn mine(sockets: &[Socket]) -> Vec<Row> {
     let mut v: Vec<Row> = sockets
         .iter()
-        .map(|s| ((s.proto, s.state.label().to_string(), s.local, s.remote), s.owners.iter().map(|o| o.pid).collect()))
+        .map(|s| {
+            (
+                (s.proto, s.state.label().to_string(), s.local_ip().unwrap(), s.remote_ip()),
+                s.owners.iter().map(|o| o.pid).collect(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -517,7 +523,8 @@ fn connections_accepted_during_the_walk_keep_their_owner() {
             run.expect_code(0);
             // Both ends; the accepted end is ownerless only while it waits
             // in the accept queue, with no file yet (inode 0).
-            let ours = |s: &&Socket| s.inode != 0 && (s.local == ep(addr) || s.remote == Some(ep(addr)));
+            let ours =
+                |s: &&Socket| s.inode != 0 && (s.local_ip() == Some(ep(addr)) || s.remote_ip() == Some(ep(addr)));
             for sock in run.sockets().iter().filter(ours) {
                 let pids: Vec<u32> = sock.owners.iter().map(|o| o.pid).collect();
                 assert!(

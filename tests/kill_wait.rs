@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ChildGuard, Portctl, spawn, tcp_listener, udp_socket, unused_port};
-use portctl::commands::kill::KillReport;
+use portctl::domain::kill::KillReport;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 
 use common::{Netns, Portctl, Sockpop};
-use portctl::commands::stats::Stats;
-use portctl::commands::who::WhoReport;
+use portctl::domain::stats::Stats;
+use portctl::domain::who::WhoReport;
 use portctl::model::{Socket, State};
 
 /// Two namespaces, each with sockpop listeners from the same base port:
@@ -34,7 +34,7 @@ fn ns_inode(ns: &Netns) -> u64 {
 }
 
 fn listeners_on(sockets: &[Socket], port: u16) -> Vec<&Socket> {
-    sockets.iter().filter(|s| s.local.port == port && matches!(s.state, State::Listen | State::Unconn)).collect()
+    sockets.iter().filter(|s| s.port() == port && matches!(s.state, State::Listen | State::Unconn)).collect()
 }
 
 #[test]
@@ -45,7 +45,7 @@ fn issue6_netns_by_name_path_and_pid() {
         let run = Portctl::new(["listen", "--json", "--netns", &spec]).run();
         run.expect_code(0);
         let sockets = run.sockets();
-        let ports: BTreeSet<u16> = sockets.iter().map(|s| s.local.port).collect();
+        let ports: BTreeSet<u16> = sockets.iter().map(|s| s.port()).collect();
         assert_eq!(ports, BTreeSet::from([7000, 7001]), "--netns {spec}: {sockets:?}");
         for s in &sockets {
             let ns = s.netns.as_ref().unwrap_or_else(|| panic!("--netns {spec}: record without netns"));
@@ -106,7 +106,7 @@ fn issue6_who_answers_across_namespaces() {
     // Port 7000 is free here but taken in A and B.
     let run = Portctl::new(["who", "7000/tcp", "--json"]).run();
     let r: WhoReport = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()));
-    let here_free = r.sockets.iter().all(|s| s.local.port != 7000 || s.state != State::Listen);
+    let here_free = r.sockets.iter().all(|s| s.port() != 7000 || s.state != State::Listen);
     assert!(here_free, "nothing of ours listens on 7000 in the host namespace");
     run.expect_code(1);
     let elsewhere: BTreeSet<u64> = r.other_netns.iter().filter_map(|s| s.netns.as_ref().map(|n| n.inode)).collect();

@@ -1,7 +1,7 @@
 //! `portctl stats` against `ss`: counts per protocol, family and state
 //! (`ss -tuan`, `ss -tan state X`, `ss -s`), ephemeral port usage with a
 //! namespace's own small port range, TIME_WAIT top talkers and CLOSE_WAIT by
-//! process. `--json` is deserialised into `portctl::commands::stats::Stats`,
+//! process. `--json` is deserialised into `portctl::domain::stats::Stats`,
 //! whose `deny_unknown_fields` makes each test a check of the contract.
 
 mod common;
@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, TcpListener, TcpStream};
 
 use common::*;
-use portctl::commands::stats::{DestinationUsage, PortSpan, Side, Stats, Talker, TimeWaitPeer};
+use portctl::domain::stats::{DestinationUsage, Side, Stats, Talker, TimeWaitPeer};
+use portctl::model::PortRange as PortSpan;
 use portctl::model::{Endpoint, Family, Proto, State};
 
 fn stats(args: &[&str]) -> Portctl {

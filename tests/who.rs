@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Portctl, Run, spawn, tcp_listener, udp_socket, unused_port};
-use portctl::commands::who::WhoReport;
-use portctl::diagnose::Outcome;
+use portctl::domain::bind::Outcome;
+use portctl::domain::who::WhoReport;
 use portctl::model::{Proto, State};
 
 fn who(spec: &str) -> (Run, WhoReport) {
@@ -99,7 +99,7 @@ fn verdicts_match_the_kernel(r: &WhoReport) {
     }
 }
 
-fn bind_of<'a>(r: &'a WhoReport, proto: Proto, addr: &str) -> &'a portctl::diagnose::BindCheck {
+fn bind_of<'a>(r: &'a WhoReport, proto: Proto, addr: &str) -> &'a portctl::domain::bind::BindCheck {
     let addr: IpAddr = addr.parse().unwrap();
     r.verdict
         .binds
@@ -189,7 +189,7 @@ fn time_wait_on(port: u16, reuse: bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (_, r) = who(&format!("{port}/tcp"));
-        if r.sockets.iter().any(|s| s.state == State::TimeWait && s.local.port == port) {
+        if r.sockets.iter().any(|s| s.state == State::TimeWait && s.port() == port) {
             break;
         }
         assert!(Instant::now() < deadline, "no TIME_WAIT appeared on {port}: {:?}", r.sockets);

@@ -7,13 +7,13 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::cli::CompletionsArgs;
+use crate::cli::Shell;
 use crate::report;
 
 include!(concat!(env!("OUT_DIR"), "/completions.rs"));
 
-pub fn run(args: &CompletionsArgs, w: &mut impl Write) -> Result<i32> {
-    w.write_all(script(args.shell.as_str()).as_bytes())?;
+pub fn run(shell: Shell, w: &mut impl Write) -> Result<i32> {
+    w.write_all(script(shell.as_str()).as_bytes())?;
     Ok(report::EXIT_MATCHED)
 }
 

@@ -9,13 +9,13 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use crate::cli::ManArgs;
 use crate::error::UserError;
 use crate::report;
+use crate::request::ManRequest;
 
 include!(concat!(env!("OUT_DIR"), "/man_pages.rs"));
 
-pub fn run(args: &ManArgs, w: &mut impl Write) -> Result<i32> {
+pub fn run(args: &ManRequest, w: &mut impl Write) -> Result<i32> {
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
         for (name, roff) in MAN_PAGES {

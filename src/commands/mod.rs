@@ -1,5 +1,7 @@
-//! One file per subcommand. Each builds a query, runs the shared inventory
-//! pipeline, and renders; none repeats the pipeline.
+//! One file per subcommand: glue from a request to the inventory, the domain
+//! and a renderer. Commands do not import each other, and nothing below them
+//! imports a command: what two commands share lives in `inventory`,
+//! `domain` or `render`.
 
 pub mod completions;
 pub mod conns;

@@ -3,7 +3,6 @@
 //! ([`RawInfo`]), the rest through the `procfs` crate.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -136,7 +135,10 @@ impl ProcTable {
 
     /// User name of a uid, cached.
     pub fn user(&mut self, uid: u32) -> Arc<str> {
-        self.users.entry(uid).or_insert_with(|| Arc::from(user_name(uid).unwrap_or_else(|| uid.to_string()))).clone()
+        self.users
+            .entry(uid)
+            .or_insert_with(|| Arc::from(crate::sys::user_name(uid).unwrap_or_else(|| uid.to_string())))
+            .clone()
     }
 }
 
@@ -221,28 +223,6 @@ fn join_cmdline(raw: &[u8]) -> String {
     out
 }
 
-/// `getpwuid_r`, so NSS sources (LDAP, sssd) work as they do for `ls -l`.
-pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: zeroed passwd is a valid out-parameter.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    for _ in 0..4 {
-        // SAFETY: all pointers are valid for the call; buf outlives its use.
-        let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-        if rc == libc::ERANGE {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        // SAFETY: on success pw_name points into buf, NUL-terminated.
-        return Some(unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned());
-    }
-    None
-}
-
 /// Unix seconds as `2026-11-21T12:09:39Z` (UTC; no time zone database needed).
 pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
@@ -276,8 +256,7 @@ mod tests {
         let mut t = ProcTable::new(Path::new("/proc"));
         let me = t.info(std::process::id());
         assert_ne!(&*me.name, "?");
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(me.uid, Some(unsafe { libc::geteuid() }));
+        assert_eq!(me.uid, Some(rustix::process::geteuid().as_raw()));
         assert!(!me.cmdline.is_empty());
         assert!(me.ppid.is_some());
         // cached: same allocation
@@ -358,11 +337,5 @@ mod tests {
         assert_eq!(&*p.name, "?");
         assert_eq!(&*p.user, "?");
         assert_eq!(p.uid, None);
-    }
-
-    #[test]
-    fn root_has_a_name() {
-        assert_eq!(user_name(0).as_deref(), Some("root"));
-        assert_eq!(user_name(4_000_000_000), None);
     }
 }

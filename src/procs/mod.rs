@@ -1,5 +1,6 @@
-//! Who holds each socket: one walk of `/proc/*/fd` into an inode -> owners
-//! map, then process details read only for the pids that matter.
+//! Who holds each socket: an owner source ([`OwnerSource`]: today the walk
+//! of `/proc/*/fd`, [`ProcWalk`]) builds an inode -> owners map; process
+//! details are read only for the pids that matter ([`ProcTable`]).
 //!
 //! This module reports what it could not read (`denied`, `errors`); deciding
 //! how to present that is the caller's job.
@@ -12,8 +13,56 @@ mod walk;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use details::{Extra, ProcInfo, ProcTable, RawInfo, rfc3339, user_name};
+pub use details::{Extra, ProcInfo, ProcTable, RawInfo, rfc3339};
 pub use walk::Link;
+
+/// Where the inode -> owner links come from. Sources are interchangeable:
+/// the inventory asks one for a map, and for a second look when sockets
+/// turned up that no holder was found for (a socket opened while the map
+/// was being built).
+pub trait OwnerSource: Sync {
+    /// Its name, for `-v` and messages (`proc`).
+    fn name(&self) -> &'static str;
+
+    /// Every socket link on the host. With `details`, also the details of
+    /// every process that holds a socket (`OwnerMap::infos`), read while
+    /// the map is built rather than one by one afterwards.
+    fn build(&self, details: bool) -> io::Result<OwnerMap>;
+
+    /// Reads again the links of `candidates`, and those of processes
+    /// started since the map was built; returns how many links that added.
+    fn recheck(&self, map: &mut OwnerMap, candidates: &[u32]) -> usize;
+}
+
+/// The /proc walk: `getdents64` + `readlinkat` over every `/proc/PID/fd`, on
+/// every core.
+#[derive(Debug, Clone)]
+pub struct ProcWalk {
+    /// `/proc`, or a fake tree in tests.
+    pub root: PathBuf,
+    pub threads: usize,
+}
+
+impl ProcWalk {
+    /// The host's /proc, on every core the process may use.
+    pub fn host() -> ProcWalk {
+        ProcWalk { root: PathBuf::from("/proc"), threads: default_threads() }
+    }
+}
+
+impl OwnerSource for ProcWalk {
+    fn name(&self) -> &'static str {
+        "proc"
+    }
+
+    fn build(&self, details: bool) -> io::Result<OwnerMap> {
+        OwnerMap::walk(&self.root, self.threads, details)
+    }
+
+    fn recheck(&self, map: &mut OwnerMap, candidates: &[u32]) -> usize {
+        map.recheck(candidates)
+    }
+}
 
 /// inode -> (pid, fd) links, sorted by inode.
 ///
@@ -42,6 +91,15 @@ pub struct OwnerMap {
 }
 
 impl OwnerMap {
+    /// A map of links another source found (and, for tests, a fake's).
+    pub fn from_links(mut links: Vec<Link>, mut denied: Vec<u32>) -> OwnerMap {
+        sort_links(&mut links);
+        links.dedup();
+        denied.sort_unstable();
+        denied.dedup();
+        OwnerMap { links, denied, ..OwnerMap::default() }
+    }
+
     /// Walks `root` (normally `/proc`) on `threads` threads.
     pub fn build(root: &Path, threads: usize) -> io::Result<OwnerMap> {
         OwnerMap::walk(root, threads, false)
@@ -299,8 +357,7 @@ pub(crate) mod tests {
         fs::set_permissions(&fd_dir, fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(map.owners_of(1).len(), 1);
         // root reads a 0000 directory anyway (CAP_DAC_OVERRIDE); anyone else is denied.
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if crate::sys::is_root() {
             assert_eq!(map.owners_of(2).len(), 1);
         } else {
             assert_eq!(map.denied, vec![301]);

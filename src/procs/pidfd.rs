@@ -3,8 +3,11 @@
 //! that reused the pid.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::{Pid, PidfdFlags};
 
 /// An open pidfd (`pidfd_open(2)`, Linux 5.3+).
 #[derive(Debug)]
@@ -16,30 +19,56 @@ pub struct PidFd {
 impl PidFd {
     /// Opens a pidfd; `ESRCH` when the process is gone.
     pub fn open(pid: u32) -> io::Result<PidFd> {
-        // SAFETY: pidfd_open takes a pid and flags; the result is checked.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor we own.
-        Ok(PidFd { fd: unsafe { OwnedFd::from_raw_fd(fd as i32) }, pid })
+        let raw = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+        let id = Pid::from_raw(raw).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+        Ok(PidFd { fd: rustix::process::pidfd_open(id, PidfdFlags::empty())?, pid })
     }
 
-    /// `pidfd_send_signal(2)`.
+    /// `pidfd_send_signal(2)`; signal 0 checks without delivering.
     pub fn signal(&self, sig: i32) -> io::Result<()> {
-        // SAFETY: a valid pidfd, no siginfo, no flags.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, self.fd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
-        };
-        if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        crate::sys::pidfd_send_signal(self.fd.as_fd(), sig)
     }
 
     /// Whether the process has exited (a pidfd polls readable then).
     pub fn exited(&self) -> bool {
-        let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd, no wait.
-        let n = unsafe { libc::poll(&mut p, 1, 0) };
-        n == 1 && p.revents & libc::POLLIN != 0
+        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(1)) && fds[0].revents().contains(PollFlags::IN)
+    }
+}
+
+/// What came of signalling one holder.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Delivered; the pidfd, for waiting on the process and escalating.
+    Signalled(PidFd),
+    /// The process exited, or no longer holds any of the sockets: nothing
+    /// was sent (a recycled pid is a stranger).
+    Gone(&'static str),
+    /// The kernel refused (another user's process, not root), and why.
+    NotPermitted(String),
+}
+
+/// Signals one holder, race-free: pin the process with a pidfd, then check
+/// that it still holds one of the sockets (`links`: fd, inode), and only then
+/// signal through the pidfd.
+pub fn signal_holder(proc_root: &Path, pid: u32, links: &[(u32, u64)], sig: i32) -> Delivery {
+    const EXITED: &str = "exited before it could be signalled";
+    let pidfd = match PidFd::open(pid) {
+        Ok(p) => p,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Delivery::Gone(EXITED),
+        Err(e) => return Delivery::NotPermitted(format!("pidfd_open: {e}")),
+    };
+    if !links.iter().any(|&(fd, inode)| still_holds(proc_root, pid, fd, inode)) {
+        return Delivery::Gone("no longer holds the socket");
+    }
+    match pidfd.signal(sig) {
+        Ok(()) => Delivery::Signalled(pidfd),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Delivery::Gone(EXITED),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            Delivery::NotPermitted("not permitted: run as its user or as root".into())
+        }
+        Err(e) => Delivery::NotPermitted(e.to_string()),
     }
 }
 
@@ -54,6 +83,7 @@ pub fn still_holds(proc_root: &Path, pid: u32, fd: u32, inode: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
 
     #[test]
@@ -67,6 +97,36 @@ mod tests {
         let p = PidFd::open(me).unwrap();
         p.signal(0).unwrap();
         assert!(!p.exited());
+    }
+
+    #[test]
+    fn exited_process_is_reported_gone_not_crashed_on() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let d = signal_holder(Path::new("/proc"), pid, &[(3, 12345)], libc::SIGTERM);
+        assert!(matches!(d, Delivery::Gone(why) if why.contains("exited")), "{d:?}");
+    }
+
+    #[test]
+    fn process_no_longer_holding_the_socket_is_not_signalled() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        // sleep holds no socket: as if the pid had been recycled.
+        let d = signal_holder(Path::new("/proc"), child.id(), &[(3, 999_999_999)], libc::SIGKILL);
+        assert!(matches!(d, Delivery::Gone(why) if why.contains("no longer holds")), "{d:?}");
+        assert!(child.try_wait().unwrap().is_none(), "the unrelated process was not signalled");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn holder_is_signalled() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = l.as_raw_fd() as u32;
+        let inode = std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().ino();
+        // Signal 0: every check, no effect.
+        let d = signal_holder(Path::new("/proc"), std::process::id(), &[(fd, inode)], 0);
+        assert!(matches!(d, Delivery::Signalled(_)), "{d:?}");
     }
 
     #[test]

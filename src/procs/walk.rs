@@ -1,5 +1,6 @@
-//! The hot loop: every `/proc/PID/fd/*` link, read with raw `getdents64` and
-//! `readlinkat` relative to the fd directory, into a flat list of
+//! The hot loop: every `/proc/PID/fd/*` link, read with `getdents64` and
+//! `readlinkat` relative to the fd directory (rustix's `RawDir` and
+//! `readlinkat_raw`, which take caller buffers), into a flat list of
 //! (socket inode, pid, fd).
 //!
 //! Why not `std::fs::read_dir` + `read_link`: those allocate a `CString`, a
@@ -11,8 +12,11 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+
+use rustix::fs::{Mode, OFlags, RawDir};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -76,13 +80,13 @@ pub fn walk(root: &Path, threads: usize, details: bool) -> io::Result<WalkResult
 
 /// The pids under `root` now, in directory order.
 pub fn pids(root: &Path) -> io::Result<Vec<u32>> {
-    list_pids(&open_dir(libc::AT_FDCWD, &path_cstring(root)?)?)
+    list_pids(&open_dir(rustix::fs::CWD, &path_cstring(root)?)?)
 }
 
 /// Walks the fd directories of `only` (those still there), or of every
 /// process under `root` when `None`. `WalkResult::pids` is what was walked.
 pub fn walk_pids(root: &Path, only: Option<&[u32]>, threads: usize, details: bool) -> io::Result<WalkResult> {
-    let root_fd = open_dir(libc::AT_FDCWD, &path_cstring(root)?)?;
+    let root_fd = open_dir(rustix::fs::CWD, &path_cstring(root)?)?;
     let pids = match only {
         Some(p) => p.to_vec(),
         None => list_pids(&root_fd)?,
@@ -127,7 +131,7 @@ impl Work<'_> {
     /// next pid, until neither is left.
     fn run(&self) -> WalkResult {
         let mut out = WalkResult::default();
-        let mut dents = vec![0u8; 32 * 1024];
+        let mut dents = vec![MaybeUninit::<u8>::uninit(); 32 * 1024];
         let mut fds = Vec::new();
         loop {
             let block = self.blocks.lock().unwrap_or_else(PoisonError::into_inner).pop();
@@ -188,13 +192,18 @@ impl Work<'_> {
 
 /// Opens `PID/fd` and reads its descriptor numbers into `fds`; `None` when
 /// the process is gone or may not be read (recorded in `out`).
-fn list_fds(root: &OwnedFd, pid: u32, dents: &mut [u8], fds: &mut Vec<u32>, out: &mut WalkResult) -> Option<OwnedFd> {
+fn list_fds(
+    root: &OwnedFd,
+    pid: u32,
+    dents: &mut [MaybeUninit<u8>],
+    fds: &mut Vec<u32>,
+    out: &mut WalkResult,
+) -> Option<OwnedFd> {
     fds.clear();
     let mut path = [0u8; 24];
     let n = write_pid_fd_path(&mut path, pid);
-    // SAFETY: path[..=n] is NUL-terminated by write_pid_fd_path.
-    let c = unsafe { CStr::from_bytes_with_nul_unchecked(&path[..=n]) };
-    let dir = match open_dir(root.as_raw_fd(), c) {
+    let Ok(c) = CStr::from_bytes_with_nul(&path[..=n]) else { return None };
+    let dir = match open_dir(root, c) {
         Ok(fd) => fd,
         Err(e) => {
             match e.raw_os_error() {
@@ -206,27 +215,8 @@ fn list_fds(root: &OwnedFd, pid: u32, dents: &mut [u8], fds: &mut Vec<u32>, out:
             return None;
         }
     };
-    loop {
-        // SAFETY: dents is a valid writable buffer of the given length.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), dents.as_mut_ptr(), dents.len()) };
-        if n <= 0 {
-            // 0: end; <0: the process died mid-read (ENOENT) or similar.
-            break;
-        }
-        let mut off = 0usize;
-        let n = n as usize;
-        while off + 19 < n {
-            // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name[]
-            let reclen = u16::from_ne_bytes([dents[off + 16], dents[off + 17]]) as usize;
-            if reclen == 0 || off + reclen > n {
-                break;
-            }
-            if let Some(fd) = parse_fd_name(&dents[off + 19..off + reclen]) {
-                fds.push(fd);
-            }
-            off += reclen;
-        }
-    }
+    // An error mid-listing (the process died: ENOENT) ends the list.
+    let _ = each_number_entry(&dir, dents, |fd| fds.push(fd));
     Some(dir)
 }
 
@@ -237,24 +227,15 @@ fn read_links(dir: &OwnedFd, pid: u32, fds: &[u32], out: &mut WalkResult) {
     let mut denied = false;
     for &fd in fds {
         let n = write_decimal(&mut name, fd);
-        // SAFETY: name[..=n] is NUL-terminated, link is a valid buffer.
-        let len = unsafe {
-            libc::readlinkat(
-                dir.as_raw_fd(),
-                name.as_ptr() as *const libc::c_char,
-                link.as_mut_ptr() as *mut libc::c_char,
-                link.len(),
-            )
-        };
-        debug_assert_eq!(name[n], 0);
-        if len < 0 {
-            if matches!(io::Error::last_os_error().raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
-                denied = true;
+        let Ok(cname) = CStr::from_bytes_with_nul(&name[..=n]) else { continue };
+        match rustix::fs::readlinkat_raw(dir, cname, &mut link[..]) {
+            Ok(len) => {
+                if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
+                    out.links.push(Link { inode, pid, fd });
+                }
             }
-            continue; // fd closed meanwhile: normal
-        }
-        if let Some(inode) = socket_inode(&link[..len as usize]) {
-            out.links.push(Link { inode, pid, fd });
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => denied = true,
+            Err(_) => {} // fd closed meanwhile: normal
         }
     }
     if denied {
@@ -267,12 +248,6 @@ fn socket_inode(link: &[u8]) -> Option<u64> {
     let rest = link.strip_prefix(b"socket:[")?;
     let digits = rest.strip_suffix(b"]")?;
     parse_decimal(digits)
-}
-
-/// A directory entry name (NUL-terminated, maybe padded) that is a number.
-fn parse_fd_name(name: &[u8]) -> Option<u32> {
-    let end = name.iter().position(|&b| b == 0)?;
-    parse_decimal(&name[..end]).and_then(|n| u32::try_from(n).ok())
 }
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
@@ -308,42 +283,33 @@ fn write_pid_fd_path(buf: &mut [u8; 24], pid: u32) -> usize {
 
 fn list_pids(root: &OwnedFd) -> io::Result<Vec<u32>> {
     // A second descriptor: getdents moves the offset of the one it reads.
-    let dir = open_dir(root.as_raw_fd(), c".")?;
+    let dir = open_dir(root, c".")?;
     let mut pids = Vec::with_capacity(1024);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        // SAFETY: valid buffer and length.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n == 0 {
-            break;
-        }
-        let mut off = 0usize;
-        while off + 19 < n as usize {
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen == 0 {
-                break;
-            }
-            if let Some(pid) = parse_fd_name(&buf[off + 19..off + reclen]) {
-                pids.push(pid);
-            }
-            off += reclen;
-        }
-    }
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+    each_number_entry(&dir, &mut buf, |pid| pids.push(pid))?;
     Ok(pids)
 }
 
-fn open_dir(at: libc::c_int, path: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: path is NUL-terminated; the returned fd is owned by us.
-    let fd = unsafe { libc::openat(at, path.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        // SAFETY: fd is a fresh descriptor we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// Calls `f` with every directory entry of `dir` whose name is a number
+/// (a pid in /proc, a descriptor in /proc/PID/fd); other names are
+/// skipped. Stops at the first error and returns it.
+fn each_number_entry(dir: &OwnedFd, buf: &mut [MaybeUninit<u8>], mut f: impl FnMut(u32)) -> io::Result<()> {
+    let mut entries = RawDir::new(dir.as_fd(), buf);
+    while let Some(entry) = entries.next() {
+        if let Some(n) = parse_number_name(entry?.file_name()) {
+            f(n);
+        }
     }
+    Ok(())
+}
+
+/// A directory entry name that is a decimal number fitting in u32.
+fn parse_number_name(name: &CStr) -> Option<u32> {
+    parse_decimal(name.to_bytes()).and_then(|n| u32::try_from(n).ok())
+}
+
+fn open_dir(at: impl AsFd, path: &CStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(at, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
 }
 
 fn path_cstring(p: &Path) -> io::Result<std::ffi::CString> {
@@ -367,11 +333,11 @@ mod tests {
 
     #[test]
     fn fd_names() {
-        assert_eq!(parse_fd_name(b"17\0\0\0"), Some(17));
-        assert_eq!(parse_fd_name(b".\0"), None);
-        assert_eq!(parse_fd_name(b"..\0"), None);
-        assert_eq!(parse_fd_name(b"self\0"), None);
-        assert_eq!(parse_fd_name(b"17"), None); // no NUL: not trusted
+        assert_eq!(parse_number_name(c"17"), Some(17));
+        assert_eq!(parse_number_name(c"."), None);
+        assert_eq!(parse_number_name(c".."), None);
+        assert_eq!(parse_number_name(c"self"), None);
+        assert_eq!(parse_number_name(c"99999999999"), None); // wider than u32
     }
 
     #[test]

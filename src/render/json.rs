@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::query::Format;
+use super::Format;
 
 mod socket;
 

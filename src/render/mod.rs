@@ -1,20 +1,117 @@
-//! Output: each format is a function from rows to a writer. Nothing here
-//! gathers data.
+//! Output: each format is a function from records to a writer; nothing here
+//! gathers data. Terminal output (tables, text) is escaped here and only
+//! here ([`table`] escapes every cell, [`Style`] every line); JSON carries
+//! raw strings.
 
+pub mod conns;
 pub mod json;
+pub mod kill;
+pub mod listen;
 pub mod prometheus;
 pub mod sanitize;
+pub mod stats;
 pub mod table;
+pub mod watch;
+pub mod who;
 
 use std::collections::BTreeSet;
+use std::io::{self, IsTerminal, Write};
 
-use crate::model::{Endpoint, Socket};
+use comfy_table::Color;
 
-/// Address column text: `127.0.0.1`, `[::]`, `[::ffff:10.0.0.1]`.
-pub fn addr(e: &Endpoint) -> String {
-    match e.addr {
-        std::net::IpAddr::V4(a) => a.to_string(),
-        std::net::IpAddr::V6(a) => format!("[{a}]"),
+use crate::model::Socket;
+
+pub use crate::text::duration_ms;
+
+/// What to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    /// One JSON array (socket lists) or one object (`who`, `stats`, `kill`).
+    Json,
+    /// One JSON record per line.
+    Jsonl,
+    /// The Prometheus text exposition format (`listen`, `stats`).
+    Prometheus,
+}
+
+/// How to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    pub format: Format,
+    /// Tables: the header row.
+    pub header: bool,
+    /// Bold and colour on terminal output.
+    pub color: bool,
+    /// Stdout is a terminal: tables may use its width.
+    pub terminal: bool,
+}
+
+impl Output {
+    /// For stdout as it is: `color` None is "auto" (a terminal, and no
+    /// `NO_COLOR` in the environment).
+    pub fn new(format: Format, header: bool, color: Option<bool>) -> Output {
+        let terminal = std::io::stdout().is_terminal();
+        let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let color = color.unwrap_or(terminal && !no_color_env);
+        Output { format, header, color, terminal }
+    }
+
+    /// A plain table, not on a terminal (tests, fixtures).
+    pub fn plain(format: Format) -> Output {
+        Output { format, header: true, color: false, terminal: false }
+    }
+
+    pub fn is_json(&self) -> bool {
+        matches!(self.format, Format::Json | Format::Jsonl)
+    }
+
+    pub fn style(&self) -> Style {
+        Style { color: self.color }
+    }
+}
+
+/// How text for people (`who`, `stats`, `kill`, `watch` headings, stderr)
+/// is written: every line escaped for the terminal, headings bold when
+/// colour is on.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    /// Writes one line, escaped.
+    pub fn line(&self, w: &mut dyn Write, text: &str) -> io::Result<()> {
+        writeln!(w, "{}", sanitize::escape(text))
+    }
+
+    /// Writes one heading line: escaped, bold when colour is on.
+    pub fn heading(&self, w: &mut dyn Write, text: &str) -> io::Result<()> {
+        writeln!(w, "{}", self.bold(text))
+    }
+
+    /// `text` escaped and, when colour is on, bold.
+    pub fn bold(&self, text: &str) -> String {
+        let t = sanitize::escape(text);
+        if self.color { format!("\x1b[1m{t}\x1b[0m") } else { t.into_owned() }
+    }
+
+    /// `text` escaped and, when colour is on, in `color`.
+    pub fn paint(&self, text: &str, color: Color) -> String {
+        let t = sanitize::escape(text);
+        if self.color { format!("\x1b[{}m{t}\x1b[39m", table::ansi(color)) } else { t.into_owned() }
+    }
+}
+
+/// Address column text: `127.0.0.1`, `[::]`, `[::ffff:10.0.0.1]`; unix
+/// names and packet ends as [`crate::model::Addr`] shows them.
+pub fn addr(a: &crate::model::Addr) -> String {
+    match a.ip() {
+        Some(e) => match e.addr {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        },
+        None => a.to_string(),
     }
 }
 
@@ -22,15 +119,15 @@ pub fn addr(e: &Endpoint) -> String {
 /// too (the BSD netstat convention).
 pub fn proto_label(s: &Socket) -> String {
     let suffix = match s.family {
-        crate::model::Family::Ipv4 => "",
         crate::model::Family::Ipv6 if s.is_dual_stack() => "46",
         crate::model::Family::Ipv6 => "6",
+        _ => "",
     };
     format!("{}{suffix}", s.proto)
 }
 
-/// Owner columns (pid list, process names, users), de-duplicated, escaped.
-/// Hidden or absent owners print as `-`.
+/// Owner columns (pid list, process names, users), de-duplicated. Hidden or
+/// absent owners print as `-`.
 pub fn owner_columns(s: &Socket) -> (String, String, String) {
     if s.owners.is_empty() {
         return ("-".into(), "-".into(), "-".into());
@@ -47,7 +144,7 @@ pub fn owner_columns(s: &Socket) -> (String, String, String) {
         }
     }
     let pids = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    (pids, sanitize::escape(&names.join(",")).into_owned(), sanitize::escape(&users.join(",")).into_owned())
+    (pids, names.join(","), users.join(","))
 }
 
 /// Adds a leading NETNS column when the sockets span more than one network
@@ -57,7 +154,7 @@ pub fn decorate(columns: &mut Vec<table::Column>, rows: &mut [Vec<table::Styled>
     if namespaces.len() > 1 {
         columns.insert(0, table::col("NETNS"));
         for (row, s) in rows.iter_mut().zip(sockets) {
-            let ns = s.netns.as_ref().map_or("-".to_string(), |n| sanitize::escape(&n.to_string()).into_owned());
+            let ns = s.netns.as_ref().map_or("-".to_string(), |n| n.to_string());
             row.insert(0, ns.into());
         }
     }
@@ -73,35 +170,11 @@ pub fn decorate(columns: &mut Vec<table::Column>, rows: &mut [Vec<table::Styled>
 /// owner that has a context.
 pub fn context_text(s: &Socket) -> String {
     let Some(c) = s.owners.iter().find_map(|o| o.context.as_ref()) else { return "-".into() };
-    let text = match (&c.container, &c.unit) {
+    match (&c.container, &c.unit) {
         (Some(ct), _) => {
-            format!("{}:{}", ct.runtime, ct.name.clone().unwrap_or_else(|| ct.id.chars().take(12).collect()))
+            format!("{}:{}", ct.runtime, ct.name.clone().unwrap_or_else(|| crate::model::short_id(&ct.id)))
         }
         (None, Some(u)) => u.clone(),
         (None, None) => "-".into(),
-    };
-    sanitize::escape(&text).into_owned()
-}
-
-/// Milliseconds as a short duration: `59s`, `1m02s`, `350ms`.
-pub fn duration_ms(ms: u32) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration_ms(350), "350ms");
-        assert_eq!(duration_ms(59_999), "59s");
-        assert_eq!(duration_ms(62_000), "1m02s");
     }
 }

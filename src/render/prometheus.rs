@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::io::{self, Write};
 
-use crate::commands::stats::Stats;
+use crate::domain::stats::Stats;
 use crate::model::{Family, Socket};
 
 /// Labels of one sample, in order.
@@ -57,10 +57,7 @@ fn escape_help(v: &str) -> String {
 }
 
 fn family_label(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "ipv4",
-        Family::Ipv6 => "ipv6",
-    }
+    f.as_str()
 }
 
 /// The `netns` label: the namespace's name (or `net:[INODE]`) with
@@ -105,8 +102,8 @@ pub fn listen(w: &mut impl Write, sockets: &[Socket]) -> io::Result<()> {
             let labels: Labels = vec![
                 ("proto", s.proto.as_str().to_string()),
                 ("family", family_label(s.family).to_string()),
-                ("addr", s.local.addr.to_string()),
-                ("port", s.local.port.to_string()),
+                ("addr", s.local_ip().map_or_else(|| s.local.to_string(), |e| e.addr.to_string())),
+                ("port", s.local_ip().map_or_else(String::new, |e| e.port.to_string())),
                 ("exposure", s.exposure.as_str().to_string()),
                 ("process", process.to_string()),
                 ("user", user.to_string()),
@@ -227,7 +224,7 @@ pub fn stats(w: &mut impl Write, st: &Stats) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::stats::{CloseWait, ProcessCount};
+    use crate::domain::stats::{CloseWait, ProcessCount};
 
     fn socket(json: &str) -> Socket {
         serde_json::from_str(json).unwrap()
@@ -292,12 +289,13 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
 
     #[test]
     fn stats_families() {
-        use crate::commands::stats::{PortSpan, counts, ephemeral_usage, time_wait_peers, time_wait_top};
+        use crate::domain::stats::{counts, ephemeral_usage, time_wait_peers, time_wait_top};
+        use crate::model::PortRange;
         let mut v = vec![socket(HIDDEN)];
         let mut tw = socket(DB);
         tw.state = crate::model::State::TimeWait;
-        tw.local.port = 40000;
-        tw.remote = Some(crate::model::Endpoint { addr: "10.0.0.9".parse().unwrap(), port: 443 });
+        tw.local = crate::model::Endpoint { addr: "0.0.0.0".parse().unwrap(), port: 40000 }.into();
+        tw.remote = Some(crate::model::Endpoint { addr: "10.0.0.9".parse().unwrap(), port: 443 }.into());
         v.push(tw);
         let (protocols, states) = counts(&v);
         let st = Stats {
@@ -305,9 +303,9 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
             total: v.len(),
             protocols,
             states,
-            ephemeral: Some(ephemeral_usage(&v, PortSpan { lo: 40000, hi: 40003 }, &[], 10)),
+            ephemeral: Some(ephemeral_usage(&v, PortRange { lo: 40000, hi: 40003 }, &[], 10)),
             time_wait_top: time_wait_top(&v, 10),
-            time_wait_peers: time_wait_peers(&v, PortSpan { lo: 40000, hi: 40003 }, 10),
+            time_wait_peers: time_wait_peers(&v, PortRange { lo: 40000, hi: 40003 }, 10),
             close_wait: Some(CloseWait {
                 total: 4,
                 unowned: 1,

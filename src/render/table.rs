@@ -1,11 +1,14 @@
 //! Tables: aligned plain columns (no borders), so `awk '{print $2}'` and
 //! `column -t` work on piped output; on a terminal the width follows it.
+//! Every cell is escaped for the terminal when it is made ([`Styled`]), and
+//! columns are aligned by display width.
 
 use std::io::{self, Write};
 
 use comfy_table::{Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table, presets};
 
-use crate::query::Output;
+use super::Output;
+use super::sanitize;
 
 /// Narrower terminals get unwrapped lines (the terminal folds them) rather
 /// than cells chopped into a few characters each.
@@ -28,7 +31,8 @@ pub const fn num(header: &'static str) -> Column {
     Column { header, right: true }
 }
 
-/// A cell with an optional colour (used only when colour is on).
+/// A cell with an optional colour (used only when colour is on). Its text
+/// is escaped for the terminal; empty text shows as `-`.
 pub struct Styled {
     pub text: String,
     pub color: Option<Color>,
@@ -36,7 +40,12 @@ pub struct Styled {
 
 impl From<String> for Styled {
     fn from(text: String) -> Styled {
-        Styled { text: if text.is_empty() { "-".into() } else { text }, color: None }
+        let text = match sanitize::escape(&text) {
+            std::borrow::Cow::Borrowed(_) if text.is_empty() => "-".into(),
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        };
+        Styled { text, color: None }
     }
 }
 
@@ -90,9 +99,10 @@ fn write_in(
     }
 }
 
-/// Each column's widest cell (the header's too when it is shown), in chars.
+/// Each column's widest cell (the header's too when it is shown), in
+/// terminal columns.
 fn column_widths(columns: &[Column], rows: &[Vec<Styled>], out: &Output) -> Vec<usize> {
-    let width = |t: &str| t.chars().count();
+    let width = sanitize::width;
     let mut widths: Vec<usize> = columns.iter().map(|c| if out.header { width(c.header) } else { 0 }).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate().take(widths.len()) {
@@ -170,7 +180,7 @@ fn write_plain(
     out: &Output,
     widths: &[usize],
 ) -> io::Result<()> {
-    let width = |t: &str| t.chars().count();
+    let width = sanitize::width;
     let mut line = String::new();
     let mut emit = |w: &mut dyn Write, cells: &mut dyn Iterator<Item = (&str, Option<Color>)>, bold: bool| {
         line.clear();
@@ -204,7 +214,7 @@ fn write_plain(
 }
 
 /// The foreground code of the colours portctl uses.
-fn ansi(c: Color) -> u8 {
+pub(crate) fn ansi(c: Color) -> u8 {
     match c {
         Color::Red => 31,
         Color::Green => 32,
@@ -219,7 +229,7 @@ fn ansi(c: Color) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::Format;
+    use crate::render::Format;
 
     fn out(terminal: bool, color: bool, header: bool) -> Output {
         Output { format: Format::Table, header, color, terminal }
@@ -268,6 +278,24 @@ mod tests {
         // Too long to wrap: the plain layout, row by row.
         let n = MAX_WRAPPED_ROWS + 1;
         assert_eq!(render(n, Some(40)), plain(n));
+    }
+
+    /// Cells are escaped when made, and aligned by display width: a wide
+    /// name takes two columns a character.
+    #[test]
+    fn cells_are_escaped_and_aligned_by_display_width() {
+        let cols = [col("NAME"), col("X")];
+        let rows = vec![
+            vec![Styled::from("日本"), Styled::from("a")],
+            vec![Styled::from("evil\n1 root"), Styled::from("b")],
+            vec![Styled::from("ab"), Styled::from("c")],
+        ];
+        let mut buf = Vec::new();
+        write(&mut buf, &cols, rows, &out(false, false, true)).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "NAME          X\n日本          a\nevil\\n1 root  b\nab            c\n"
+        );
     }
 
     #[test]

@@ -143,6 +143,59 @@ pub enum Expr {
     Not(Box<Expr>),
 }
 
+impl Expr {
+    /// The expression's meaning, evaluated in user space on one socket's
+    /// ends (`local`, `remote`: address and port; an unconnected socket's
+    /// remote end is the unspecified address of its family, port 0). The
+    /// compiled program makes the kernel decide the same (the tests hold the
+    /// two together), so sockets read from /proc/net are filtered alike.
+    pub fn matches(&self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> bool {
+        match self {
+            Expr::Cond(c) => c.matches(local, remote),
+            Expr::And(v) => v.iter().all(|e| e.matches(local, remote)),
+            Expr::Or(v) => v.iter().any(|e| e.matches(local, remote)),
+            Expr::Not(e) => !e.matches(local, remote),
+        }
+    }
+}
+
+impl Cond {
+    /// See [`Expr::matches`].
+    pub fn matches(&self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> bool {
+        match *self {
+            Cond::SPort { lo, hi } => (lo..=hi).contains(&local.1),
+            Cond::DPort { lo, hi } => (lo..=hi).contains(&remote.1),
+            Cond::Src { addr, prefix } => prefix_contains(addr, prefix, local.0),
+            Cond::Dst { addr, prefix } => prefix_contains(addr, prefix, remote.0),
+        }
+    }
+}
+
+/// Whether `addr` is in `net/prefix`: the same family, and an IPv4 prefix
+/// also takes IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3` is in
+/// `10.0.0.0/8`), as the kernel's host conditions do.
+pub fn prefix_contains(net: IpAddr, prefix: u8, addr: IpAddr) -> bool {
+    fn same_prefix(a: &[u8], b: &[u8], bits: u8) -> bool {
+        let full = usize::from(bits / 8).min(a.len());
+        if a[..full] != b[..full] {
+            return false;
+        }
+        let rest = bits % 8;
+        rest == 0 || full >= a.len() || {
+            let mask = 0xffu8 << (8 - rest);
+            a[full] & mask == b[full] & mask
+        }
+    }
+    match (net, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => same_prefix(&n.octets(), &a.octets(), prefix),
+        (IpAddr::V6(n), IpAddr::V6(a)) => same_prefix(&n.octets(), &a.octets(), prefix),
+        (IpAddr::V4(n), IpAddr::V6(a)) => {
+            a.to_ipv4_mapped().is_some_and(|m| same_prefix(&n.octets(), &m.octets(), prefix))
+        }
+        (IpAddr::V6(_), IpAddr::V4(_)) => false,
+    }
+}
+
 impl From<Cond> for Expr {
     fn from(cond: Cond) -> Self {
         Expr::Cond(cond)
@@ -388,7 +441,7 @@ fn hostcond_arg(addr: IpAddr, prefix: u8) -> Result<Vec<u8>, CompileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::IpAddr;
 
     // ----- expression helpers -------------------------------------------
 
@@ -636,40 +689,10 @@ mod tests {
         }
     }
 
-    fn in_v4(a: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
-        prefix == 0 || (u32::from(a) ^ u32::from(net)) >> (32 - u32::from(prefix)) == 0
-    }
-
-    fn in_v6(a: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
-        prefix == 0 || (u128::from(a) ^ u128::from(net)) >> (128 - u32::from(prefix)) == 0
-    }
-
-    /// The documented meaning of an address condition.
-    fn addr_in(a: IpAddr, net: IpAddr, prefix: u8) -> bool {
-        match (net, a) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => in_v4(a, n, prefix),
-            (IpAddr::V4(n), IpAddr::V6(a)) => {
-                let o = a.octets();
-                o[..10] == [0; 10] && o[10..12] == [0xff, 0xff] && {
-                    let v4 = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
-                    in_v4(v4, n, prefix)
-                }
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => in_v6(a, n, prefix),
-            (IpAddr::V6(_), IpAddr::V4(_)) => false,
-        }
-    }
-
+    /// The product's user-space evaluation, which the compiled program must
+    /// agree with.
     fn eval(e: &Expr, s: &Sock) -> bool {
-        match e {
-            Expr::Cond(Cond::SPort { lo, hi }) => (*lo..=*hi).contains(&s.sport),
-            Expr::Cond(Cond::DPort { lo, hi }) => (*lo..=*hi).contains(&s.dport),
-            Expr::Cond(Cond::Src { addr, prefix }) => addr_in(s.local, *addr, *prefix),
-            Expr::Cond(Cond::Dst { addr, prefix }) => addr_in(s.remote, *addr, *prefix),
-            Expr::And(v) => v.iter().all(|x| eval(x, s)),
-            Expr::Or(v) => v.iter().any(|x| eval(x, s)),
-            Expr::Not(x) => !eval(x, s),
-        }
+        e.matches((s.local, s.sport), (s.remote, s.dport))
     }
 
     /// Compiles, audits, and checks the program against the reference

@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::model::{Endpoint, Exposure, Family, Proto, Socket, State, TcpInfo, Timer, TimerKind};
+use crate::model::{Endpoint, Family, Proto, Socket, State, TcpInfo, Timer, TimerKind};
 
 /// `struct nlmsghdr` size.
 pub const NLMSG_HDRLEN: usize = 16;
@@ -96,7 +96,7 @@ pub fn socket(proto: Proto, payload: &[u8]) -> Result<Socket, String> {
     let uid = u32_ne(payload, 64);
     let inode = u32_ne(payload, 68) as u64;
 
-    let timer = timer_kind(timer_code).map(|kind| Timer {
+    let timer = TimerKind::from_kernel(timer_code).map(|kind| Timer {
         kind,
         expires_ms: expires,
         retrans: if kind == TimerKind::Retransmit { retrans } else { 0 },
@@ -117,27 +117,16 @@ pub fn socket(proto: Proto, payload: &[u8]) -> Result<Socket, String> {
 
     let local = Endpoint { addr: src, port: sport };
     let unconnected = matches!(state, State::Listen | State::Unconn) && dst.is_unspecified() && dport == 0;
-    let remote = (!unconnected).then_some(Endpoint { addr: dst, port: dport });
-    Ok(Socket {
-        proto,
-        family,
-        state,
-        local,
-        remote,
-        inode,
-        uid,
-        v6only,
-        exposure: Exposure::of(&src),
-        interface: None,
-        service: None,
-        recv_q,
-        send_q,
-        timer,
-        owners: Vec::new(),
-        owners_hidden: false,
-        tcp_info,
-        netns: None,
-    })
+    let remote = (!unconnected).then_some(Endpoint { addr: dst, port: dport }.into());
+    let mut s = Socket::new(proto, family, state, local.into(), remote);
+    s.inode = inode;
+    s.uid = uid;
+    s.v6only = v6only;
+    s.recv_q = recv_q;
+    s.send_q = send_q;
+    s.timer = timer;
+    s.tcp_info = tcp_info;
+    Ok(s)
 }
 
 /// The bound device index (`idiag_if`), 0 when not bound to a device.
@@ -145,24 +134,14 @@ pub fn bound_ifindex(payload: &[u8]) -> u32 {
     if payload.len() < INET_DIAG_MSG_LEN { 0 } else { u32_ne(payload, 40) }
 }
 
-fn timer_kind(code: u8) -> Option<TimerKind> {
-    match code {
-        1 => Some(TimerKind::Retransmit),
-        2 => Some(TimerKind::Keepalive),
-        3 => Some(TimerKind::TimeWait),
-        4 => Some(TimerKind::Probe),
-        _ => None,
-    }
-}
-
+/// An address of `raw` (16 bytes, IPv4 in the first 4); `family` is IPv4
+/// or IPv6 (the caller checked).
 fn addr(family: Family, raw: &[u8]) -> IpAddr {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&raw[..16]);
     match family {
-        Family::Ipv4 => IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
-        Family::Ipv6 => {
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&raw[..16]);
-            IpAddr::V6(Ipv6Addr::from(b))
-        }
+        Family::Ipv4 => IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])),
+        _ => IpAddr::V6(Ipv6Addr::from(b)),
     }
 }
 
@@ -220,6 +199,7 @@ fn u32_ne(b: &[u8], off: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Exposure;
 
     /// A real reply, captured on Linux 6.18 (x86_64, little endian) for a
     /// dump of AF_INET6/TCP with state mask LISTEN, in a fresh network
@@ -300,7 +280,7 @@ mod tests {
         let s = socket(Proto::Tcp, msg.payload).unwrap();
         assert_eq!(s.family, Family::Ipv6);
         assert_eq!(s.state, State::Listen);
-        assert_eq!(s.local, Endpoint { addr: "::".parse().unwrap(), port: 8080 });
+        assert_eq!(s.local, Endpoint { addr: "::".parse().unwrap(), port: 8080 }.into());
         assert_eq!(s.remote, None);
         assert_eq!(s.v6only, Some(false));
         assert!(s.is_dual_stack());
@@ -315,7 +295,7 @@ mod tests {
         let s = socket(Proto::Tcp, msg.payload).unwrap();
         assert_eq!(s.state, State::TimeWait);
         assert_eq!(s.local.to_string(), "127.0.0.1:40000");
-        assert_eq!(s.remote.unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(s.remote.as_ref().unwrap().to_string(), "127.0.0.1:8080");
         assert_eq!(s.timer, Some(Timer { kind: TimerKind::TimeWait, expires_ms: 59000, retrans: 0 }));
         assert_eq!(s.inode, 0);
         assert!(s.is_unowned_by_nature());

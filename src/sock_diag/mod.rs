@@ -11,6 +11,7 @@ mod procnet;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::net::IpAddr;
 
 use netlink_packet_core::Emitable;
 use netlink_packet_sock_diag::SOCK_DIAG_BY_FAMILY;
@@ -132,12 +133,12 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
             None
         }
     };
-    for &proto in &query.protos {
+    for &proto in query.protos.iter().filter(|p| p.has_ports()) {
         let states = query.states.kernel_mask(proto);
         if states == 0 {
             continue;
         }
-        for &family in &query.families {
+        for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
             if let Some(r) = reader.as_mut() {
                 match r.dump(proto, family, states, query.filter.as_ref(), query.tcp_info, &mut out.sockets) {
                     Ok(()) => continue,
@@ -153,7 +154,7 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
     let tcp_listener = out.sockets.iter().any(|s| s.proto == Proto::Tcp && s.state == crate::model::State::Listen);
     if query.bound_inactive && query.protos.contains(&Proto::Tcp) && !tcp_listener {
         if let Some(r) = reader.as_mut() {
-            for &family in &query.families {
+            for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
                 // Older kernels answer an unknown state bit with nothing at all.
                 r.dump(Proto::Tcp, family, TCPF_BOUND_INACTIVE, query.filter.as_ref(), false, &mut out.sockets)?;
             }
@@ -286,7 +287,7 @@ impl Reader {
     }
 
     fn ifname(&mut self, index: u32) -> Option<String> {
-        self.ifnames.entry(index).or_insert_with(|| interface_name(index)).clone()
+        self.ifnames.entry(index).or_insert_with(|| crate::sys::interface_name(index)).clone()
     }
 }
 
@@ -294,6 +295,8 @@ fn describe(proto: Proto, family: Family) -> String {
     let fam = match family {
         Family::Ipv4 => "IPv4",
         Family::Ipv6 => "IPv6",
+        Family::Unix => "unix",
+        Family::Packet => "packet",
     };
     format!("{proto}/{fam}")
 }
@@ -310,13 +313,16 @@ pub fn request_bytes(
     let (af, sid) = match family {
         Family::Ipv4 => (libc::AF_INET as u8, SocketId::new_v4()),
         Family::Ipv6 => (libc::AF_INET6 as u8, SocketId::new_v6()),
+        _ => return Err(DiagError::Filter(format!("{family:?} is not an inet family"))),
+    };
+    let protocol = match proto {
+        Proto::Tcp => libc::IPPROTO_TCP as u8,
+        Proto::Udp => libc::IPPROTO_UDP as u8,
+        _ => return Err(DiagError::Filter(format!("{proto} is not an inet_diag protocol"))),
     };
     let req = InetRequest {
         family: af,
-        protocol: match proto {
-            Proto::Tcp => libc::IPPROTO_TCP as u8,
-            Proto::Udp => libc::IPPROTO_UDP as u8,
-        },
+        protocol,
         extensions: if tcp_info && proto == Proto::Tcp { ExtensionFlags::INFO } else { ExtensionFlags::empty() },
         states: StateFlags::from_bits_retain(states),
         socket_id: sid,
@@ -339,38 +345,19 @@ pub fn request_bytes(
     Ok(buf)
 }
 
-/// Name of an interface index (`if_indextoname`), None when it is gone.
-pub fn interface_name(index: u32) -> Option<String> {
-    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer is IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success the buffer holds a NUL-terminated name.
-    let cstr = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-    Some(cstr.to_string_lossy().into_owned())
-}
-
-/// Evaluates a filter in user space, for sockets read from /proc/net (the
-/// kernel evaluates the same expression as bytecode on the fast path).
+/// Evaluates a filter in user space on an IP socket, for sockets read from
+/// /proc/net: the kernel evaluates the same expression as bytecode on the
+/// fast path, and [`Expr::matches`] is that evaluation's definition.
 pub fn matches(expr: &Expr, s: &Socket) -> bool {
-    match expr {
-        Expr::Cond(c) => cond_matches(c, s),
-        Expr::And(v) => v.iter().all(|e| matches(e, s)),
-        Expr::Or(v) => v.iter().any(|e| matches(e, s)),
-        Expr::Not(e) => !matches(e, s),
-    }
-}
-
-fn cond_matches(c: &Cond, s: &Socket) -> bool {
-    let remote = s.remote.unwrap_or(crate::model::Endpoint { addr: crate::model::unspecified(s.family), port: 0 });
-    match *c {
-        Cond::SPort { lo, hi } => (lo..=hi).contains(&s.local.port),
-        Cond::DPort { lo, hi } => (lo..=hi).contains(&remote.port),
-        Cond::Src { addr, prefix } => crate::filter::Cidr { addr, prefix }.contains(&s.local.addr),
-        Cond::Dst { addr, prefix } => crate::filter::Cidr { addr, prefix }.contains(&remote.addr),
-    }
+    let Some(local) = s.local_ip() else { return false };
+    let remote = s.remote_ip().map_or_else(
+        || {
+            let any = if local.addr.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u8; 16]) };
+            (any, 0)
+        },
+        |r| (r.addr, r.port),
+    );
+    expr.matches((local.addr, local.port), remote)
 }
 
 #[cfg(test)]

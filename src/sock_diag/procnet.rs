@@ -8,7 +8,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Expr, matches};
-use crate::model::{Endpoint, Exposure, Family, Proto, Socket, State, Timer, TimerKind};
+use crate::model::{Endpoint, Family, Proto, Socket, State, Timer, TimerKind};
 
 pub fn read(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, out: &mut Vec<Socket>) -> io::Result<()> {
     let file = match (proto, family) {
@@ -16,6 +16,8 @@ pub fn read(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, ou
         (Proto::Tcp, Family::Ipv6) => "tcp6",
         (Proto::Udp, Family::Ipv4) => "udp",
         (Proto::Udp, Family::Ipv6) => "udp6",
+        // Nothing else has a table of this shape.
+        _ => return Ok(()),
     };
     let text = match std::fs::read_to_string(format!("/proc/net/{file}")) {
         Ok(t) => t,
@@ -37,9 +39,10 @@ pub fn read(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, ou
 }
 
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 && t <= 1000 { t as u64 } else { 100 }
+    match rustix::param::clock_ticks_per_second() {
+        t @ 1..=1000 => t,
+        _ => 100,
+    }
 }
 
 fn kernel_state(line: &str) -> u32 {
@@ -60,13 +63,7 @@ fn parse_line(proto: Proto, family: Family, line: &str, ms_per_tick: u64) -> Opt
     let retrans = u8::from_str_radix(f[6], 16).unwrap_or(0);
     let uid = f[7].parse().ok()?;
     let inode = f[9].parse().ok()?;
-    let kind = match u8::from_str_radix(tr, 16).ok()? {
-        1 => Some(TimerKind::Retransmit),
-        2 => Some(TimerKind::Keepalive),
-        3 => Some(TimerKind::TimeWait),
-        4 => Some(TimerKind::Probe),
-        _ => None,
-    };
+    let kind = TimerKind::from_kernel(u8::from_str_radix(tr, 16).ok()?);
     let ticks = u64::from_str_radix(when, 16).unwrap_or(0);
     let timer = kind.map(|kind| Timer {
         kind,
@@ -75,28 +72,15 @@ fn parse_line(proto: Proto, family: Family, line: &str, ms_per_tick: u64) -> Opt
     });
     let unconnected =
         matches!(state, State::Listen | State::Unconn) && remote.port == 0 && remote.addr.is_unspecified();
-    Some(Socket {
-        proto,
-        family,
-        state,
-        local,
-        remote: (!unconnected).then_some(remote),
-        inode,
-        uid,
-        v6only: None,
-        exposure: Exposure::of(&local.addr),
-        interface: None,
-        service: None,
-        // For listeners rx_queue is the accept queue, as in sock_diag; the
-        // backlog limit is not in /proc/net, so send_q stays 0 there.
-        recv_q: u32::from_str_radix(rx, 16).ok()?,
-        send_q: if state == State::Listen { 0 } else { u32::from_str_radix(tx, 16).ok()? },
-        timer,
-        owners: Vec::new(),
-        owners_hidden: false,
-        tcp_info: None,
-        netns: None,
-    })
+    let mut s = Socket::new(proto, family, state, local.into(), (!unconnected).then_some(remote.into()));
+    s.inode = inode;
+    s.uid = uid;
+    // For listeners rx_queue is the accept queue, as in sock_diag; the
+    // backlog limit is not in /proc/net, so send_q stays 0 there.
+    s.recv_q = u32::from_str_radix(rx, 16).ok()?;
+    s.send_q = if state == State::Listen { 0 } else { u32::from_str_radix(tx, 16).ok()? };
+    s.timer = timer;
+    Some(s)
 }
 
 /// `0100007F:1F90` -> 127.0.0.1:8080. Address words are in host byte order.
@@ -121,6 +105,7 @@ fn endpoint(family: Family, s: &str) -> Option<Endpoint> {
 #[cfg(all(test, target_endian = "little"))]
 mod tests {
     use super::*;
+    use crate::model::Exposure;
 
     // Rows recorded from /proc/net/tcp and tcp6 on x86_64.
     const TCP_LISTEN: &str = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 123456 1 0000000000000000 100 0 0 10 0";
@@ -144,7 +129,7 @@ mod tests {
         assert_eq!(s.state, State::TimeWait);
         // 0x1770 = 6000 ticks of 10 ms
         assert_eq!(s.timer, Some(Timer { kind: TimerKind::TimeWait, expires_ms: 60000, retrans: 0 }));
-        assert_eq!(s.remote.unwrap().port, 8080);
+        assert_eq!(s.remote_ip().unwrap().port, 8080);
     }
 
     #[test]

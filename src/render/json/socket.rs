@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::Encoder;
 use crate::intmap::IntMap;
-use crate::model::{Endpoint, Owner, Socket};
+use crate::model::{Addr, Endpoint, Owner, Socket};
 
 /// Encodes sockets; caches each process's encoded owner fields.
 #[derive(Default)]
@@ -62,16 +62,15 @@ impl Encoder<Socket> for SocketEncoder {
     fn encode(&mut self, out: &mut Vec<u8>, s: &Socket) {
         out.extend_from_slice(b"{\"proto\":\"");
         out.extend_from_slice(s.proto.as_str().as_bytes());
-        out.extend_from_slice(match s.family {
-            crate::model::Family::Ipv4 => b"\",\"family\":\"ipv4\",\"state\":\"",
-            crate::model::Family::Ipv6 => b"\",\"family\":\"ipv6\",\"state\":\"",
-        });
+        out.extend_from_slice(b"\",\"family\":\"");
+        out.extend_from_slice(s.family.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"state\":\"");
         out.extend_from_slice(s.state.as_str().as_bytes());
         out.extend_from_slice(b"\",\"local\":");
-        endpoint(out, &s.local);
+        addr(out, &s.local);
         out.extend_from_slice(b",\"remote\":");
         match &s.remote {
-            Some(r) => endpoint(out, r),
+            Some(r) => addr(out, r),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"inode\":");
@@ -131,6 +130,14 @@ impl SocketEncoder {
     }
 }
 
+/// IP ends by hand, the rarer kinds through serde.
+fn addr(out: &mut Vec<u8>, a: &Addr) {
+    match a {
+        Addr::Ip(e) => endpoint(out, e),
+        other => serde(out, other),
+    }
+}
+
 fn endpoint(out: &mut Vec<u8>, e: &Endpoint) {
     out.extend_from_slice(b"{\"addr\":\"");
     match e.addr {
@@ -175,7 +182,9 @@ fn serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Container, Context, Exposure, Family, NetnsRef, Proto, State, TcpInfo, Timer, TimerKind};
+    use crate::model::{
+        Container, Context, Exposure, Family, LinkAddr, NetnsRef, Proto, State, TcpInfo, Timer, TimerKind, UnixName,
+    };
 
     fn owner(pid: u32, name: &str, cmdline: &str) -> Owner {
         Owner {
@@ -191,26 +200,9 @@ mod tests {
     /// Sockets that between them take every variant and every optional
     /// field, with strings that need escaping.
     fn sockets() -> Vec<Socket> {
-        let base = Socket {
-            proto: Proto::Tcp,
-            family: Family::Ipv4,
-            state: State::Established,
-            local: Endpoint { addr: "127.0.0.1".parse().unwrap(), port: 8080 },
-            remote: Some(Endpoint { addr: "10.255.0.9".parse().unwrap(), port: 0 }),
-            inode: u64::MAX,
-            uid: u32::MAX,
-            v6only: None,
-            exposure: Exposure::Loopback,
-            interface: None,
-            service: None,
-            recv_q: 0,
-            send_q: 4_294_967_295,
-            timer: None,
-            owners: vec![],
-            owners_hidden: false,
-            tcp_info: None,
-            netns: None,
-        };
+        let mut base = Socket::sample(Proto::Tcp, State::Established, "127.0.0.1:8080", Some("10.255.0.9:0"), u64::MAX);
+        base.uid = u32::MAX;
+        base.send_q = 4_294_967_295;
         let mut out = Vec::new();
         for (i, state) in State::TCP.iter().chain([&State::Unconn]).enumerate() {
             let mut s = base.clone();
@@ -233,7 +225,7 @@ mod tests {
         let mut v6 = base.clone();
         v6.proto = Proto::Udp;
         v6.family = Family::Ipv6;
-        v6.local = Endpoint { addr: "::".parse().unwrap(), port: 53 };
+        v6.local = Endpoint { addr: "::".parse().unwrap(), port: 53 }.into();
         v6.remote = None;
         v6.v6only = Some(false);
         v6.exposure = Exposure::Wildcard;
@@ -242,8 +234,8 @@ mod tests {
         out.push(v6.clone());
         for (addr, only) in [("fe80::1:2", Some(true)), ("::ffff:127.0.0.1", None), ("2001:db8::", Some(false))] {
             let mut s = v6.clone();
-            s.local.addr = addr.parse().unwrap();
-            s.remote = Some(Endpoint { addr: "::1".parse().unwrap(), port: 65535 });
+            s.local = Endpoint { addr: addr.parse().unwrap(), port: 53 }.into();
+            s.remote = Some(Endpoint { addr: "::1".parse().unwrap(), port: 65535 }.into());
             s.v6only = only;
             s.exposure = Exposure::Address;
             s.interface = Some("eth\"0".into());
@@ -267,6 +259,16 @@ mod tests {
         full.tcp_info = None;
         full.owners = vec![owner(1, "systemd", "")];
         out.push(full);
+        let name =
+            |n: Option<&str>, is_abstract| Addr::Unix(Box::new(UnixName { name: n.map(Into::into), is_abstract }));
+        let mut unix = Socket::new(Proto::Unix, Family::Unix, State::Listen, name(Some("/run/a\"b.sock"), false), None);
+        unix.owners = vec![owner(9, "dockerd", "/usr/bin/dockerd")];
+        out.push(unix.clone());
+        unix.local = name(Some("\0bus\u{1}"), true);
+        unix.remote = Some(name(None, false));
+        out.push(unix);
+        let link = Addr::Link(LinkAddr { ifindex: 2, protocol: 0x0003 });
+        out.push(Socket::new(Proto::Packet, Family::Packet, State::Unconn, link, None));
         out
     }
 

@@ -20,6 +20,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Proto, Socket, State};
+use crate::text::plural;
 
 /// An address as the kernel compares it for bind conflicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,18 +35,16 @@ enum BindAddr {
 
 impl BindAddr {
     fn new(addr: IpAddr, v6only: bool) -> BindAddr {
-        match addr {
+        match crate::model::unmapped(addr) {
             IpAddr::V4(a) => BindAddr::V4(a),
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => BindAddr::V4(v4),
-                None if a.is_unspecified() => BindAddr::V6Any { v6only },
-                None => BindAddr::V6(a),
-            },
+            IpAddr::V6(a) if a.is_unspecified() => BindAddr::V6Any { v6only },
+            IpAddr::V6(a) => BindAddr::V6(a),
         }
     }
 
-    fn of(s: &Socket) -> BindAddr {
-        BindAddr::new(s.local.addr, s.v6only.unwrap_or(false))
+    /// `None` for sockets without an IP address (they never conflict).
+    fn of(s: &Socket) -> Option<BindAddr> {
+        Some(BindAddr::new(s.local_ip()?.addr, s.v6only.unwrap_or(false)))
     }
 }
 
@@ -65,7 +64,7 @@ fn overlaps(a: BindAddr, b: BindAddr) -> bool {
 /// collide with `s`'s local address. Same test as a bind conflict, which is
 /// also "would `s` receive traffic for `addr`" for listeners.
 pub fn addresses_overlap(addr: IpAddr, v6only: bool, s: &Socket) -> bool {
-    overlaps(BindAddr::new(addr, v6only), BindAddr::of(s))
+    BindAddr::of(s).is_some_and(|theirs| overlaps(BindAddr::new(addr, v6only), theirs))
 }
 
 /// What a bind() would do.
@@ -115,8 +114,10 @@ pub struct BindCheck {
 /// the port, any state, any protocol; other protocols never conflict).
 pub fn check(proto: Proto, addr: IpAddr, port: u16, new_v6only: bool, sockets: &[Socket]) -> BindCheck {
     let me = BindAddr::new(addr, new_v6only);
-    let blockers: Vec<&Socket> =
-        sockets.iter().filter(|s| s.proto == proto && s.local.port == port && overlaps(me, BindAddr::of(s))).collect();
+    let blockers: Vec<&Socket> = sockets
+        .iter()
+        .filter(|s| s.proto == proto && s.port() == port && BindAddr::of(s).is_some_and(|b| overlaps(me, b)))
+        .collect();
     let listening = blockers.iter().any(|s| s.state == State::Listen);
     let (plain, reuseaddr) = if blockers.is_empty() {
         (Outcome::Ok, Outcome::Ok)
@@ -152,8 +153,7 @@ fn reason(proto: Proto, blockers: &[&Socket]) -> String {
     let more = blockers.len() - 1;
     let dual = if first.is_dual_stack() { " (dual-stack: takes IPv4 too)" } else { "" };
     let who = first.owners.first().map(|o| format!(", {} pid {}", o.name, o.pid)).unwrap_or_default();
-    let more =
-        if more > 0 { format!(" and {more} more socket{}", if more == 1 { "" } else { "s" }) } else { String::new() };
+    let more = if more > 0 { format!(" and {more} more socket{}", plural(more)) } else { String::new() };
     format!("{what} on {}{dual}{who}{more}", first.local)
 }
 
@@ -174,30 +174,13 @@ pub fn reuseport_groups(sockets: &[Socket]) -> Vec<Vec<&Socket>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, Exposure, Family};
+    use crate::model::Endpoint;
 
     fn sock(proto: Proto, state: State, addr: &str, v6only: Option<bool>) -> Socket {
         let addr: IpAddr = addr.parse().unwrap();
-        Socket {
-            proto,
-            family: Family::of(&addr),
-            state,
-            local: Endpoint { addr, port: 7000 },
-            remote: None,
-            inode: 1,
-            uid: 0,
-            v6only,
-            exposure: Exposure::of(&addr),
-            interface: None,
-            service: None,
-            recv_q: 0,
-            send_q: 0,
-            timer: None,
-            owners: vec![],
-            owners_hidden: false,
-            tcp_info: None,
-            netns: None,
-        }
+        let mut s = Socket::sample(proto, state, &Endpoint { addr, port: 7000 }.to_string(), None, 1);
+        s.v6only = v6only;
+        s
     }
 
     /// The matrix observed with real bind() calls on Linux 6.18: existing

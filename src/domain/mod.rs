@@ -1,0 +1,11 @@
+//! What portctl concludes from the sockets: selection, order, bind()
+//! verdicts, the `who`, `kill` and `stats` answers. Pure logic over records;
+//! the one source of further facts it is handed is the process table
+//! (details of owners, read once and cached).
+
+pub mod bind;
+pub mod kill;
+pub mod order;
+pub mod select;
+pub mod stats;
+pub mod who;

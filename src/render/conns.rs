@@ -1,0 +1,104 @@
+//! The `conns` table (also `watch conns`'s).
+
+use std::io::{self, Write};
+
+use comfy_table::Color;
+
+use super::table::{self, col, num};
+use super::{Output, owner_columns};
+use crate::model::{Socket, State, Timer};
+
+pub fn write(w: &mut impl Write, sockets: &[Socket], out: &Output, extended: bool, context: bool) -> io::Result<()> {
+    let (columns, rows) = rows(sockets, extended, context);
+    table::write(w, &columns, rows, out)
+}
+
+/// Columns and rows of the table.
+pub fn rows(sockets: &[Socket], extended: bool, context: bool) -> (Vec<table::Column>, Vec<Vec<table::Styled>>) {
+    let mut columns = vec![
+        col("PROTO"),
+        col("STATE"),
+        col("LOCAL"),
+        col("REMOTE"),
+        num("RECV-Q"),
+        num("SEND-Q"),
+        col("TIMER"),
+        col("PID"),
+        col("PROCESS"),
+        col("USER"),
+    ];
+    if extended {
+        columns.extend([num("RTT"), num("RETRANS"), num("CWND"), num("SENT"), num("RECV")]);
+    }
+    let rows = sockets
+        .iter()
+        .map(|s| {
+            let (pids, names, users) = owner_columns(s);
+            let mut row: Vec<table::Styled> = vec![
+                super::proto_label(s).into(),
+                state_cell(s.state),
+                s.local.to_string().into(),
+                s.remote.as_ref().map_or_else(|| "*".to_string(), |r| r.to_string()).into(),
+                s.recv_q.to_string().into(),
+                s.send_q.to_string().into(),
+                s.timer.as_ref().map_or_else(|| "-".to_string(), timer_text).into(),
+                pids.into(),
+                names.into(),
+                users.into(),
+            ];
+            if extended {
+                row.extend(extended_cells(s));
+            }
+            row
+        })
+        .collect::<Vec<_>>();
+    let mut rows = rows;
+    super::decorate(&mut columns, &mut rows, sockets, context);
+    (columns, rows)
+}
+
+/// `ESTAB`, `TIME-WAIT`, ...: states that point at a problem stand out.
+fn state_cell(st: State) -> table::Styled {
+    match st {
+        State::CloseWait | State::SynSent | State::LastAck => table::colored(st.label(), Color::Yellow),
+        State::Established => table::colored(st.label(), Color::Green),
+        _ => st.label().into(),
+    }
+}
+
+/// `time_wait 58s`, `keepalive 1m59s`, `retransmit 200ms (2 retrans)`.
+pub fn timer_text(t: &Timer) -> String {
+    let mut s = format!("{} {}", t.kind.as_str(), super::duration_ms(t.expires_ms));
+    if t.retrans > 0 {
+        s.push_str(&format!(" ({} retrans)", t.retrans));
+    }
+    s
+}
+
+/// RTT (ms), RETRANS (now/total), CWND (segments), SENT and RECV (bytes).
+fn extended_cells(s: &Socket) -> Vec<table::Styled> {
+    match &s.tcp_info {
+        None => (0..5).map(|_| "-".into()).collect(),
+        Some(i) => vec![
+            format!("{}.{:03}ms", i.rtt_us / 1000, i.rtt_us % 1000).into(),
+            format!("{}/{}", i.retransmits, i.total_retrans).into(),
+            i.snd_cwnd.to_string().into(),
+            i.bytes_sent.map_or_else(|| "-".to_string(), |b| b.to_string()).into(),
+            i.bytes_received.map_or_else(|| "-".to_string(), |b| b.to_string()).into(),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TimerKind;
+
+    #[test]
+    fn timers() {
+        let t = |kind, ms, retrans| timer_text(&Timer { kind, expires_ms: ms, retrans });
+        assert_eq!(t(TimerKind::TimeWait, 58_400, 0), "time_wait 58s");
+        assert_eq!(t(TimerKind::Keepalive, 119_000, 0), "keepalive 1m59s");
+        assert_eq!(t(TimerKind::Retransmit, 200, 2), "retransmit 200ms (2 retrans)");
+    }
+}

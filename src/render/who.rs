@@ -1,0 +1,162 @@
+//! `who`'s text: the verdict, the holders, the other sockets on the port,
+//! other namespaces, what a new bind() would get, and the hints.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+
+use super::{Style, owner_columns, proto_label, sanitize};
+use crate::domain::bind::{BindCheck, Outcome};
+use crate::domain::who::WhoReport;
+use crate::model::{Endpoint, Proto, Socket, State, longest_timer_ms};
+use crate::text::duration_ms;
+
+/// Command lines longer than this are cut in the text (JSON keeps them).
+const COMMAND_WIDTH: usize = 160;
+
+pub fn write(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
+    for line in &r.verdict.summary {
+        st.heading(w, line)?;
+    }
+    if !r.holders.is_empty() {
+        writeln!(w)?;
+        st.heading(w, "holders")?;
+        holders(w, r, st)?;
+    }
+    let others: Vec<&Socket> = r.sockets.iter().filter(|s| !matches!(s.state, State::Listen | State::Unconn)).collect();
+    if !others.is_empty() {
+        writeln!(w)?;
+        st.heading(w, &format!("other sockets on port {}", r.spec.port))?;
+        other_sockets(w, &others, st)?;
+    }
+    if !r.other_netns.is_empty() {
+        writeln!(w)?;
+        st.heading(w, "in other network namespaces")?;
+        let ns_name =
+            |s: &Socket| s.netns.as_ref().map(|n| sanitize::escape(&n.to_string()).into_owned()).unwrap_or_default();
+        let width = r.other_netns.iter().map(|s| sanitize::width(&ns_name(s))).max().unwrap_or(0);
+        for s in &r.other_netns {
+            let (pids, names, _) = owner_columns(s);
+            let remote = s.remote.as_ref().map(|r| format!(" -> {r}")).unwrap_or_default();
+            let name = ns_name(s);
+            let pad = " ".repeat(width.saturating_sub(sanitize::width(&name)));
+            let (proto, state) = (proto_label(s), s.state.label());
+            st.line(w, &format!("  {name}{pad}  {proto} {state} {}{remote}  {names} (pid {pids})", s.local))?;
+        }
+    }
+    writeln!(w)?;
+    st.heading(w, &format!("a new bind() on port {}", r.spec.port))?;
+    let width = r.verdict.binds.iter().map(|b| bind_target(b).len()).max().unwrap_or(0);
+    for b in &r.verdict.binds {
+        let plain = if b.plain == Outcome::Ok { "ok" } else { "fails" };
+        let reuse = if b.plain == Outcome::Ok {
+            String::new()
+        } else {
+            format!("  with SO_REUSEADDR: {}", b.reuseaddr.as_str())
+        };
+        let why = if b.plain == Outcome::Ok { String::new() } else { format!("  ({})", b.reason) };
+        let line = format!("  {:<width$}  {plain:<5}{reuse}{why}", bind_target(b));
+        st.line(w, line.trim_end())?;
+    }
+    if !r.hints.is_empty() {
+        writeln!(w)?;
+        for hint in &r.hints {
+            writeln!(w, "{} {}", st.bold("hint:"), sanitize::escape(hint))?;
+        }
+    }
+    Ok(())
+}
+
+fn holders(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
+    for h in &r.holders {
+        let up = h
+            .uptime_s
+            .map(|u| format!("  up {}", duration_ms(u.min(u64::from(u32::MAX) / 1000) as u32 * 1000)))
+            .unwrap_or_default();
+        st.line(w, &format!("  {} (pid {}, user {}){up}", h.name, h.pid, h.user))?;
+        if let Some(pp) = h.ppid {
+            st.line(w, &format!("    parent   {} ({})", pp, h.parent_name.as_deref().unwrap_or("?")))?;
+        }
+        if !h.cmdline.is_empty() {
+            writeln!(w, "    command  {}", shorten(&sanitize::escape(&h.cmdline), COMMAND_WIDTH))?;
+        }
+        if let Some(cwd) = &h.cwd {
+            st.line(w, &format!("    cwd      {cwd}"))?;
+        }
+        if let Some(s) = &h.started {
+            st.line(w, &format!("    started  {s}"))?;
+        }
+        if let Some(c) = &h.context {
+            if let Some(u) = &c.unit {
+                st.line(w, &format!("    unit     {u}"))?;
+            }
+            if let Some(ct) = &c.container {
+                let name = ct.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                st.line(w, &format!("    container {} {}{name}", ct.runtime, crate::model::short_id(&ct.id)))?;
+            }
+        }
+        let held: Vec<String> = r
+            .sockets
+            .iter()
+            .filter(|s| h.sockets.contains(&s.inode))
+            .map(|s| {
+                let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == h.pid).map(|o| o.fd.to_string()).collect();
+                format!("{} {} {} (fd {})", proto_label(s), s.state.label(), s.local, fds.join(","))
+            })
+            .collect();
+        for (i, s) in held.iter().take(5).enumerate() {
+            st.line(w, &format!("    {}  {s}", if i == 0 { "holds  " } else { "       " }))?;
+        }
+        if held.len() > 5 {
+            writeln!(w, "             ... and {} more", held.len() - 5)?;
+        }
+        for n in &h.notes {
+            st.line(w, &format!("    note     {n}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sockets on the port that are not listening: counted per state, with
+/// what each state means for the port.
+fn other_sockets(w: &mut dyn Write, others: &[&Socket], st: Style) -> io::Result<()> {
+    let mut by_state: BTreeMap<(Proto, State), Vec<&Socket>> = BTreeMap::new();
+    for s in others {
+        by_state.entry((s.proto, s.state)).or_default().push(s);
+    }
+    for ((proto, state), v) in by_state {
+        let detail = match state {
+            State::TimeWait => format!("longest expires in {}", duration_ms(longest_timer_ms(v.iter().copied()))),
+            State::CloseWait => {
+                let pids: BTreeSet<String> =
+                    v.iter().flat_map(|s| s.owners.iter().map(|o| format!("{} ({})", o.pid, o.name))).collect();
+                format!(
+                    "held by {}: the peer closed, the process did not",
+                    pids.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            }
+            State::Close => "bound, not listening (bind() without listen())".to_string(),
+            _ => {
+                let peers: Vec<String> =
+                    v.iter().take(3).filter_map(|s| s.remote.as_ref().map(|r| r.to_string())).collect();
+                let more = if v.len() > 3 { ", ..." } else { "" };
+                format!("peers {}{more}", peers.join(", "))
+            }
+        };
+        st.line(w, &format!("  {proto} {:<11} {:>5}  {detail}", state.label(), v.len()))?;
+    }
+    Ok(())
+}
+
+fn bind_target(b: &BindCheck) -> String {
+    let ep = Endpoint { addr: b.addr, port: b.port };
+    let v6 = if b.v6only == Some(true) { " v6only" } else { "" };
+    format!("{}/{}{v6}", ep, b.proto)
+}
+
+/// At most `max` characters, with `…` when cut.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}

@@ -1,0 +1,527 @@
+//! From the command line to one request: defaults, cross-flag checks and
+//! name lookups (users, services) happen here, once, before the kernel is
+//! asked anything. Clap types stop here: everything below takes these
+//! requests (plain domain types, which tests build without argv).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{self, Cli, ColorChoice, Command, ListenFormat, NetnsArgs, OutputArgs, ReportArgs, StatsFormat};
+use crate::domain::select::{OwnerFilter, Selection};
+use crate::domain::who::Target;
+use crate::error::UserError;
+use crate::filter::{Cidr, PortRef, PortSpec, SignalSpec, StateSpec, UserSpec};
+use crate::model::{Family, PortRange, Proto, State, StateSet};
+use crate::render::{Format, Output};
+use crate::sock_diag::{self, Cond, Expr, Source};
+
+/// One command line, validated.
+#[derive(Debug)]
+pub enum Request {
+    Listen(ListenRequest),
+    Conns(ConnsRequest),
+    Who(WhoRequest),
+    Kill(KillRequest),
+    Wait(WaitRequest),
+    Watch(WatchRequest),
+    Stats(StatsRequest),
+    Completions(cli::Shell),
+    Man(ManRequest),
+}
+
+/// Which network namespaces to read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Namespaces {
+    /// The one portctl runs in.
+    #[default]
+    Current,
+    /// `--netns NAME|PATH|pid:PID`.
+    Named(String),
+    /// `--all-netns`.
+    All,
+}
+
+/// `portctl listen`.
+#[derive(Debug, Clone)]
+pub struct ListenRequest {
+    pub namespaces: Namespaces,
+    pub select: Selection,
+    /// Only these local ports (none: all).
+    pub ports: Vec<PortRange>,
+    /// Add the owners' systemd unit and container.
+    pub context: bool,
+    pub out: Output,
+}
+
+impl ListenRequest {
+    /// Every listener and bound UDP socket, as a table for stdout.
+    pub fn new(out: Output) -> ListenRequest {
+        ListenRequest {
+            namespaces: Namespaces::Current,
+            select: Selection::default(),
+            ports: Vec::new(),
+            context: false,
+            out,
+        }
+    }
+
+    /// What the kernel is asked for: listeners and bound UDP sockets on the
+    /// ports, in the kernel.
+    pub fn query(&self) -> sock_diag::Query {
+        sock_diag::Query {
+            protos: self.select.protos.clone(),
+            families: self.select.families.clone(),
+            states: StateSet::of(&[State::Listen, State::Unconn]),
+            filter: any_of(self.ports.iter().map(|r| Expr::Cond(Cond::SPort { lo: r.lo, hi: r.hi })).collect()),
+            tcp_info: false,
+            bound_inactive: false,
+            source: source(),
+        }
+    }
+}
+
+/// `portctl conns`.
+#[derive(Debug)]
+pub struct ConnsRequest {
+    pub namespaces: Namespaces,
+    pub select: Selection,
+    pub states: StateSet,
+    /// Ports and addresses, evaluated in the kernel.
+    pub filter: Option<Expr>,
+    /// Owners, evaluated after the /proc walk.
+    pub owners: OwnerFilter,
+    /// tcp_info essentials.
+    pub extended: bool,
+    pub context: bool,
+    pub out: Output,
+}
+
+impl ConnsRequest {
+    /// Established TCP and UDP connections, as a table for stdout.
+    pub fn new(out: Output) -> ConnsRequest {
+        ConnsRequest {
+            namespaces: Namespaces::Current,
+            select: Selection::default(),
+            states: StateSet::of(&[State::Established]),
+            filter: None,
+            owners: OwnerFilter::default(),
+            extended: false,
+            context: false,
+            out,
+        }
+    }
+
+    /// The selection, the state mask and the endpoint filter, all applied in
+    /// the kernel.
+    pub fn query(&self) -> sock_diag::Query {
+        sock_diag::Query {
+            protos: self.select.protos.clone(),
+            families: self.select.families.clone(),
+            states: self.states,
+            filter: self.filter.clone(),
+            tcp_info: self.extended,
+            bound_inactive: false,
+            source: source(),
+        }
+    }
+}
+
+/// `portctl who SPEC`.
+#[derive(Debug, Clone)]
+pub struct WhoRequest {
+    pub target: Target,
+    /// The namespace asked about (`--netns`); the current one when `None`.
+    pub netns: Option<String>,
+    pub out: Output,
+}
+
+/// `portctl kill SPEC`.
+#[derive(Debug, Clone)]
+pub struct KillRequest {
+    pub target: Target,
+    pub signal: SignalSpec,
+    pub dry_run: bool,
+    /// Do not ask.
+    pub yes: bool,
+    /// Also pid 1 and portctl's ancestry.
+    pub force: bool,
+    /// Wait this long for the port to be free.
+    pub wait: Option<Duration>,
+    /// After the wait, SIGKILL what is left.
+    pub then_kill: bool,
+    pub out: Output,
+}
+
+/// `portctl wait SPEC`.
+#[derive(Debug, Clone)]
+pub struct WaitRequest {
+    pub target: Target,
+    /// Until no listener remains, instead of until one appears.
+    pub free: bool,
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+/// `portctl watch [listen|conns ...]`.
+#[derive(Debug)]
+pub struct WatchRequest {
+    pub interval: Duration,
+    /// JSON lines per change instead of a table.
+    pub events: bool,
+    /// Stop after this many refreshes.
+    pub count: Option<u64>,
+    pub what: Watched,
+}
+
+/// What `watch` re-runs.
+#[derive(Debug)]
+pub enum Watched {
+    Listen(ListenRequest),
+    Conns(ConnsRequest),
+}
+
+impl Watched {
+    pub fn out(&self) -> &Output {
+        match self {
+            Watched::Listen(r) => &r.out,
+            Watched::Conns(r) => &r.out,
+        }
+    }
+}
+
+/// `portctl stats`.
+#[derive(Debug, Clone)]
+pub struct StatsRequest {
+    pub namespaces: Namespaces,
+    /// Walk /proc for the CLOSE_WAIT-by-process section.
+    pub owners: bool,
+    /// Rows in the ranked lists.
+    pub top: usize,
+    pub out: Output,
+}
+
+/// `portctl man`.
+#[derive(Debug, Clone)]
+pub struct ManRequest {
+    pub command: Option<String>,
+    pub out_dir: Option<PathBuf>,
+}
+
+/// What the kernel is asked about every TCP and UDP socket, as `ss -tuan`
+/// sees them (so `stats` can be checked against it).
+pub fn stats_query() -> sock_diag::Query {
+    sock_diag::Query {
+        protos: vec![Proto::Tcp, Proto::Udp],
+        families: Family::IP.to_vec(),
+        states: StateSet::all(),
+        filter: None,
+        tcp_info: false,
+        bound_inactive: false,
+        source: source(),
+    }
+}
+
+/// Sockets whose local port is the target's, in `states`, both families,
+/// the port filtered in the kernel.
+pub fn port_query(target: &Target, states: StateSet, bound_inactive: bool) -> sock_diag::Query {
+    sock_diag::Query {
+        protos: target.protos(),
+        families: Family::IP.to_vec(),
+        states,
+        filter: Some(Expr::Cond(Cond::SPort { lo: target.port, hi: target.port })),
+        tcp_info: false,
+        bound_inactive,
+        source: source(),
+    }
+}
+
+/// The data source: sock_diag unless `PORTCTL_SOURCE=proc` forces the
+/// /proc/net fallback (used by tests of that path).
+fn source() -> Source {
+    match std::env::var("PORTCTL_SOURCE").as_deref() {
+        Ok("proc") => Source::ProcNet,
+        _ => Source::Auto,
+    }
+}
+
+impl Request {
+    /// The request a command line makes. Bad values clap could not see
+    /// (unknown users and services, regexes) are errors here.
+    pub fn from_cli(cli: Cli) -> Result<Request, UserError> {
+        Ok(match cli.command {
+            Command::Listen(a) => Request::Listen(listen(a)),
+            Command::Conns(a) => Request::Conns(conns(a)?),
+            Command::Who(a) => Request::Who(WhoRequest {
+                target: target(&a.spec)?,
+                netns: a.ns.netns,
+                out: report_output(&a.out, None),
+            }),
+            Command::Kill(a) => Request::Kill(KillRequest {
+                target: target(&a.spec)?,
+                signal: a.signal,
+                dry_run: a.dry_run,
+                yes: a.yes,
+                force: a.force,
+                wait: a.wait.map(|d| d.0),
+                then_kill: a.then_kill,
+                out: report_output(&a.out, None),
+            }),
+            Command::Wait(a) => Request::Wait(WaitRequest {
+                target: target(&a.spec)?,
+                free: a.free,
+                timeout: a.timeout.0,
+                interval: a.interval.0,
+            }),
+            Command::Watch(a) => {
+                let what = match a.what {
+                    Some(cli::WatchWhat::Listen(l)) => Watched::Listen(listen(l)),
+                    Some(cli::WatchWhat::Conns(c)) => Watched::Conns(conns(*c)?),
+                    None => Watched::Listen(ListenRequest::new(Output::new(Format::Table, true, None))),
+                };
+                if what.out().format != Format::Table {
+                    return Err(UserError::new("watch shows a table; for JSON use `portctl watch --events ...`"));
+                }
+                Request::Watch(WatchRequest { interval: a.interval.0, events: a.events, count: a.count, what })
+            }
+            Command::Stats(a) => {
+                let format = match a.format {
+                    Some(StatsFormat::Prometheus) => Some(Format::Prometheus),
+                    Some(StatsFormat::Json) => Some(Format::Json),
+                    Some(StatsFormat::Table) | None => None,
+                };
+                Request::Stats(StatsRequest {
+                    namespaces: namespaces(&a.ns),
+                    owners: !a.no_owners,
+                    top: a.top,
+                    out: report_output(&a.out, format),
+                })
+            }
+            Command::Completions(a) => Request::Completions(a.shell),
+            Command::Man(a) => Request::Man(ManRequest { command: a.command, out_dir: a.out_dir }),
+        })
+    }
+}
+
+fn listen(a: cli::ListenArgs) -> ListenRequest {
+    let format = match a.format {
+        Some(ListenFormat::Prometheus) => Some(Format::Prometheus),
+        Some(ListenFormat::Json) => Some(Format::Json),
+        Some(ListenFormat::Jsonl) => Some(Format::Jsonl),
+        Some(ListenFormat::Table) | None => None,
+    };
+    ListenRequest {
+        namespaces: namespaces(&a.ns),
+        select: Selection::new(a.sel.tcp, a.sel.udp, a.sel.ipv4, a.sel.ipv6),
+        ports: a.port,
+        context: a.context,
+        out: listing_output(&a.out, format),
+    }
+}
+
+fn conns(a: cli::ConnsArgs) -> Result<ConnsRequest, UserError> {
+    // Every value the user typed is checked before the kernel is asked.
+    let uids = a.user.iter().map(resolve_user).collect::<Result<Vec<u32>, _>>()?;
+    let owners = OwnerFilter::new(&a.pid, &a.process, a.process_regex.as_deref(), &uids)?;
+    Ok(ConnsRequest {
+        namespaces: namespaces(&a.ns),
+        select: Selection::new(a.sel.tcp, a.sel.udp, a.sel.ipv4, a.sel.ipv6),
+        states: states(&a.state, StateSet::of(&[State::Established])),
+        filter: endpoint_filter(&a.port, &a.sport, &a.dport, &a.src, &a.dst),
+        owners,
+        extended: a.extended,
+        context: a.context,
+        out: listing_output(&a.out, None),
+    })
+}
+
+fn namespaces(a: &NetnsArgs) -> Namespaces {
+    match (&a.netns, a.all_netns) {
+        (Some(n), _) => Namespaces::Named(n.clone()),
+        (None, true) => Namespaces::All,
+        (None, false) => Namespaces::Current,
+    }
+}
+
+fn color(c: ColorChoice) -> Option<bool> {
+    match c {
+        ColorChoice::Always => Some(true),
+        ColorChoice::Never => Some(false),
+        ColorChoice::Auto => None,
+    }
+}
+
+/// listen/conns: `--json`, `--jsonl`, `--no-header`, `--color`, and a
+/// `--format` that overrides them.
+fn listing_output(a: &OutputArgs, format: Option<Format>) -> Output {
+    let flags = if a.json {
+        Format::Json
+    } else if a.jsonl {
+        Format::Jsonl
+    } else {
+        Format::Table
+    };
+    Output::new(format.unwrap_or(flags), !a.no_header, color(a.color.color))
+}
+
+/// who/stats/kill: `--json`, `--color`, and a `--format`.
+fn report_output(a: &ReportArgs, format: Option<Format>) -> Output {
+    let flags = if a.json { Format::Json } else { Format::Table };
+    Output::new(format.unwrap_or(flags), true, color(a.color.color))
+}
+
+/// A `who`/`kill`/`wait` spec with its service name resolved.
+pub fn target(spec: &PortSpec) -> Result<Target, UserError> {
+    let port = match &spec.port {
+        PortRef::Number(n) => *n,
+        PortRef::Service(name) => crate::services::port(name).ok_or_else(|| {
+            UserError::new(format!("unknown service name '{name}' (not in /etc/services nor portctl's table)"))
+        })?,
+    };
+    Ok(Target { port, proto: spec.proto, addr: spec.addr })
+}
+
+/// `--state` values merged; none given: `default`.
+pub fn states(specs: &[StateSpec], default: StateSet) -> StateSet {
+    if specs.is_empty() { default } else { specs.iter().fold(StateSet::EMPTY, |acc, s| acc.union(s.0)) }
+}
+
+/// `conns`' port and address flags as one kernel filter: different flags AND
+/// together, repeated values of one flag OR; `--port` matches either end.
+pub fn endpoint_filter(
+    port: &[PortRange],
+    sport: &[PortRange],
+    dport: &[PortRange],
+    src: &[Cidr],
+    dst: &[Cidr],
+) -> Option<Expr> {
+    let either = any_of(
+        port.iter()
+            .flat_map(|r| [Cond::SPort { lo: r.lo, hi: r.hi }, Cond::DPort { lo: r.lo, hi: r.hi }])
+            .map(Expr::Cond)
+            .collect(),
+    );
+    let sports = any_of(sport.iter().map(|r| Expr::Cond(Cond::SPort { lo: r.lo, hi: r.hi })).collect());
+    let dports = any_of(dport.iter().map(|r| Expr::Cond(Cond::DPort { lo: r.lo, hi: r.hi })).collect());
+    let srcs = any_of(src.iter().map(|c| Expr::Cond(Cond::Src { addr: c.addr, prefix: c.prefix })).collect());
+    let dsts = any_of(dst.iter().map(|c| Expr::Cond(Cond::Dst { addr: c.addr, prefix: c.prefix })).collect());
+    all_of([either, sports, dports, srcs, dsts].into_iter().flatten().collect())
+}
+
+fn any_of(mut v: Vec<Expr>) -> Option<Expr> {
+    match v.len() {
+        0 => None,
+        1 => v.pop(),
+        _ => Some(Expr::Or(v)),
+    }
+}
+
+fn all_of(mut v: Vec<Expr>) -> Option<Expr> {
+    match v.len() {
+        0 => None,
+        1 => v.pop(),
+        _ => Some(Expr::And(v)),
+    }
+}
+
+/// A `--user` value as a uid. A name must exist (NSS, like `id NAME`); a
+/// number is taken as is (containers run uids without names).
+pub fn resolve_user(spec: &UserSpec) -> Result<u32, UserError> {
+    match spec {
+        UserSpec::Uid(u) => Ok(*u),
+        UserSpec::Name(n) => crate::sys::uid_of(n).ok_or_else(|| {
+            UserError::new(format!("unknown user '{n}' (not in the user database; give a name or a uid)"))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn request(args: &[&str]) -> Result<Request, UserError> {
+        Request::from_cli(Cli::try_parse_from(std::iter::once("portctl").chain(args.iter().copied())).unwrap())
+    }
+
+    #[test]
+    fn port_and_address_filters_go_to_the_kernel() {
+        let r = |lo, hi| PortRange { lo, hi };
+        let sp = |lo, hi| Expr::Cond(Cond::SPort { lo, hi });
+        let dp = |lo, hi| Expr::Cond(Cond::DPort { lo, hi });
+        assert_eq!(endpoint_filter(&[], &[], &[], &[], &[]), None);
+        // --port is either end
+        assert_eq!(endpoint_filter(&[r(80, 80)], &[], &[], &[], &[]), Some(Expr::Or(vec![sp(80, 80), dp(80, 80)])));
+        // values of one flag OR, flags AND
+        let net: Cidr = "10.0.0.0/8".parse().unwrap();
+        let f = endpoint_filter(&[], &[r(1, 2), r(5, 5)], &[r(9, 9)], &[], &[net]);
+        let dst = Expr::Cond(Cond::Dst { addr: net.addr, prefix: 8 });
+        assert_eq!(f, Some(Expr::And(vec![Expr::Or(vec![sp(1, 2), sp(5, 5)]), dp(9, 9), dst])));
+        // the filter and the state mask are in the request the kernel gets
+        let Ok(Request::Conns(c)) = request(&[
+            "conns",
+            "-t",
+            "-e",
+            "-s",
+            "time-wait",
+            "-s",
+            "close-wait",
+            "--sport",
+            "1-2",
+            "--sport",
+            "5",
+            "--dport",
+            "9",
+            "--dst",
+            "10.0.0.0/8",
+        ]) else {
+            panic!("a conns request")
+        };
+        let q = c.query();
+        assert_eq!(q.filter, f);
+        assert_eq!(q.states.kernel_mask(Proto::Tcp), (1 << 6) | (1 << 8));
+        assert!(q.tcp_info);
+        assert_eq!(q.protos, vec![Proto::Tcp]);
+        let est = states(&[], StateSet::of(&[State::Established]));
+        assert_eq!(est.kernel_mask(Proto::Tcp), 1 << 1);
+    }
+
+    /// Requests are plain data: tests (and `watch`) build them without argv.
+    #[test]
+    fn requests_without_argv() {
+        let l = ListenRequest::new(Output::plain(Format::Json));
+        let q = l.query();
+        assert_eq!(q.states, StateSet::of(&[State::Listen, State::Unconn]));
+        assert_eq!((q.filter, q.protos.len(), q.families.len()), (None, 2, 2));
+        let mut l = l;
+        l.ports = vec![PortRange { lo: 80, hi: 81 }];
+        assert_eq!(l.query().filter, Some(Expr::Cond(Cond::SPort { lo: 80, hi: 81 })));
+        let c = ConnsRequest::new(Output::plain(Format::Table));
+        assert_eq!(c.query().states, StateSet::of(&[State::Established]));
+    }
+
+    #[test]
+    fn command_lines_become_requests() {
+        let Ok(Request::Listen(l)) = request(&["listen", "--format", "prometheus", "-t", "-p", "80"]) else { panic!() };
+        assert_eq!((l.out.format, l.select.protos.clone(), l.ports.len()), (Format::Prometheus, vec![Proto::Tcp], 1));
+        let Ok(Request::Stats(s)) = request(&["stats", "--format", "json", "--no-owners"]) else { panic!() };
+        assert_eq!((s.out.format, s.owners), (Format::Json, false));
+        let Ok(Request::Who(w)) = request(&["who", "https/tcp", "--json", "--netns", "blue"]) else { panic!() };
+        assert_eq!(
+            (w.target.port, w.target.proto, w.out.format, w.netns.as_deref()),
+            (443, Some(Proto::Tcp), Format::Json, Some("blue"))
+        );
+        let Ok(Request::Watch(w)) = request(&["watch", "--count", "2"]) else { panic!() };
+        assert!(matches!(w.what, Watched::Listen(ref l) if l.out.format == Format::Table));
+        assert!(request(&["watch", "listen", "--json"]).unwrap_err().msg.contains("--events"));
+        assert!(request(&["who", "no-such-service-xyz"]).unwrap_err().msg.contains("unknown service name"));
+    }
+
+    #[test]
+    fn users_resolve_up_front() {
+        assert_eq!(resolve_user(&UserSpec::Name("root".into())).unwrap(), 0);
+        assert_eq!(resolve_user(&UserSpec::Uid(4_000_000)).unwrap(), 4_000_000);
+        let e = resolve_user(&UserSpec::Name("nosuchuser-portctl".into())).unwrap_err();
+        assert!(e.msg.contains("unknown user 'nosuchuser-portctl'"), "{}", e.msg);
+        assert!(request(&["conns", "--user", "nosuchuser-portctl"]).is_err());
+    }
+}

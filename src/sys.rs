@@ -1,0 +1,149 @@
+//! The C library calls rustix has no safe wrapper for, in one place: the
+//! user database through NSS (`getpwuid_r`, `getpwnam_r`, so LDAP and sssd
+//! users resolve as `ls -l` and `id` resolve them), interface addresses and
+//! names (`getifaddrs`, `if_indextoname`), and `pidfd_send_signal` with any
+//! signal number (rustix's `Signal` cannot carry 0 or real-time signals).
+//!
+//! Every other system call goes through rustix.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Runs a `getpw*_r` call with a buffer that grows on ERANGE; the closure
+/// gets (out-struct, buffer, result pointer) and returns the call's code.
+fn with_passwd<T>(
+    call: impl Fn(&mut libc::passwd, &mut [libc::c_char], &mut *mut libc::passwd) -> libc::c_int,
+    read: impl FnOnce(&libc::passwd) -> T,
+) -> Option<T> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd (null pointers, zero ids) is a valid value
+    // for an out-parameter the call overwrites.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    for _ in 0..4 {
+        let rc = call(&mut pwd, &mut buf, &mut result);
+        if rc == libc::ERANGE {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        return (rc == 0 && !result.is_null()).then(|| read(&pwd));
+    }
+    None
+}
+
+/// The name of a uid, `None` when the user database has none.
+pub fn user_name(uid: u32) -> Option<String> {
+    with_passwd(
+        // SAFETY: every pointer is valid for the call and the buffer's
+        // length is passed with it; the buffer outlives the call.
+        |pwd, buf, result| unsafe { libc::getpwuid_r(uid, pwd, buf.as_mut_ptr(), buf.len(), result) },
+        // SAFETY: on success pw_name points into the buffer, which is still
+        // alive here, and is NUL-terminated.
+        |pwd| unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned(),
+    )
+}
+
+/// The uid of a user name, `None` when there is no such user.
+pub fn uid_of(name: &str) -> Option<u32> {
+    let cname = CString::new(name).ok()?;
+    with_passwd(
+        // SAFETY: as in `user_name`; cname is NUL-terminated and alive.
+        |pwd, buf, result| unsafe { libc::getpwnam_r(cname.as_ptr(), pwd, buf.as_mut_ptr(), buf.len(), result) },
+        |pwd| pwd.pw_uid,
+    )
+}
+
+/// Local address -> interface name, from getifaddrs(3), of the calling
+/// thread's network namespace.
+pub fn interface_addresses() -> HashMap<IpAddr, String> {
+    let mut out = HashMap::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list that is freed below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: cur is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr is non-null and points to a sockaddr whose real
+        // size is the one its sa_family declares, checked before each cast.
+        let addr = unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    IpAddr::from(sin6.sin6_addr.s6_addr)
+                }
+                _ => continue,
+            }
+        };
+        // SAFETY: ifa_name is non-null and NUL-terminated.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+        out.entry(addr).or_insert(name);
+    }
+    // SAFETY: head came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+/// The name of an interface index in the calling thread's network
+/// namespace, `None` when there is no such interface (any more).
+pub fn interface_name(index: u32) -> Option<String> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer is IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let cstr = unsafe { CStr::from_ptr(name.as_ptr()) };
+    Some(cstr.to_string_lossy().into_owned())
+}
+
+/// `pidfd_send_signal(2)` with any signal number, 0 (a check that delivers
+/// nothing) included.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number the kernel checks, no siginfo,
+    // no flags.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_database_both_ways() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert_eq!(uid_of("root"), Some(0));
+        assert_eq!(user_name(4_000_000_000), None);
+        assert_eq!(uid_of("nosuchuser-portctl"), None);
+        assert_eq!(uid_of("nul\0inside"), None);
+    }
+
+    #[test]
+    fn loopback_has_a_name_and_an_address() {
+        assert_eq!(interface_name(1).as_deref(), Some("lo"));
+        assert_eq!(interface_name(u32::MAX), None);
+        assert_eq!(interface_addresses().get(&IpAddr::from([127, 0, 0, 1])).map(String::as_str), Some("lo"));
+    }
+}
