@@ -1,0 +1,1731 @@
+//! The JSON contract (docs/json.md), checked from the outside (issue 13).
+//!
+//! Every `--json` output — `listen` (`--json`, `--jsonl`, `--context`),
+//! `conns` (`--state all`, `--extended`), `who`, `stats`, `kill` and
+//! `watch --events`, and the `netns` object of `--netns`/`--all-netns` — is
+//! deserialised into the structs of [`schema`] below. They are written here,
+//! from the document, not imported from `portctl::`: a field the producer
+//! adds, renames or retypes fails these tests even when its own types agree
+//! with it. Every struct has `deny_unknown_fields`; a field that is always
+//! there but may be `null` must be present ([`schema::nullable`]); a field
+//! that only some flags add must be absent without them and not `null` with
+//! them ([`schema::present`]); closed value sets are enums.
+//!
+//! Each test makes the sockets and processes it needs (on loopback, or in a
+//! network namespace of its own), so the optional parts of each output are
+//! really in it, and says so with assertions: a test that deserialised an
+//! empty array would prove nothing.
+//!
+//! Every key of every output is also looked up in docs/json.md
+//! ([`assert_documented`]): in the section of that output (`## Socket record`
+//! for socket records, wherever they are nested), as a backticked name or a
+//! key of a backticked `{"a", "b": ...}` list; where the section spells out a
+//! nested list (`"container": {"runtime", ...}`), that list is complete.
+//!
+//! Tests marked `#[ignore = "needs root"]` (run them with
+//! `--include-ignored`) make network namespaces, and a cgroup v2 tree whose
+//! path reads as a Kubernetes container; they fail without root.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, BufRead, BufReader};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use common::{
+    ChildGuard, Netns, Portctl, Run, in_netns, own_comm_and_cmdline, require_root, socket_inode, spawn, spawn_lock,
+    tcp_listener, udp_socket, unique_name, unused_port, wait_until,
+};
+use schema::*;
+
+// ---------------------------------------------------------------------------
+// The contract, as test-side types
+
+/// The JSON outputs as docs/json.md describes them. Every field is
+/// deserialised (that is the check); not every one is read by an assertion.
+#[allow(dead_code)]
+mod schema {
+    use std::net::IpAddr;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// A field that is always present and may be `null`. (serde lets a
+    /// plain `Option` field be missing; with `deserialize_with` it may not.)
+    pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        Option::<T>::deserialize(d)
+    }
+
+    /// A field only some flags add: absent (with `default`) or a value, never `null`.
+    pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
+
+    /// A field only a flag adds, whose value may be `null`: `None` absent,
+    /// `Some(None)` null.
+    pub fn present_nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Proto {
+        Tcp,
+        Udp,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Family {
+        Ipv4,
+        Ipv6,
+    }
+
+    /// `state`: the documented names, no others.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+    pub enum State {
+        #[serde(rename = "listen")]
+        Listen,
+        #[serde(rename = "established")]
+        Established,
+        #[serde(rename = "syn_sent")]
+        SynSent,
+        #[serde(rename = "syn_recv")]
+        SynRecv,
+        #[serde(rename = "fin_wait1")]
+        FinWait1,
+        #[serde(rename = "fin_wait2")]
+        FinWait2,
+        #[serde(rename = "time_wait")]
+        TimeWait,
+        #[serde(rename = "close")]
+        Close,
+        #[serde(rename = "close_wait")]
+        CloseWait,
+        #[serde(rename = "last_ack")]
+        LastAck,
+        #[serde(rename = "closing")]
+        Closing,
+        #[serde(rename = "unconn")]
+        Unconn,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Exposure {
+        Loopback,
+        Wildcard,
+        Address,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Endpoint {
+        /// IPv6 without brackets: `IpAddr`'s parser refuses them.
+        pub addr: IpAddr,
+        pub port: u16,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum TimerKind {
+        Retransmit,
+        Keepalive,
+        TimeWait,
+        Probe,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Timer {
+        pub kind: TimerKind,
+        pub expires_ms: u64,
+        pub retrans: u64,
+    }
+
+    /// The socket record.
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Record {
+        pub proto: Proto,
+        pub family: Family,
+        pub state: State,
+        pub local: Endpoint,
+        #[serde(deserialize_with = "nullable")]
+        pub remote: Option<Endpoint>,
+        pub inode: u64,
+        pub uid: u32,
+        #[serde(deserialize_with = "nullable")]
+        pub v6only: Option<bool>,
+        pub exposure: Exposure,
+        #[serde(deserialize_with = "nullable")]
+        pub interface: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub service: Option<String>,
+        pub recv_q: u64,
+        pub send_q: u64,
+        #[serde(deserialize_with = "nullable")]
+        pub timer: Option<Timer>,
+        pub owners: Vec<Owner>,
+        pub owners_hidden: bool,
+        /// Only with `conns --extended`.
+        #[serde(default, deserialize_with = "present")]
+        pub tcp_info: Option<TcpInfo>,
+        /// Only with `--netns`/`--all-netns` (and in `who`'s `other_netns`).
+        #[serde(default, deserialize_with = "present")]
+        pub netns: Option<NetnsRef>,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Owner {
+        pub pid: u32,
+        pub name: String,
+        pub user: String,
+        pub fd: u32,
+        pub cmdline: String,
+        /// Only with `--context`; "`{...}` or `null`".
+        #[serde(default, deserialize_with = "present_nullable")]
+        pub context: Option<Option<Context>>,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Context {
+        pub cgroup: String,
+        #[serde(deserialize_with = "nullable")]
+        pub unit: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub container: Option<Container>,
+    }
+
+    /// The runtimes docs/containers.md lists.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    pub enum Runtime {
+        #[serde(rename = "docker")]
+        Docker,
+        #[serde(rename = "containerd")]
+        Containerd,
+        #[serde(rename = "cri-o")]
+        CriO,
+        #[serde(rename = "podman")]
+        Podman,
+        #[serde(rename = "lxc")]
+        Lxc,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Container {
+        pub runtime: Runtime,
+        pub id: String,
+        #[serde(deserialize_with = "nullable")]
+        pub pod_uid: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub name: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TcpInfo {
+        pub rtt_us: u64,
+        pub rttvar_us: u64,
+        pub retransmits: u64,
+        pub total_retrans: u64,
+        pub snd_cwnd: u64,
+        #[serde(deserialize_with = "nullable")]
+        pub bytes_sent: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub bytes_received: Option<u64>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct NetnsRef {
+        pub inode: u64,
+        #[serde(deserialize_with = "nullable")]
+        pub name: Option<String>,
+    }
+
+    // --- who --json
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Who {
+        pub spec: Spec,
+        pub verdict: Verdict,
+        pub holders: Vec<Holder>,
+        pub sockets: Vec<Record>,
+        pub other_netns: Vec<Record>,
+        pub hints: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Spec {
+        pub port: u16,
+        pub protos: Vec<Proto>,
+        #[serde(deserialize_with = "nullable")]
+        pub addr: Option<IpAddr>,
+        #[serde(deserialize_with = "nullable")]
+        pub service: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Verdict {
+        pub in_use: bool,
+        pub summary: Vec<String>,
+        pub binds: Vec<Bind>,
+    }
+
+    /// `plain`: `"ok"` or `"fails"` only.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Plain {
+        Ok,
+        Fails,
+    }
+
+    /// `reuseaddr`: `plain`'s two, or `"only_if_theirs_too"`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Reuse {
+        Ok,
+        Fails,
+        OnlyIfTheirsToo,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Bind {
+        pub proto: Proto,
+        pub addr: IpAddr,
+        pub port: u16,
+        #[serde(deserialize_with = "nullable")]
+        pub v6only: Option<bool>,
+        pub plain: Plain,
+        pub reuseaddr: Reuse,
+        pub blocked_by: Vec<u64>,
+        pub reason: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Holder {
+        pub pid: u32,
+        pub name: String,
+        pub user: String,
+        pub cmdline: String,
+        #[serde(deserialize_with = "nullable")]
+        pub started: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub uptime_s: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub cwd: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub ppid: Option<u32>,
+        #[serde(deserialize_with = "nullable")]
+        pub parent_name: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub context: Option<Context>,
+        pub sockets: Vec<u64>,
+        pub notes: Vec<String>,
+    }
+
+    // --- kill --json
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Kill {
+        pub port: u16,
+        pub protos: Vec<Proto>,
+        pub signal: String,
+        pub dry_run: bool,
+        pub targets: Vec<Target>,
+        #[serde(deserialize_with = "nullable")]
+        pub freed: Option<bool>,
+        #[serde(deserialize_with = "nullable")]
+        pub waited_ms: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub time_wait_left: Option<u64>,
+        pub message: String,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum KillResult {
+        Signalled,
+        WouldSignal,
+        Gone,
+        NotPermitted,
+        Refused,
+        Killed,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Target {
+        pub pid: u32,
+        pub name: String,
+        pub user: String,
+        pub result: KillResult,
+        #[serde(deserialize_with = "nullable")]
+        pub reason: Option<String>,
+        pub sockets: Vec<u64>,
+    }
+
+    // --- stats --json
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Stats {
+        pub schema_version: u32,
+        pub total: u64,
+        pub protocols: Vec<ProtoCount>,
+        pub states: Vec<StateCount>,
+        #[serde(deserialize_with = "nullable")]
+        pub ephemeral: Option<Ephemeral>,
+        pub time_wait_top: Vec<Talker>,
+        pub time_wait_peers: Vec<TimeWaitPeer>,
+        #[serde(deserialize_with = "nullable")]
+        pub close_wait: Option<CloseWait>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProtoCount {
+        pub proto: Proto,
+        pub ipv4: u64,
+        pub ipv6: u64,
+        pub total: u64,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct StateCount {
+        pub proto: Proto,
+        pub state: State,
+        pub ipv4: u64,
+        pub ipv6: u64,
+        pub total: u64,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Span {
+        pub lo: u16,
+        pub hi: u16,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ephemeral {
+        pub range: Span,
+        pub reserved: Vec<Span>,
+        pub usable: u64,
+        pub warn_percent: u64,
+        pub destinations: u64,
+        pub busiest: Vec<Destination>,
+        pub over_threshold: Vec<Destination>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Destination {
+        pub proto: Proto,
+        pub remote: Endpoint,
+        pub ports: u64,
+        pub percent: f64,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Talker {
+        pub remote: Endpoint,
+        pub count: u64,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Side {
+        In,
+        Out,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TimeWaitPeer {
+        pub side: Side,
+        pub peer: IpAddr,
+        pub port: u16,
+        #[serde(deserialize_with = "nullable")]
+        pub service: Option<String>,
+        pub count: u64,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct CloseWait {
+        pub total: u64,
+        pub unowned: u64,
+        pub processes: Vec<ProcessCount>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProcessCount {
+        pub pid: u32,
+        pub name: String,
+        pub user: String,
+        pub count: u64,
+    }
+
+    // --- watch --events
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum EventKind {
+        Added,
+        Removed,
+        State,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Event {
+        pub event: EventKind,
+        /// `state` events only: the state before.
+        #[serde(default, deserialize_with = "present")]
+        pub from: Option<State>,
+        pub socket: Record,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// docs/json.md: which names each section documents
+
+const SOCKET_SECTION: &str = "Socket record";
+const WHO_SECTION: &str = "`who --json`";
+const KILL_SECTION: &str = "`kill --json`";
+const STATS_SECTION: &str = "`stats --json`";
+const WATCH_SECTION: &str = "`watch --events`";
+
+/// One JSON output: the docs/json.md section for its own keys, and where
+/// socket records sit inside it (keys documented under "Socket record").
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    Sockets,
+    Who,
+    Kill,
+    Stats,
+    Watch,
+}
+
+impl Output {
+    fn section(self) -> &'static str {
+        match self {
+            Output::Sockets => SOCKET_SECTION,
+            Output::Who => WHO_SECTION,
+            Output::Kill => KILL_SECTION,
+            Output::Stats => STATS_SECTION,
+            Output::Watch => WATCH_SECTION,
+        }
+    }
+
+    /// Paths (keys joined by `.`, arrays transparent) holding socket records.
+    fn records_at(self) -> &'static [&'static str] {
+        match self {
+            Output::Who => &["sockets", "other_netns"],
+            Output::Watch => &["socket"],
+            _ => &[],
+        }
+    }
+}
+
+/// What docs/json.md documents, per `## ` section.
+struct JsonDoc {
+    /// Every field name the section mentions.
+    sections: BTreeMap<String, BTreeSet<String>>,
+    /// (section, key) -> the complete list of that key's fields, where the
+    /// section spells it out as a nested list (`"container": {"runtime", ...}`).
+    children: BTreeMap<(String, String), BTreeSet<String>>,
+}
+
+fn json_md() -> &'static JsonDoc {
+    static DOC: OnceLock<JsonDoc> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json.md");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        parse_json_md(&text)
+    })
+}
+
+/// Splits the document at `## ` headings (fenced code blocks, the examples,
+/// left out: an example does not document a field) and collects each
+/// section's names: backticked identifiers (`recv_q`; `verdict.binds` gives
+/// `verdict` and `binds`) and the keys of backticked brace lists
+/// (`{"pid", "name": string, "started" (RFC 3339), "remote": {"addr"}}`).
+fn parse_json_md(text: &str) -> JsonDoc {
+    let mut bodies: BTreeMap<String, String> = BTreeMap::new();
+    let mut current = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        if let Some(title) = line.strip_prefix("## ") {
+            current = title.trim().to_string();
+            continue;
+        }
+        let body = bodies.entry(current.clone()).or_default();
+        body.push_str(line);
+        body.push('\n');
+    }
+    let mut doc = JsonDoc { sections: BTreeMap::new(), children: BTreeMap::new() };
+    for (title, body) in bodies {
+        let names = doc.sections.entry(title.clone()).or_default();
+        // Backtick spans; a span may go on on the next line, not past a blank one.
+        let mut rest = body.as_str();
+        while let Some(open) = rest.find('`') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('`') else { break };
+            let span = &after[..close];
+            rest = &after[close + 1..];
+            if span.contains("\n\n") {
+                continue;
+            }
+            if span.contains('{') {
+                for (parent, key) in brace_keys(span) {
+                    if let Some(p) = parent {
+                        doc.children.entry((title.clone(), p)).or_default().insert(key.clone());
+                    }
+                    names.insert(key);
+                }
+            } else if is_path(span) {
+                names.extend(span.split('.').map(str::to_string));
+            }
+        }
+    }
+    doc
+}
+
+fn is_path(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|seg| {
+            seg.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && seg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+}
+
+/// Keys of a brace list, each with the key whose nested list it is in
+/// (`"c": {"d"}`: `d` in `c`; `None` at the outer level). A key is a quoted
+/// name after `{` or `,` and before `:`, `,`, `}` or `(`; quoted values
+/// (`"kind": "retransmit"\|"keepalive"`, `["tcp", "udp"]`) are not keys.
+fn brace_keys(span: &str) -> Vec<(Option<String>, String)> {
+    let chars: Vec<char> = span.chars().collect();
+    let prev = |i: usize| chars[..i].iter().rev().find(|c| !c.is_whitespace()).copied();
+    let next = |i: usize| chars[i..].iter().find(|c| !c.is_whitespace()).copied();
+    let mut keys = Vec::new();
+    // One entry per open `{`: the key it is the value of.
+    let mut nesting: Vec<Option<String>> = Vec::new();
+    let mut last_key: Option<String> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '"' => {
+                let Some(len) = chars[i + 1..].iter().position(|&c| c == '"') else { break };
+                let end = i + 1 + len;
+                let name: String = chars[i + 1..end].iter().collect();
+                if matches!(prev(i), Some('{' | ','))
+                    && matches!(next(end + 1), Some(':' | ',' | '}' | '('))
+                    && is_path(&name)
+                {
+                    keys.push((nesting.last().cloned().flatten(), name.clone()));
+                    last_key = Some(name);
+                }
+                i = end + 1;
+                continue;
+            }
+            '{' => nesting.push(if prev(i) == Some(':') { last_key.clone() } else { None }),
+            '}' => {
+                nesting.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    keys
+}
+
+/// Every key of `v` that docs/json.md does not document where it is, as
+/// `section: path`: not named in the section of its output (socket records:
+/// "Socket record"), or not in the list the section gives for its parent.
+/// Also how many keys there were.
+fn undocumented(doc: &JsonDoc, out: Output, v: &Value) -> (usize, BTreeSet<String>) {
+    struct Walk<'a> {
+        doc: &'a JsonDoc,
+        out: Output,
+        seen: usize,
+        missing: BTreeSet<String>,
+    }
+    impl Walk<'_> {
+        fn walk(&mut self, section: &'static str, path: &str, parent: Option<&str>, v: &Value) {
+            match v {
+                Value::Object(m) => {
+                    let listed = parent.and_then(|p| self.doc.children.get(&(section.to_string(), p.to_string())));
+                    for (k, child) in m {
+                        self.seen += 1;
+                        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                        if !self.doc.sections.get(section).is_some_and(|names| names.contains(k)) {
+                            self.missing.insert(format!("{section}: {p}"));
+                        } else if let Some(listed) = listed.filter(|l| !l.contains(k)) {
+                            let listed = listed.iter().cloned().collect::<Vec<_>>().join(", ");
+                            self.missing.insert(format!("{section}: {p} (documented there: {listed})"));
+                        }
+                        let next = if self.out.records_at().contains(&p.as_str()) { SOCKET_SECTION } else { section };
+                        self.walk(next, &p, Some(k), child);
+                    }
+                }
+                Value::Array(items) => {
+                    for x in items {
+                        self.walk(section, path, parent, x);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut w = Walk { doc, out, seen: 0, missing: BTreeSet::new() };
+    w.walk(out.section(), "", None, v);
+    (w.seen, w.missing)
+}
+
+/// Panics unless every key of `v` is documented in docs/json.md.
+fn assert_documented(what: &str, out: Output, v: &Value) {
+    let (seen, missing) = undocumented(json_md(), out, v);
+    assert!(seen > 0, "{what}: no keys at all in {v}");
+    assert!(missing.is_empty(), "{what}: fields missing from docs/json.md (section: path):\n  {}", {
+        missing.into_iter().collect::<Vec<_>>().join("\n  ")
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Parsing outputs
+
+fn value(run: &Run, text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{}: not JSON: {e}: {text}\n{}", run.what, run.dump()))
+}
+
+fn typed<T: DeserializeOwned>(run: &Run, v: &Value) -> T {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+        panic!("{}: breaks the contract ({}): {e}\n{v:#}\n{}", run.what, std::any::type_name::<T>(), run.dump())
+    })
+}
+
+/// `--json` of listen/conns: one array, one record per line inside it.
+fn json_records(run: &Run) -> Vec<Record> {
+    run.expect_code(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines.len() >= 2 && lines[0] == "[" && lines[lines.len() - 1] == "]", "{}", run.dump());
+    for (i, l) in lines[1..lines.len() - 1].iter().enumerate() {
+        let l = if i + 3 < lines.len() { l.strip_suffix(',').unwrap_or_else(|| panic!("no comma: {l}")) } else { l };
+        assert!(value(run, l).is_object(), "{}: one record per line: {l}", run.what);
+    }
+    let v = value(run, &run.stdout);
+    assert_documented(&run.what, Output::Sockets, &v);
+    let records: Vec<Record> = typed(run, &v);
+    records.iter().for_each(check_record);
+    records
+}
+
+/// `--jsonl`: one record per line.
+fn jsonl_records(run: &Run) -> Vec<Record> {
+    run.expect_code(0);
+    let records: Vec<Record> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            let v = value(run, l);
+            assert_documented(&run.what, Output::Sockets, &v);
+            typed(run, &v)
+        })
+        .collect();
+    records.iter().for_each(check_record);
+    records
+}
+
+/// One pretty-printed object (`who`, `stats`, `kill`).
+fn object<T: DeserializeOwned>(run: &Run, out: Output) -> T {
+    let v = value(run, &run.stdout);
+    assert!(v.is_object(), "{}: one object\n{}", run.what, run.dump());
+    assert_documented(&run.what, out, &v);
+    typed(run, &v)
+}
+
+/// What the socket record table says beyond the types.
+fn check_record(r: &Record) {
+    let v4 = r.local.addr.is_ipv4();
+    assert_eq!(r.family, if v4 { Family::Ipv4 } else { Family::Ipv6 }, "family follows the address: {r:?}");
+    if v4 {
+        assert_eq!(r.v6only, None, "v6only is null for IPv4: {r:?}");
+    }
+    if let Some(remote) = r.remote {
+        assert_eq!(remote.addr.is_ipv4(), v4, "both ends of one family: {r:?}");
+    }
+    if matches!(r.state, State::Listen | State::Unconn) {
+        assert_eq!(r.remote, None, "listeners and unconnected UDP have remote null: {r:?}");
+    }
+    if r.proto == Proto::Udp {
+        assert!(matches!(r.state, State::Unconn | State::Established), "UDP states: {r:?}");
+    }
+    let ip = match r.local.addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(r.local.addr, IpAddr::V4),
+        a => a,
+    };
+    let exposure = if ip.is_unspecified() {
+        Exposure::Wildcard
+    } else if ip.is_loopback() {
+        Exposure::Loopback
+    } else {
+        Exposure::Address
+    };
+    assert_eq!(r.exposure, exposure, "{r:?}");
+    if r.state == State::TimeWait {
+        assert_eq!((r.inode, r.owners.len(), r.owners_hidden), (0, 0, false), "TIME_WAIT: no owner: {r:?}");
+        let t = r.timer.as_ref().unwrap_or_else(|| panic!("TIME_WAIT carries its timer: {r:?}"));
+        assert_eq!(t.kind, TimerKind::TimeWait, "{r:?}");
+        assert!(t.expires_ms <= 60_000, "{r:?}");
+    }
+    if r.inode == 0 {
+        assert!(r.owners.is_empty(), "no descriptor refers to inode 0: {r:?}");
+    }
+    if r.owners_hidden {
+        assert!(r.owners.is_empty(), "owners_hidden only when no owner was found: {r:?}");
+    }
+}
+
+/// The records of `run` on `port` (either end).
+fn on_port(records: &[Record], port: u16) -> Vec<&Record> {
+    records.iter().filter(|r| r.local.port == port || r.remote.is_some_and(|e| e.port == port)).collect()
+}
+
+fn find<'a>(records: &'a [Record], what: &str, f: impl Fn(&Record) -> bool) -> &'a Record {
+    let hits: Vec<&Record> = records.iter().filter(|r| f(r)).collect();
+    assert_eq!(hits.len(), 1, "one record for {what}, got {hits:#?}\nall: {records:#?}");
+    hits[0]
+}
+
+/// The owner record this process is, for a descriptor of ours.
+fn assert_owned_by_me(r: &Record, fd: RawFd) {
+    let (comm, cmdline) = own_comm_and_cmdline();
+    let me: Vec<&Owner> = r.owners.iter().filter(|o| o.pid == std::process::id()).collect();
+    assert_eq!(me.len(), 1, "held by this test process once: {r:?}");
+    let o = me[0];
+    assert_eq!((o.fd, o.name.as_str(), o.cmdline.as_str()), (fd as u32, comm.as_str(), cmdline.as_str()), "{r:?}");
+    assert_eq!(o.user, common::user_name(common::euid()), "{r:?}");
+    assert_eq!(r.inode, socket_inode(fd), "{r:?}");
+    assert!(!r.owners_hidden, "{r:?}");
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+fn is_rfc3339_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 => c == b'-',
+            10 => c == b'T',
+            13 | 16 => c == b':',
+            19 => c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+// ---------------------------------------------------------------------------
+// Sockets and processes
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn port_of(l: &TcpListener) -> u16 {
+    l.local_addr().unwrap().port()
+}
+
+fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+    // SAFETY: a valid int option of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt({level}, {name}): {}", io::Error::last_os_error());
+}
+
+/// A connection to `l`: (client, accepted server end). The caller holds
+/// [`spawn_lock`], so no forked child copies the descriptors (a copy would
+/// delay a close, and change which end ends up in TIME_WAIT).
+fn connect(l: &TcpListener) -> (TcpStream, TcpStream) {
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    (c, s)
+}
+
+/// `sleep` holding these descriptors of ours (inherited: close-on-exec is
+/// cleared in the child only, between fork and exec).
+fn sleeper_holding(fds: &[RawFd]) -> ChildGuard {
+    let fds = fds.to_vec();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("120").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: only fcntl (async-signal-safe) runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    spawn(&mut cmd)
+}
+
+/// `portctl watch ...` with its stdout read line by line on a thread.
+fn watch(args: &[&str]) -> (ChildGuard, mpsc::Receiver<String>) {
+    let mut cmd = Portctl::new(["watch"]).args(args).command();
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = spawn(&mut cmd);
+    let stdout = child.child_mut().stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The next event line matching `f`, checked against the contract; None
+/// when none came within `within`.
+fn next_event(rx: &mpsc::Receiver<String>, within: Duration, f: impl Fn(&Event) -> bool) -> Option<Event> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(l) => l,
+            Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("watch exited before the event came"),
+        };
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("watch --events: not JSON: {e}: {line}"));
+        assert_documented("watch --events", Output::Watch, &v);
+        let e: Event = serde_json::from_value(v).unwrap_or_else(|e| panic!("watch --events: {e}: {line}"));
+        assert_eq!(e.from.is_some(), e.event == EventKind::State, "`from` on state events only: {line}");
+        check_record(&e.socket);
+        if f(&e) {
+            return Some(e);
+        }
+    }
+}
+
+/// The first refresh of `watch --events` is a baseline and prints nothing,
+/// so a change made before it is never reported. Makes a change with `make`
+/// (what to keep open, and the inode of the socket it added) until an
+/// `added` event for that socket arrives, waiting longer each time; then
+/// everything there before the first `make` was in the baseline.
+fn added_after_baseline<T>(rx: &mpsc::Receiver<String>, mut make: impl FnMut() -> (T, u64)) -> (T, Event) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let (kept, inode) = make();
+        if let Some(e) = next_event(rx, wait, |e| e.event == EventKind::Added && e.socket.inode == inode) {
+            return (kept, e);
+        }
+        assert!(Instant::now() < deadline, "watch --events reported no socket added after it started");
+        drop(kept);
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn netns_inode(ns: &Netns) -> u64 {
+    std::fs::metadata(format!("/run/netns/{}", ns.name())).unwrap().ino()
+}
+
+fn ip_in(ns: &Netns, args: &[&str]) {
+    let run = common::output(Command::new("ip").arg("-n").arg(ns.name()).args(args));
+    assert!(run.status.success(), "ip -n {} {args:?}\n{}", ns.name(), run.dump());
+}
+
+fn sysctl_in(ns: &Netns, name: &str, value: &str) {
+    let run = common::output(ns.command("sysctl").args(["-qw", &format!("{name}={value}")]));
+    assert!(run.status.success(), "sysctl {name} in {}\n{}", ns.name(), run.dump());
+}
+
+// ---------------------------------------------------------------------------
+// docs/json.md itself
+
+#[test]
+fn json_md_names_are_read_from_tables_and_brace_lists() {
+    let doc = json_md();
+    let has = |section: &str, name: &str| doc.sections.get(section).is_some_and(|n| n.contains(name));
+    for (section, names) in [
+        (SOCKET_SECTION, &["proto", "recv_q", "owners_hidden", "expires_ms", "cmdline", "rttvar_us", "pod_uid"][..]),
+        (WHO_SECTION, &["verdict", "binds", "blocked_by", "parent_name", "other_netns"][..]),
+        (KILL_SECTION, &["port", "protos", "dry_run", "time_wait_left"][..]),
+        (STATS_SECTION, &["schema_version", "over_threshold", "unowned", "time_wait_peers"][..]),
+        (WATCH_SECTION, &["event", "from", "socket"][..]),
+    ] {
+        for name in names {
+            assert!(has(section, name), "docs/json.md section {section} should name `{name}`");
+        }
+    }
+    // Values in brace lists are not names; examples (fenced) document nothing.
+    assert!(!has(SOCKET_SECTION, "retransmit") && !has(SOCKET_SECTION, "keepalive"));
+    assert!(!has(WHO_SECTION, "tcp"), "`[\"tcp\", \"udp\"]` are values");
+    let keys = brace_keys(r#"{"a": "x"\|"y", "b" (note), "c": {"d", "e": {"g"}}, "f": ["g", "h"]}"#);
+    let top = |k: &str| (None, k.to_string());
+    let inside = |p: &str, k: &str| (Some(p.to_string()), k.to_string());
+    assert_eq!(keys, [top("a"), top("b"), top("c"), inside("c", "d"), inside("c", "e"), inside("e", "g"), top("f")]);
+    // A nested list in the document is the complete list of that key's fields.
+    let container = doc.children.get(&(WHO_SECTION.to_string(), "container".to_string()));
+    assert_eq!(container.map(|c| c.len()), Some(4), "{container:?}");
+}
+
+#[test]
+fn the_documentation_check_fails_on_an_undocumented_field() {
+    let v: Value = serde_json::json!({
+        "spec": {"port": 1, "surprise": true},
+        "sockets": [{"proto": "tcp", "owners": [{"pid": 1, "hidden_extra": 0}]}],
+        "verdict": {"binds": [{"recv_q": 0}]},
+        "holders": [{"context": {"container": {"id": "x", "pid": 1}}}]
+    });
+    let (seen, missing) = undocumented(json_md(), Output::Who, &v);
+    assert_eq!(seen, 16);
+    let want: BTreeSet<String> = [
+        format!("{WHO_SECTION}: spec.surprise"),
+        format!("{SOCKET_SECTION}: sockets.owners.hidden_extra"),
+        // a socket record's field is not a who field
+        format!("{WHO_SECTION}: verdict.binds.recv_q"),
+        // a who field, but not one of the container's
+        format!("{WHO_SECTION}: holders.context.container.pid (documented there: id, name, pod_uid, runtime)"),
+    ]
+    .into();
+    assert_eq!(missing, want);
+    // And the types refuse what the document does not allow.
+    let record = r#"{"proto":"tcp","family":"ipv4","state":"listen","local":{"addr":"127.0.0.1","port":1},"remote":null,"inode":1,"uid":0,"v6only":null,"exposure":"loopback","interface":null,"service":null,"recv_q":0,"send_q":1,"timer":null,"owners":[],"owners_hidden":false}"#;
+    assert!(serde_json::from_str::<Record>(record).is_ok());
+    for (from, to) in [
+        (r#""owners_hidden":false"#, r#""owners_hidden":false,"extra":1"#),
+        (r#""remote":null,"#, ""),
+        (r#""state":"listen""#, r#""state":"LISTEN""#),
+        (r#""owners_hidden":false"#, r#""owners_hidden":false,"tcp_info":null"#),
+        (r#""addr":"127.0.0.1""#, r#""addr":"[::1]""#),
+    ] {
+        let bad = record.replace(from, to);
+        assert!(serde_json::from_str::<Record>(&bad).is_err(), "accepted: {bad}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// listen
+
+#[test]
+fn listen_json_and_jsonl_records() {
+    let v4 = tcp_listener(sa("127.0.0.1:0"), None, 37);
+    let dual = tcp_listener(sa("[::]:0"), Some(false), 38);
+    let v6 = tcp_listener(sa("[::1]:0"), Some(true), 39);
+    let udp = udp_socket(sa("127.0.0.1:0"), None);
+    let udp6 = udp_socket(sa("[::1]:0"), Some(true));
+    let udp_port = udp.local_addr().unwrap().port();
+    let udp6_port = udp6.local_addr().unwrap().port();
+    let ports = [port_of(&v4), port_of(&dual), port_of(&v6), udp_port, udp6_port];
+    let args: Vec<String> = ports.iter().flat_map(|p| ["--port".to_string(), p.to_string()]).collect();
+
+    for format in ["--json", "--jsonl"] {
+        let run = Portctl::new(["listen", format]).args(&args).run();
+        let records = if format == "--json" { json_records(&run) } else { jsonl_records(&run) };
+        let mine: Vec<Record> = records.into_iter().filter(|r| ports.contains(&r.local.port)).collect();
+        assert_eq!(mine.len(), 5, "{format}: {mine:#?}");
+        let tcp = |l: &TcpListener, backlog: u64, v6only: Option<bool>, exposure: Exposure| {
+            let r = find(&mine, "tcp listener", |r| r.proto == Proto::Tcp && r.local.port == port_of(l));
+            assert_eq!((r.state, r.send_q, r.v6only, r.exposure), (State::Listen, backlog, v6only, exposure), "{r:?}");
+            assert_owned_by_me(r, l.as_raw_fd());
+        };
+        tcp(&v4, 37, None, Exposure::Loopback);
+        tcp(&dual, 38, Some(false), Exposure::Wildcard);
+        tcp(&v6, 39, Some(true), Exposure::Loopback);
+        let u = find(&mine, "udp", |r| r.proto == Proto::Udp && r.local.port == udp_port);
+        assert_eq!((u.state, u.family, u.v6only), (State::Unconn, Family::Ipv4, None), "{u:?}");
+        assert_owned_by_me(u, udp.as_raw_fd());
+        let u6 = find(&mine, "udp6", |r| r.proto == Proto::Udp && r.local.port == udp6_port);
+        assert_eq!((u6.family, u6.v6only, u6.local.addr), (Family::Ipv6, Some(true), sa("[::1]:0").ip()), "{u6:?}");
+        assert_owned_by_me(u6, udp6.as_raw_fd());
+        for r in &mine {
+            assert!(r.tcp_info.is_none() && r.netns.is_none(), "no tcp_info or netns without their flags: {r:?}");
+            assert!(r.owners.iter().all(|o| o.context.is_none()), "no context without --context: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn listen_context_json_adds_the_owner_context() {
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 8);
+    let port = port_of(&l).to_string();
+    let run = Portctl::new(["listen", "--context", "--json", "--port", &port]).run();
+    let records = json_records(&run);
+    let r = find(&records, "the listener", |r| r.local.port == port_of(&l));
+    assert_owned_by_me(r, l.as_raw_fd());
+    let ctx = r.owners[0].context.as_ref().expect("--context adds `context` to each owner");
+    let ctx = ctx.as_ref().expect("this process's cgroup is readable");
+    assert!(ctx.cgroup.starts_with('/'), "{ctx:?}");
+    let run = Portctl::new(["listen", "--context", "--jsonl", "--port", &port]).run();
+    let records = jsonl_records(&run);
+    assert!(records.iter().all(|r| r.owners.iter().all(|o| o.context.is_some())), "{records:?}");
+}
+
+// ---------------------------------------------------------------------------
+// conns
+
+/// A listener with, on its port: an established connection whose client has
+/// SO_KEEPALIVE (a keepalive timer); a connection the client closed (the
+/// server end in CLOSE_WAIT, still ours; the client end orphaned in
+/// FIN_WAIT2, inode 0); one both ends closed, the client first (TIME_WAIT
+/// on the client end); and a UDP socket bound to the port with another
+/// connected to it.
+struct ConnsFixture {
+    listener: TcpListener,
+    client: TcpStream,
+    server: TcpStream,
+    close_wait: TcpStream,
+    time_wait_port: u16,
+    udp_bound: UdpSocket,
+    udp_connected: UdpSocket,
+}
+
+impl ConnsFixture {
+    fn new() -> ConnsFixture {
+        let listener = tcp_listener(sa("127.0.0.1:0"), None, 16);
+        let port = port_of(&listener);
+        let _lock = spawn_lock();
+        let (client, server) = connect(&listener);
+        set_int_opt(client.as_raw_fd(), libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+        let (gone, close_wait) = connect(&listener);
+        drop(gone);
+        let (tw_client, tw_server) = connect(&listener);
+        let time_wait_port = tw_client.local_addr().unwrap().port();
+        drop(tw_client); // closes first: TIME_WAIT on this end
+        drop(tw_server);
+        let udp_bound = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        let udp_connected = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp_connected.connect(("127.0.0.1", port)).unwrap();
+        ConnsFixture { listener, client, server, close_wait, time_wait_port, udp_bound, udp_connected }
+    }
+
+    fn port(&self) -> u16 {
+        port_of(&self.listener)
+    }
+}
+
+#[test]
+fn conns_json_state_all_and_extended() {
+    let f = ConnsFixture::new();
+    let port = f.port().to_string();
+    let args = ["conns", "--state", "all", "--port", &port, "--json"];
+    let mut records = Vec::new();
+    wait_until("CLOSE_WAIT and TIME_WAIT on the fixture's port", || {
+        records = json_records(&Portctl::new(args).run());
+        let states: BTreeSet<State> = records.iter().map(|r| r.state).collect();
+        states.contains(&State::CloseWait) && states.contains(&State::TimeWait)
+    });
+    let p = f.port();
+    let local = |s: &TcpStream| s.local_addr().unwrap().port();
+    let listen = find(&records, "listener", |r| r.state == State::Listen);
+    assert_owned_by_me(listen, f.listener.as_raw_fd());
+    let client = find(&records, "keepalive client", |r| r.local.port == local(&f.client) && r.proto == Proto::Tcp);
+    assert_eq!((client.state, client.remote.map(|e| e.port)), (State::Established, Some(p)), "{client:?}");
+    assert_owned_by_me(client, f.client.as_raw_fd());
+    let timer = client.timer.as_ref().expect("SO_KEEPALIVE runs a keepalive timer");
+    assert_eq!(timer.kind, TimerKind::Keepalive, "{client:?}");
+    let server = find(&records, "server end", |r| r.remote.is_some_and(|e| e.port == local(&f.client)));
+    assert_owned_by_me(server, f.server.as_raw_fd());
+    let cw = find(&records, "CLOSE_WAIT", |r| r.state == State::CloseWait);
+    assert_owned_by_me(cw, f.close_wait.as_raw_fd());
+    let tw = find(&records, "TIME_WAIT", |r| r.state == State::TimeWait && r.local.port == f.time_wait_port);
+    assert_eq!(tw.remote.map(|e| e.port), Some(p), "{tw:?}");
+    let udp = find(&records, "bound UDP", |r| r.proto == Proto::Udp && r.state == State::Unconn);
+    assert_owned_by_me(udp, f.udp_bound.as_raw_fd());
+    let udp = find(&records, "connected UDP", |r| r.proto == Proto::Udp && r.state == State::Established);
+    assert_owned_by_me(udp, f.udp_connected.as_raw_fd());
+    assert!(records.iter().all(|r| r.tcp_info.is_none()), "tcp_info only with --extended");
+
+    // --extended: tcp_info on the TCP sockets that have one.
+    let run = Portctl::new(args).arg("--extended").run();
+    let ext = json_records(&run);
+    for r in on_port(&ext, p) {
+        match (r.proto, r.state) {
+            (Proto::Udp, _) => assert!(r.tcp_info.is_none(), "tcp_info is TCP's: {r:?}"),
+            // TIME_WAIT and orphaned FIN_WAIT2 are the kernel's mini
+            // sockets (inode 0), which have no tcp_info.
+            (Proto::Tcp, _) if r.inode == 0 => assert!(r.tcp_info.is_none(), "{r:?}"),
+            (Proto::Tcp, _) => {
+                let info = r.tcp_info.as_ref().unwrap_or_else(|| panic!("--extended: no tcp_info: {r:?}"));
+                assert!(info.snd_cwnd > 0, "{r:?}");
+                assert!(info.bytes_sent.is_some() && info.bytes_received.is_some(), "Linux 4.19+: {r:?}");
+            }
+        }
+    }
+    let est = find(&ext, "keepalive client", |r| r.local.port == local(&f.client) && r.proto == Proto::Tcp);
+    assert!(est.tcp_info.as_ref().is_some_and(|i| i.rtt_us > 0), "an exchanged handshake has an RTT: {est:?}");
+
+    // The default (established) and --jsonl: the same contract.
+    let run = Portctl::new(["conns", "--port", &port, "--jsonl"]).run();
+    let est = jsonl_records(&run);
+    assert!(est.iter().all(|r| r.state == State::Established), "{est:?}");
+    assert!(est.len() >= 3, "two TCP ends and a connected UDP socket: {est:?}");
+}
+
+// ---------------------------------------------------------------------------
+// who
+
+#[test]
+fn who_json_verdict_binds_holders_and_sockets() {
+    // A listener held by this process and by a child that inherited it; a
+    // dual-stack UDP socket on the same port; a TIME_WAIT on it (server side).
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 16);
+    let port = port_of(&l);
+    let child = sleeper_holding(&[l.as_raw_fd()]);
+    let udp = udp_socket(SocketAddr::new("::".parse().unwrap(), port), Some(false));
+    {
+        let _lock = spawn_lock();
+        let (c, s) = connect(&l);
+        drop(s); // the server closes first: TIME_WAIT on the listener's port
+        drop(c);
+    }
+    let spec = port.to_string();
+    let mut r: Option<Who> = None;
+    wait_until("a TIME_WAIT on the port", || {
+        let run = Portctl::new(["who", &spec, "--json"]).run();
+        run.expect_code(0);
+        let who: Who = object(&run, Output::Who);
+        let found = who.sockets.iter().any(|s| s.state == State::TimeWait);
+        r = Some(who);
+        found
+    });
+    let r = r.unwrap();
+    r.sockets.iter().for_each(check_record);
+    assert_eq!((r.spec.port, r.spec.protos.as_slice(), r.spec.addr), (port, &[Proto::Tcp, Proto::Udp][..], None));
+    assert!(r.verdict.in_use);
+    assert_eq!(r.verdict.summary.len(), 2, "one line per protocol: {:?}", r.verdict.summary);
+
+    // binds: (protocol, candidate) pairs; v6only only for `::`.
+    let l_inode = socket_inode(l.as_raw_fd());
+    let candidates: Vec<IpAddr> = ["0.0.0.0", "::", "127.0.0.1"].iter().map(|a| a.parse().unwrap()).collect();
+    let got: Vec<(Proto, IpAddr)> = r.verdict.binds.iter().map(|b| (b.proto, b.addr)).collect();
+    let want: Vec<(Proto, IpAddr)> =
+        [Proto::Tcp, Proto::Udp].iter().flat_map(|&p| candidates.iter().map(move |&a| (p, a))).collect();
+    assert_eq!(got, want, "{:#?}", r.verdict.binds);
+    for b in &r.verdict.binds {
+        assert_eq!(b.port, port);
+        assert_eq!(b.v6only.is_some(), b.addr.is_unspecified() && b.addr.is_ipv6(), "{b:?}");
+        assert_eq!(b.plain, Plain::Fails, "{b:?}");
+        match b.proto {
+            Proto::Tcp => {
+                assert_eq!(b.reuseaddr, Reuse::Fails, "a listener: {b:?}");
+                assert!(b.blocked_by.contains(&l_inode), "{b:?}");
+            }
+            Proto::Udp => {
+                assert_eq!(b.reuseaddr, Reuse::OnlyIfTheirsToo, "{b:?}");
+                assert_eq!(b.blocked_by, [socket_inode(udp.as_raw_fd())], "{b:?}");
+            }
+        }
+        assert!(!b.reason.is_empty());
+    }
+
+    // holders: the child (parent: us, inherited) and us, every detail there.
+    let pids: Vec<u32> = r.holders.iter().map(|h| h.pid).collect();
+    let mut want = vec![child.pid(), std::process::id()];
+    want.sort();
+    assert_eq!(pids, want, "{:#?}", r.holders);
+    for h in &r.holders {
+        assert!(h.started.as_deref().is_some_and(is_rfc3339_utc), "{h:?}");
+        assert!(h.uptime_s.is_some() && h.cwd.is_some() && h.ppid.is_some() && h.parent_name.is_some(), "{h:?}");
+        assert!(h.context.as_ref().is_some_and(|c| c.cgroup.starts_with('/')), "{h:?}");
+        assert!(h.sockets.contains(&l_inode), "{h:?}");
+    }
+    let kid = r.holders.iter().find(|h| h.pid == child.pid()).unwrap();
+    assert_eq!((kid.name.as_str(), kid.ppid), ("sleep", Some(std::process::id())), "{kid:?}");
+    assert!(kid.notes.iter().any(|n| n.contains("inherited from its parent")), "{kid:?}");
+    let me = r.holders.iter().find(|h| h.pid == std::process::id()).unwrap();
+    assert!(me.sockets.contains(&socket_inode(udp.as_raw_fd())), "{me:?}");
+    assert!(!r.hints.is_empty());
+
+    // sockets: every state on the port; each record's owners.
+    let listen = find(&r.sockets, "listener", |s| s.state == State::Listen);
+    let owners: BTreeSet<u32> = listen.owners.iter().map(|o| o.pid).collect();
+    assert_eq!(owners, BTreeSet::from([child.pid(), std::process::id()]), "{listen:?}");
+    find(&r.sockets, "UDP", |s| s.state == State::Unconn && s.v6only == Some(false));
+    assert!(r.sockets.iter().all(|s| s.netns.is_none()), "no netns on this namespace's sockets");
+    assert!(r.other_netns.iter().all(|s| s.netns.is_some()), "other_netns records carry netns");
+
+    // An address in the spec: spec.addr, a fourth candidate, one protocol.
+    let run = Portctl::new(["who", &format!("[::1]:{port}/udp"), "--json"]).run();
+    run.expect_code(0);
+    let r: Who = object(&run, Output::Who);
+    assert_eq!((r.spec.addr, r.spec.protos.as_slice()), (Some("::1".parse().unwrap()), &[Proto::Udp][..]));
+    let addrs: Vec<String> = r.verdict.binds.iter().map(|b| b.addr.to_string()).collect();
+    assert_eq!(addrs, ["0.0.0.0", "::", "127.0.0.1", "::1"]);
+    drop(child);
+}
+
+#[test]
+fn who_json_names_the_service() {
+    // Port 22 is `ssh` in /etc/services and in portctl's own table; whatever
+    // holds it here, the spec names it.
+    let run = Portctl::new(["who", "ssh/tcp", "--json"]).run();
+    let r: Who = object(&run, Output::Who);
+    assert_eq!((r.spec.port, r.spec.service.as_deref()), (22, Some("ssh")), "{}", run.dump());
+    assert_eq!(run.code(), if r.verdict.in_use { 0 } else { 1 });
+}
+
+// ---------------------------------------------------------------------------
+// kill
+
+#[test]
+fn kill_json_dry_run_lists_would_signal_and_refused() {
+    // The child holds a TCP listener on the port; this process (portctl's
+    // parent: refused without --force) a UDP socket on it.
+    let port = unused_port();
+    let l = tcp_listener(SocketAddr::new("127.0.0.1".parse().unwrap(), port), None, 16);
+    let mut child = sleeper_holding(&[l.as_raw_fd()]);
+    drop(l);
+    let udp = udp_socket(SocketAddr::new("127.0.0.1".parse().unwrap(), port), None);
+    let run = Portctl::new(["kill", &port.to_string(), "--dry-run", "--json"]).run();
+    run.expect_code(0);
+    let k: Kill = object(&run, Output::Kill);
+    assert_eq!(
+        (k.port, k.protos.as_slice(), k.signal.as_str(), k.dry_run),
+        (port, &[Proto::Tcp, Proto::Udp][..], "SIGTERM", true)
+    );
+    assert_eq!((k.freed, k.waited_ms, k.time_wait_left), (None, None, None), "null without --wait");
+    let target = |pid: u32| k.targets.iter().find(|t| t.pid == pid).unwrap_or_else(|| panic!("{pid}: {k:?}"));
+    let kid = target(child.pid());
+    assert_eq!((kid.result, kid.reason.as_deref(), kid.name.as_str()), (KillResult::WouldSignal, None, "sleep"));
+    assert_eq!(kid.sockets.len(), 1, "{kid:?}");
+    let me = target(std::process::id());
+    assert_eq!(me.result, KillResult::Refused, "{me:?}");
+    assert!(me.reason.as_deref().is_some_and(|r| r.contains("--force")), "{me:?}");
+    assert_eq!(me.sockets, [socket_inode(udp.as_raw_fd())]);
+    assert_eq!(k.targets.len(), 2, "{k:?}");
+    assert!(!k.message.is_empty());
+    assert!(child.child_mut().try_wait().unwrap().is_none(), "a dry run signals nothing");
+}
+
+#[test]
+fn kill_json_signals_the_holder_and_waits() {
+    let port = unused_port();
+    let l = tcp_listener(SocketAddr::new("127.0.0.1".parse().unwrap(), port), None, 16);
+    let inode = socket_inode(l.as_raw_fd());
+    let child = sleeper_holding(&[l.as_raw_fd()]);
+    drop(l);
+    let pid = child.pid();
+    let run = Portctl::new(["kill", &format!("{port}/tcp"), "--yes", "--wait=10s", "--json"]).run();
+    run.expect_code(0);
+    let k: Kill = object(&run, Output::Kill);
+    assert_eq!((k.port, k.protos.as_slice(), k.dry_run), (port, &[Proto::Tcp][..], false));
+    assert_eq!(k.targets.len(), 1, "{k:?}");
+    let t = &k.targets[0];
+    assert_eq!(
+        (t.pid, t.result, t.reason.as_deref(), t.sockets.as_slice()),
+        (pid, KillResult::Signalled, None, &[inode][..])
+    );
+    assert_eq!((k.freed, k.time_wait_left), (Some(true), Some(0)), "{k:?}");
+    assert!(k.waited_ms.is_some_and(|ms| ms < 10_000), "{k:?}");
+    assert_eq!(child.wait().signal(), Some(libc::SIGTERM));
+}
+
+// ---------------------------------------------------------------------------
+// stats
+
+#[test]
+fn stats_json_sections_are_filled() {
+    // On the listener's port: an established connection (an ephemeral port
+    // towards it), a CLOSE_WAIT of ours, TIME_WAIT on both sides.
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 16);
+    let port = port_of(&l);
+    let held = {
+        let _lock = spawn_lock();
+        let est = connect(&l);
+        let (gone, close_wait) = connect(&l);
+        drop(gone);
+        let (c, s) = connect(&l);
+        drop(c); // client closes first: TIME_WAIT "out", remote = the port
+        drop(s);
+        let (c, s) = connect(&l);
+        drop(s); // server closes first: TIME_WAIT "in", local = the port
+        drop(c);
+        (est, close_wait)
+    };
+    let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+    let mut st: Option<Stats> = None;
+    wait_until("both TIME_WAIT sides and the CLOSE_WAIT", || {
+        let run = Portctl::new(["stats", "--json", "--top", "100000"]).run();
+        run.expect_code(0);
+        let s: Stats = object(&run, Output::Stats);
+        let sides: BTreeSet<&str> = s
+            .time_wait_peers
+            .iter()
+            .filter(|t| t.peer == loopback && t.port == port)
+            .map(|t| if t.side == Side::In { "in" } else { "out" })
+            .collect();
+        let cw = s.close_wait.as_ref().is_some_and(|c| c.processes.iter().any(|p| p.pid == std::process::id()));
+        let done = sides.len() == 2 && cw;
+        st = Some(s);
+        done
+    });
+    let st = st.unwrap();
+    assert_eq!(st.schema_version, 2, "docs/json.md is schema version 2");
+    let protos: Vec<Proto> = st.protocols.iter().map(|p| p.proto).collect();
+    assert_eq!(protos, [Proto::Tcp, Proto::Udp]);
+    assert_eq!(st.total, st.protocols.iter().map(|p| p.total).sum::<u64>());
+    assert!(st.protocols.iter().all(|p| p.total == p.ipv4 + p.ipv6));
+    // every state, zeros included: TCP's eleven, UDP's two
+    assert_eq!(st.states.iter().filter(|s| s.proto == Proto::Tcp).count(), 11);
+    let udp: Vec<State> = st.states.iter().filter(|s| s.proto == Proto::Udp).map(|s| s.state).collect();
+    assert_eq!(udp, [State::Established, State::Unconn]);
+    assert!(st.states.iter().all(|s| s.total == s.ipv4 + s.ipv6));
+    let e = st.ephemeral.as_ref().expect("the ephemeral sysctls are readable");
+    assert!(e.range.lo <= e.range.hi && e.usable > 0 && e.warn_percent > 0, "{e:?}");
+    let dest = Endpoint { addr: loopback, port };
+    let busy = e.busiest.iter().find(|d| d.remote == dest).unwrap_or_else(|| panic!("{dest:?} in {e:?}"));
+    let share = busy.ports as f64 * 100.0 / e.usable as f64;
+    assert!(busy.proto == Proto::Tcp && busy.ports >= 1, "{busy:?}");
+    assert!((0.0..=100.0).contains(&busy.percent) && (busy.percent - share).abs() <= 0.1, "{busy:?} of {e:?}");
+    assert!(e.destinations >= 1 && e.over_threshold.iter().all(|d| d.percent > e.warn_percent as f64));
+    assert!(st.time_wait_top.iter().any(|t| t.remote == dest && t.count >= 1), "{:?}", st.time_wait_top);
+    let cw = st.close_wait.as_ref().unwrap();
+    let me = cw.processes.iter().find(|p| p.pid == std::process::id()).unwrap();
+    assert!(me.count >= 1 && cw.total >= me.count, "{cw:?}");
+
+    let run = Portctl::new(["stats", "--json", "--no-owners"]).run();
+    run.expect_code(0);
+    let st: Stats = object(&run, Output::Stats);
+    assert!(st.close_wait.is_none(), "close_wait is null with --no-owners");
+    drop(held);
+}
+
+// ---------------------------------------------------------------------------
+// watch --events
+
+#[test]
+fn watch_events_report_a_listener_added_and_removed() {
+    let old = tcp_listener(sa("127.0.0.1:0"), None, 16);
+    let (old_inode, port_of_old) = (socket_inode(old.as_raw_fd()), port_of(&old));
+    let new_port = unused_port();
+    let (p_old, p_new) = (port_of(&old).to_string(), new_port.to_string());
+    // --count bounds the run (60 s) even if the test fails.
+    let (_watch, rx) =
+        watch(&["--events", "--interval", "100ms", "--count", "600", "listen", "--port", &p_old, "--port", &p_new]);
+    // `old`, opened before watch started, is in the baseline once a later
+    // refresh has reported a listener opened after it started.
+    let (new, added) = added_after_baseline(&rx, || {
+        let new = tcp_listener(SocketAddr::new("127.0.0.1".parse().unwrap(), new_port), None, 16);
+        let inode = socket_inode(new.as_raw_fd());
+        (new, inode)
+    });
+    assert_eq!((added.socket.state, added.socket.local.port, added.from), (State::Listen, new_port, None));
+    assert_owned_by_me(&added.socket, new.as_raw_fd());
+    drop(old);
+    let removed =
+        next_event(&rx, Duration::from_secs(20), |e| e.event == EventKind::Removed && e.socket.inode == old_inode)
+            .expect("a `removed` event for the closed listener");
+    assert_eq!((removed.socket.state, removed.socket.local.port, removed.from), (State::Listen, port_of_old, None));
+    // The record is the one last seen, which may have been read as the
+    // socket closed: in the kernel's table, gone before the /proc walk (no
+    // owners then), so its owners are not checked.
+    drop(new);
+}
+
+#[test]
+fn watch_events_report_a_state_change_with_from() {
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 16);
+    let port = port_of(&l).to_string();
+    let (client, server) = {
+        let _lock = spawn_lock();
+        connect(&l)
+    };
+    let server_inode = socket_inode(server.as_raw_fd());
+    let (_watch, rx) =
+        watch(&["--events", "--interval", "100ms", "--count", "600", "conns", "--state", "all", "--port", &port]);
+    // `client` and `server` are in the baseline once a later refresh has
+    // reported a connection made after watch started.
+    let (extra, _) = added_after_baseline(&rx, || {
+        let _lock = spawn_lock();
+        let pair = connect(&l);
+        let inode = socket_inode(pair.0.as_raw_fd());
+        (pair, inode)
+    });
+    // The client shuts its side: the server end goes ESTABLISHED -> CLOSE_WAIT.
+    client.shutdown(Shutdown::Write).unwrap();
+    let change =
+        next_event(&rx, Duration::from_secs(20), |e| e.event == EventKind::State && e.socket.inode == server_inode)
+            .expect("a `state` event for the server end");
+    assert_eq!((change.from, change.socket.state), (Some(State::Established), State::CloseWait), "{change:?}");
+    assert_owned_by_me(&change.socket, server.as_raw_fd());
+    drop((client, server, extra));
+}
+
+// ---------------------------------------------------------------------------
+// Root: network namespaces (the `netns` object) and container context
+
+/// A namespace with 198.51.100.7 on its `lo` (an `address` exposure with an
+/// interface), a listener on port 80 there (a service name), a connection to
+/// it, and a dual-stack UDP socket on 53; all held by this process.
+struct NsFixture {
+    listener: TcpListener,
+    conn: (TcpStream, TcpStream),
+    udp: UdpSocket,
+    ns: Netns,
+}
+
+impl NsFixture {
+    fn new() -> NsFixture {
+        let ns = Netns::new();
+        ip_in(&ns, &["addr", "add", "198.51.100.7/32", "dev", "lo"]);
+        let (listener, conn, udp) = in_netns(&ns, || {
+            let l = tcp_listener(sa("198.51.100.7:80"), None, 16);
+            let _lock = spawn_lock();
+            let conn = connect(&l);
+            let udp = udp_socket(sa("[::]:53"), Some(false));
+            (l, conn, udp)
+        });
+        NsFixture { listener, conn, udp, ns }
+    }
+
+    fn netns(&self) -> NetnsRef {
+        NetnsRef { inode: netns_inode(&self.ns), name: Some(self.ns.name().to_string()) }
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn netns_records_carry_the_namespace() {
+    require_root();
+    let f = NsFixture::new();
+    let name = f.ns.name();
+    let run = Portctl::new(["listen", "--json", "--netns", name]).run();
+    let records = json_records(&run);
+    assert_eq!(records.len(), 2, "the listener and the UDP socket: {records:#?}");
+    assert!(records.iter().all(|r| r.netns.as_ref() == Some(&f.netns())), "{records:#?}");
+    let l = find(&records, "listener on 80", |r| r.local.port == 80);
+    assert_eq!(
+        (l.exposure, l.interface.as_deref(), l.service.as_deref()),
+        (Exposure::Address, Some("lo"), Some("http"))
+    );
+    assert_owned_by_me(l, f.listener.as_raw_fd());
+    let u = find(&records, "UDP on 53", |r| r.local.port == 53);
+    assert_eq!((u.v6only, u.exposure, u.service.as_deref()), (Some(false), Exposure::Wildcard, Some("domain")));
+    assert_owned_by_me(u, f.udp.as_raw_fd());
+
+    // --all-netns: every record has netns; this namespace's are named.
+    let run = Portctl::new(["listen", "--all-netns", "--jsonl", "--port", "80"]).run();
+    let records = jsonl_records(&run);
+    assert!(records.iter().all(|r| r.netns.is_some()), "{records:#?}");
+    let ours = find(&records, "our listener", |r| r.netns.as_ref() == Some(&f.netns()));
+    assert_owned_by_me(ours, f.listener.as_raw_fd());
+
+    // conns --netns, with tcp_info.
+    let run = Portctl::new(["conns", "--netns", name, "--json", "--extended"]).run();
+    let records = json_records(&run);
+    assert_eq!(records.len(), 2, "both ends of the connection: {records:#?}");
+    for r in &records {
+        assert_eq!(r.netns.as_ref(), Some(&f.netns()), "{r:?}");
+        assert!(r.tcp_info.is_some() && r.service.as_deref() == Some("http"), "{r:?}");
+    }
+    let server = find(&records, "server end", |r| r.local.port == 80);
+    assert_owned_by_me(server, f.conn.1.as_raw_fd());
+    let client = find(&records, "client end", |r| r.remote.is_some_and(|e| e.port == 80));
+    assert_owned_by_me(client, f.conn.0.as_raw_fd());
+}
+
+#[test]
+#[ignore = "needs root"]
+fn who_json_other_netns_carries_the_namespace() {
+    require_root();
+    let f = NsFixture::new();
+    let other = Netns::new();
+    let other_l = in_netns(&other, || tcp_listener(sa("0.0.0.0:80"), None, 16));
+    let run = Portctl::new(["who", "http/tcp", "--json", "--netns", f.ns.name()]).run();
+    run.expect_code(0);
+    let r: Who = object(&run, Output::Who);
+    assert_eq!((r.spec.port, r.spec.service.as_deref()), (80, Some("http")));
+    let here = find(&r.sockets, "listener asked about", |s| s.state == State::Listen);
+    assert_owned_by_me(here, f.listener.as_raw_fd());
+    assert!(r.sockets.iter().all(|s| s.netns.as_ref().is_none_or(|n| *n == f.netns())), "{:#?}", r.sockets);
+    r.other_netns.iter().for_each(check_record);
+    let want = NetnsRef { inode: netns_inode(&other), name: Some(other.name().to_string()) };
+    let there = find(&r.other_netns, "the other namespace's listener", |s| s.netns.as_ref() == Some(&want));
+    assert_owned_by_me(there, other_l.as_raw_fd());
+    assert!(r.other_netns.iter().all(|s| s.netns.is_some()), "{:#?}", r.other_netns);
+    assert!(r.verdict.in_use);
+    drop(other_l);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn stats_json_reserved_ports_and_over_threshold() {
+    require_root();
+    let ns = Netns::new();
+    // 10 ports, 1 reserved: 9 usable; 8 connections to one destination use 88.8%.
+    sysctl_in(&ns, "net.ipv4.ip_local_port_range", "40000 40009");
+    sysctl_in(&ns, "net.ipv4.ip_local_reserved_ports", "40009");
+    let held = in_netns(&ns, || {
+        let l = tcp_listener(sa("127.0.0.1:9000"), None, 16);
+        let _lock = spawn_lock();
+        let conns: Vec<_> = (0..8).map(|_| connect(&l)).collect();
+        (l, conns)
+    });
+    let run = Portctl::new(["stats", "--json", "--netns", ns.name()]).run();
+    run.expect_code(0);
+    let st: Stats = object(&run, Output::Stats);
+    let e = st.ephemeral.as_ref().unwrap();
+    assert_eq!(
+        (e.range, e.reserved.as_slice(), e.usable),
+        (Span { lo: 40000, hi: 40009 }, &[Span { lo: 40009, hi: 40009 }][..], 9)
+    );
+    assert_eq!(e.over_threshold.len(), 1, "{e:?}");
+    let d = &e.over_threshold[0];
+    assert_eq!(
+        (d.proto, d.remote, d.ports, d.percent),
+        (Proto::Tcp, Endpoint { addr: "127.0.0.1".parse().unwrap(), port: 9000 }, 8, 88.8)
+    );
+    assert_eq!(st.total, 17, "a listener and 8 connections, both ends");
+    drop(held);
+}
+
+/// A cgroup v2 tree of the test's own, whose path portctl reads as a
+/// Kubernetes container (containerd, with a pod uid) inside a systemd
+/// service; removed on drop (declare it before the processes moved in, so
+/// that they are killed and reaped first).
+struct CgroupGuard {
+    /// Directories, outermost first.
+    dirs: Vec<PathBuf>,
+    /// The path as /proc/PID/cgroup shows it.
+    path: String,
+    unit: String,
+    id: String,
+    pod_uid: String,
+}
+
+impl CgroupGuard {
+    fn new() -> CgroupGuard {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPER`
+        let mount = mountinfo
+            .lines()
+            .find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                let f: Vec<&str> = left.split_whitespace().collect();
+                (right.split_whitespace().next() == Some("cgroup2") && f.get(3) == Some(&"/")).then(|| f[4].to_string())
+            })
+            .expect("a cgroup v2 hierarchy mounted at its root (the test builds a container's cgroup path there)");
+        let top = unique_name();
+        let unit = format!("{top}.service");
+        let pod_uid = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b".to_string();
+        let id = format!("{:064x}", u128::from(std::process::id()) << 64 | 0xc0ffee);
+        let comps = [
+            top,
+            format!("kubepods-pod{}.slice", pod_uid.replace('-', "_")),
+            unit.clone(),
+            format!("cri-containerd-{id}.scope"),
+        ];
+        let mut dirs = Vec::new();
+        let mut dir = PathBuf::from(mount);
+        let mut guard = CgroupGuard { dirs: Vec::new(), path: String::new(), unit, id, pod_uid };
+        for c in &comps {
+            dir.push(c);
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            dirs.push(dir.clone());
+            guard.dirs = dirs.clone();
+        }
+        guard.path = format!("/{}", comps.join("/"));
+        guard
+    }
+
+    fn add(&self, pid: u32) {
+        let procs = self.dirs.last().unwrap().join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).unwrap_or_else(|e| panic!("{}: {e}", procs.display()));
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(text.lines().any(|l| l == format!("0::{}", self.path)), "{pid} not moved: {text}");
+    }
+
+    fn check(&self, ctx: &Context) {
+        assert_eq!(
+            (ctx.cgroup.as_str(), ctx.unit.as_deref()),
+            (self.path.as_str(), Some(self.unit.as_str())),
+            "{ctx:?}"
+        );
+        let c = ctx.container.as_ref().unwrap_or_else(|| panic!("a container: {ctx:?}"));
+        assert_eq!(
+            (c.runtime, c.id.as_str(), c.pod_uid.as_deref()),
+            (Runtime::Containerd, self.id.as_str(), Some(self.pod_uid.as_str()))
+        );
+        assert_eq!(c.name, None, "CRI names live in the daemon, not read");
+    }
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().rev() {
+            if let Err(e) = std::fs::remove_dir(d) {
+                eprintln!("warning: rmdir {}: {e}", d.display());
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn context_names_the_container_in_listen_and_who() {
+    require_root();
+    let cgroup = CgroupGuard::new();
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 16);
+    let port = port_of(&l);
+    let inode = socket_inode(l.as_raw_fd());
+    let child = sleeper_holding(&[l.as_raw_fd()]);
+    drop(l);
+    cgroup.add(child.pid());
+
+    let run = Portctl::new(["listen", "--context", "--json", "--port", &port.to_string()]).run();
+    let records = json_records(&run);
+    let r = find(&records, "the child's listener", |r| r.inode == inode);
+    assert_eq!(r.owners.iter().map(|o| o.pid).collect::<Vec<_>>(), [child.pid()], "{r:?}");
+    cgroup.check(r.owners[0].context.as_ref().and_then(Option::as_ref).expect("an owner context"));
+
+    let run = Portctl::new(["who", &format!("{port}/tcp"), "--json"]).run();
+    run.expect_code(0);
+    let who: Who = object(&run, Output::Who);
+    assert_eq!(who.holders.len(), 1, "{:?}", who.holders);
+    cgroup.check(who.holders[0].context.as_ref().expect("a holder context"));
+    drop(child);
+}
