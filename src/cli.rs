@@ -86,7 +86,7 @@ pub enum ListenFormat {
 
 #[derive(Debug, Args)]
 pub struct WhoArgs {
-    /// 8080, :8080, 8080/tcp, 8080/udp, 127.0.0.1:8080, [::1]:8080, or a
+    /// 8080, :8080, 8080/tcp, 8080/udp, 127.0.0.1:8080, `[::1]:8080`, or a
     /// service name (postgresql, https/tcp).
     #[arg(value_name = "SPEC")]
     pub spec: PortSpec,
@@ -128,7 +128,7 @@ pub struct ConnsArgs {
     /// Sockets held by this process; repeatable.
     #[arg(long, value_name = "PID")]
     pub pid: Vec<u32>,
-    /// Sockets held by a process of exactly this name (comm or argv[0]'s
+    /// Sockets held by a process of exactly this name (comm or `argv[0]`'s
     /// base name); repeatable.
     #[arg(long, value_name = "NAME")]
     pub process: Vec<String>,

@@ -91,8 +91,11 @@ fn build(etc_services: &str) -> Table {
         }
         t.by_name.insert(name.to_string(), port);
     }
-    // /etc/services wins over the embedded table: it is the admin's word.
+    // /etc/services wins over the embedded table, for names as for ports: it
+    // is the admin's word. Within the file, the first line for a port (or a
+    // name) wins, as getservbyport(3) and getservbyname(3) find it.
     let mut seen = std::collections::HashSet::new();
+    let mut named = std::collections::HashSet::new();
     for line in etc_services.lines() {
         let line = line.split('#').next().unwrap_or("");
         let mut f = line.split_whitespace();
@@ -109,7 +112,9 @@ fn build(etc_services: &str) -> Table {
             t.by_port.insert((proto, port), name.to_string());
         }
         for n in std::iter::once(name).chain(f) {
-            t.by_name.entry(n.to_string()).or_insert(port);
+            if named.insert(n.to_string()) {
+                t.by_name.insert(n.to_string(), port);
+            }
         }
     }
     t
@@ -137,6 +142,8 @@ domain		53/tcp				# Domain Name Server
 domain		53/udp
 postgresql	5432/tcp	postgres	# PostgreSQL Database
 custom		8080/tcp
+grafana		3001/tcp
+grafana		3002/tcp
 broken line
 sctp-only	9999/sctp
 ";
@@ -150,6 +157,8 @@ sctp-only	9999/sctp
         assert_eq!(t.by_name["www"], 80);
         assert_eq!(t.by_name["postgres"], 5432);
         assert_eq!(t.by_name["redis"], 6379);
+        // the file's name wins over the embedded one (3000), its first line over later ones
+        assert_eq!(t.by_name["grafana"], 3001);
         assert!(!t.by_port.contains_key(&(Proto::Tcp, 9999)));
     }
 

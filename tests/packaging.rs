@@ -292,3 +292,41 @@ fn tables_follow_the_terminal_width_without_splitting_short_cells() {
         assert_eq!(strip_sgr(&unsized_run.stdout.replace("\r\n", "\n")), wide, "{env:?}\n{}", unsized_run.dump());
     }
 }
+
+// ---------------------------------------------------------------------------
+// Minimum Rust version
+
+/// `rust-version` is the highest any locked dependency declares (issue 13):
+/// a dependency that raises it fails this test instead of leaving a
+/// minimum version the crate cannot be built with.
+#[test]
+fn rust_version_is_the_highest_among_locked_dependencies() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let run = output(
+        Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+            .current_dir(manifest_dir()),
+    );
+    assert!(run.status.success(), "cargo metadata failed\n{}", run.dump());
+    let meta: serde_json::Value = serde_json::from_str(&run.stdout).expect("cargo metadata prints JSON");
+    let resolved: std::collections::BTreeSet<&str> =
+        meta["resolve"]["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    // `1.88` and `1.88.0` are the same version.
+    let version = |v: &str| -> Vec<u32> {
+        let mut parts: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
+        parts.resize(3, 0);
+        parts
+    };
+    let mut declared: Vec<(Vec<u32>, String)> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| resolved.contains(p["id"].as_str().unwrap()) && p["name"] != "portctl")
+        .filter_map(|p| Some((version(p["rust_version"].as_str()?), format!("{} {}", p["name"], p["version"]))))
+        .collect();
+    declared.sort();
+    let (highest, by) = declared.last().expect("dependencies declare rust-version").clone();
+    let ours = meta["packages"].as_array().unwrap().iter().find(|p| p["name"] == "portctl").unwrap();
+    let ours = version(ours["rust_version"].as_str().expect("Cargo.toml sets rust-version"));
+    assert_eq!(ours, highest, "rust-version should be the highest locked one: {by} needs {highest:?}");
+}

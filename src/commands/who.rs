@@ -32,7 +32,8 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
     let mut inv = inventory::collect_in(&scope, &query, Owners::Resolve(&source), Some(order::listen), report)?;
     let (sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
         inv.sockets.into_iter().partition(|s| s.netns.as_ref().is_none_or(|n| n.inode == main_inode));
-    let answer = who::answer(&req.target, sockets, other_netns, &inv.unreadable_netns, &mut inv.procs, &sys);
+    let found = who::Found { sockets, other_netns, unreadable_netns: inv.unreadable_netns };
+    let answer = who::answer(&req.target, found, &mut inv.procs, &sys, who::Viewer::me());
     if req.out.is_json() {
         json::object(w, &answer)?;
     } else {

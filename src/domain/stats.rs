@@ -257,12 +257,12 @@ pub fn ephemeral_usage(sockets: &[Socket], range: PortRange, reserved: &[PortRan
     }
 }
 
-/// `part / whole` in percent, rounded to one decimal.
+/// `part / whole` in percent, rounded to one decimal (half up).
 fn percent(part: u32, whole: u32) -> f64 {
     if whole == 0 {
         return 100.0;
     }
-    (u64::from(part) * 1000 / u64::from(whole)) as f64 / 10.0
+    ((u64::from(part) * 1000 + u64::from(whole) / 2) / u64::from(whole)) as f64 / 10.0
 }
 
 /// Warnings for destinations over the threshold: at most five, and a count
@@ -434,6 +434,8 @@ mod tests {
             ]
         );
         assert_eq!(e.over_threshold.len(), 2, "both above 80%");
+        assert_eq!((percent(1, 28232), percent(3, 28232), percent(2, 3)), (0.0, 0.0, 66.7), "rounded, not cut");
+        assert_eq!(percent(1, 1999), 0.1);
         let e = ephemeral_usage(&v, range, &reserved, 1);
         assert_eq!((e.busiest.len(), e.destinations, e.over_threshold.len()), (1, 3, 2));
 

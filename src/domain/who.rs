@@ -115,18 +115,35 @@ pub struct Holder {
     pub notes: Vec<String>,
 }
 
-/// The whole answer, from the sockets on the port in the namespace asked
-/// about (`sockets`, sorted), those in other namespaces, and the namespaces
-/// that could not be read. `procs` gives the holders' details; `sys` is the
-/// asked-about namespace's settings.
-pub fn answer(
-    target: &Target,
-    sockets: Vec<Socket>,
-    other_netns: Vec<Socket>,
-    unreadable_netns: &[String],
-    procs: &mut ProcTable,
-    sys: &Sysctls,
-) -> WhoReport {
+/// What the inventory found for a `who` question.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Every socket on the port, any state, in the namespace asked about
+    /// (sorted).
+    pub sockets: Vec<Socket>,
+    /// Listeners and bound sockets on the port in the other namespaces.
+    pub other_netns: Vec<Socket>,
+    /// The other namespaces that could not be read, described.
+    pub unreadable_netns: Vec<String>,
+}
+
+/// Who is asking: the advice differs for root (never "use sudo").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Viewer {
+    pub root: bool,
+}
+
+impl Viewer {
+    /// This process.
+    pub fn me() -> Viewer {
+        Viewer { root: crate::sys::is_root() }
+    }
+}
+
+/// The whole answer, from what was found on the port. `procs` gives the
+/// holders' details; `sys` is the asked-about namespace's settings.
+pub fn answer(target: &Target, found: Found, procs: &mut ProcTable, sys: &Sysctls, viewer: Viewer) -> WhoReport {
+    let Found { sockets, other_netns, unreadable_netns } = found;
     let port = target.port;
     let protos = target.protos();
     let holders = holders(&sockets, procs);
@@ -137,9 +154,9 @@ pub fn answer(
         }
     }
     let in_use = sockets.iter().any(|s| !s.is_unowned_by_nature() && blocks_asked(s, target.addr, &binds));
-    let summary = protos.iter().map(|&p| verdict_line(p, port, target.addr, &sockets, &binds)).collect();
-    let mut hints = hints(port, &protos, &sockets, &holders, &binds, sys);
-    hints.extend(netns_hints(port, &sockets, &other_netns, unreadable_netns));
+    let summary = protos.iter().map(|&p| verdict_line(p, port, target.addr, &sockets, &binds, viewer)).collect();
+    let mut hints = hints(port, &protos, &sockets, &holders, &binds, sys, viewer);
+    hints.extend(netns_hints(port, &sockets, &other_netns, &unreadable_netns, viewer));
     WhoReport {
         spec: SpecOut {
             port,
@@ -159,10 +176,10 @@ pub fn answer(
 fn candidates(asked: Option<IpAddr>) -> Vec<IpAddr> {
     let mut v =
         vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::LOCALHOST)];
-    if let Some(a) = asked {
-        if !v.contains(&a) {
-            v.push(a);
-        }
+    if let Some(a) = asked
+        && !v.contains(&a)
+    {
+        v.push(a);
     }
     v
 }
@@ -186,10 +203,10 @@ fn holders(sockets: &[Socket], procs: &mut ProcTable) -> Vec<Holder> {
         let parent = info.ppid.filter(|&p| p != 0).map(|p| procs.info(p));
         let mut notes = Vec::new();
         let parent_holds = |s: &Socket| parent.as_ref().is_some_and(|p| s.owners.iter().any(|o| o.pid == p.pid));
-        if let Some(p) = &parent {
-            if socks.iter().any(|s| parent_holds(s)) {
-                notes.push(format!("inherited from its parent {} (pid {}), which holds it too", p.name, p.pid));
-            }
+        if let Some(p) = &parent
+            && socks.iter().any(|s| parent_holds(s))
+        {
+            notes.push(format!("inherited from its parent {} (pid {}), which holds it too", p.name, p.pid));
         }
         if let Some(s) = socks.iter().find(|s| info.uid.is_some_and(|u| u != s.uid)) {
             notes.push(format!(
@@ -245,7 +262,14 @@ fn blocks_asked(s: &Socket, asked: Option<IpAddr>, binds: &[BindCheck]) -> bool 
 }
 
 /// `8080/tcp is in use: node (pid 12345, user app) listens on 127.0.0.1:8080`.
-fn verdict_line(proto: Proto, port: u16, asked: Option<IpAddr>, sockets: &[Socket], binds: &[BindCheck]) -> String {
+fn verdict_line(
+    proto: Proto,
+    port: u16,
+    asked: Option<IpAddr>,
+    sockets: &[Socket],
+    binds: &[BindCheck],
+    viewer: Viewer,
+) -> String {
     let mine: Vec<&Socket> = sockets.iter().filter(|s| s.proto == proto && blocks_asked(s, asked, binds)).collect();
     let target = match asked {
         Some(a) => format!("{}/{proto}", Endpoint { addr: a, port }),
@@ -269,7 +293,7 @@ fn verdict_line(proto: Proto, port: u16, asked: Option<IpAddr>, sockets: &[Socke
                 };
                 format!("{} (pid {}, user {}){others}", o.name, o.pid, o.user)
             }
-            None if s.owners_hidden && crate::sys::is_root() => {
+            None if s.owners_hidden && viewer.root => {
                 "a process whose descriptors could not be read (even as root: a sandbox or LSM restricts /proc)"
                     .to_string()
             }
@@ -311,6 +335,7 @@ fn hints(
     holders: &[Holder],
     binds: &[BindCheck],
     sys: &Sysctls,
+    viewer: Viewer,
 ) -> Vec<String> {
     let mut h = Vec::new();
     let listeners: Vec<&Socket> = sockets.iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).collect();
@@ -338,7 +363,7 @@ fn hints(
             .find_map(|hd| hd.context.as_ref().and_then(|c| c.unit.clone()))
             .filter(|u| u.ends_with(".service"));
         match (pids.is_empty(), unit) {
-            (true, _) if crate::sys::is_root() => h.push(
+            (true, _) if viewer.root => h.push(
                 "the holder could not be read even as root (a sandbox or LSM restricts /proc): look for it from the host or the container that runs it"
                     .to_string(),
             ),
@@ -379,7 +404,7 @@ fn hints(
     }
     let free = binds.iter().all(|b| b.plain == Outcome::Ok);
     if free {
-        if port < sys.unprivileged_port_start && !crate::sys::is_root() {
+        if port < sys.unprivileged_port_start && !viewer.root {
             h.push(format!(
                 "port {port} is below net.ipv4.ip_unprivileged_port_start ({}): binding it needs root or CAP_NET_BIND_SERVICE",
                 sys.unprivileged_port_start
@@ -402,7 +427,7 @@ fn hints(
 
 /// What the other namespaces add: the port is taken elsewhere, or could not
 /// be checked elsewhere.
-fn netns_hints(port: u16, here: &[Socket], others: &[Socket], unreadable: &[String]) -> Vec<String> {
+fn netns_hints(port: u16, here: &[Socket], others: &[Socket], unreadable: &[String], viewer: Viewer) -> Vec<String> {
     let mut h = Vec::new();
     let listening_here = here.iter().any(|s| matches!(s.state, State::Listen | State::Unconn));
     let elsewhere: Vec<&Socket> = others.iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).collect();
@@ -417,7 +442,7 @@ fn netns_hints(port: u16, here: &[Socket], others: &[Socket], unreadable: &[Stri
         ));
     }
     if !unreadable.is_empty() {
-        let why = if crate::sys::is_root() {
+        let why = if viewer.root {
             format!("even as root; whether port {port} is used there is unknown")
         } else {
             format!("run as root to check whether port {port} is used there")

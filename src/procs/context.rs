@@ -73,10 +73,10 @@ fn container_in(comp: &str) -> Option<(&'static str, String)> {
     for (prefix, runtime) in
         [("docker-", "docker"), ("cri-containerd-", "containerd"), ("crio-", "cri-o"), ("libpod-", "podman")]
     {
-        if let Some(id) = stem.strip_prefix(prefix) {
-            if is_id(id) {
-                return Some((runtime, id.to_string()));
-            }
+        if let Some(id) = stem.strip_prefix(prefix)
+            && is_id(id)
+        {
+            return Some((runtime, id.to_string()));
         }
     }
     None

@@ -67,7 +67,7 @@ const MAX_WRAPPED_ROWS: usize = 5_000;
 
 /// Renders rows under the given columns.
 ///
-/// Aligned plain columns, row by row ([`write_plain`]), unless the output is
+/// Aligned plain columns, row by row (`write_plain`), unless the output is
 /// a terminal the table is too wide for: then comfy-table wraps the long
 /// cells (command lines) to fit.
 pub fn write(w: &mut impl Write, columns: &[Column], rows: Vec<Vec<Styled>>, out: &Output) -> io::Result<()> {

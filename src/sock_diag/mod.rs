@@ -152,12 +152,14 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
         }
     }
     let tcp_listener = out.sockets.iter().any(|s| s.proto == Proto::Tcp && s.state == crate::model::State::Listen);
-    if query.bound_inactive && query.protos.contains(&Proto::Tcp) && !tcp_listener {
-        if let Some(r) = reader.as_mut() {
-            for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
-                // Older kernels answer an unknown state bit with nothing at all.
-                r.dump(Proto::Tcp, family, TCPF_BOUND_INACTIVE, query.filter.as_ref(), false, &mut out.sockets)?;
-            }
+    if query.bound_inactive
+        && query.protos.contains(&Proto::Tcp)
+        && !tcp_listener
+        && let Some(r) = reader.as_mut()
+    {
+        for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
+            // Older kernels answer an unknown state bit with nothing at all.
+            r.dump(Proto::Tcp, family, TCPF_BOUND_INACTIVE, query.filter.as_ref(), false, &mut out.sockets)?;
         }
     }
     Ok(out)
