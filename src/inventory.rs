@@ -531,4 +531,64 @@ mod tests {
         assert_eq!(report.lines().len(), 1, "{:?}", report.lines());
         assert!(report.lines()[0].starts_with("portctl: note: 1 socket held by no process visible here"));
     }
+
+    /// A source that is not the /proc walk: fixed links, a process it could
+    /// not read, and a second look that finds one more link. The inventory
+    /// attaches what any source finds, rechecks through the source, and
+    /// says "hidden" only when the source could not read everything.
+    struct Fake {
+        links: Vec<crate::procs::Link>,
+        denied: Vec<u32>,
+        late: Option<crate::procs::Link>,
+    }
+
+    impl OwnerSource for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+
+        fn build(&self, _details: bool) -> std::io::Result<OwnerMap> {
+            Ok(OwnerMap::from_links(self.links.clone(), self.denied.clone()))
+        }
+
+        fn recheck(&self, map: &mut OwnerMap, _candidates: &[u32]) -> usize {
+            match self.late {
+                Some(l) => {
+                    let mut links = map.links().to_vec();
+                    links.push(l);
+                    *map = OwnerMap::from_links(links, map.denied.clone());
+                    1
+                }
+                None => 0,
+            }
+        }
+    }
+
+    #[test]
+    fn any_owner_source_plugs_in() {
+        use crate::procs::Link;
+        let tcp = |local, inode| Socket::sample(Proto::Tcp, State::Listen, local, None, inode);
+        let mut sockets = vec![tcp("127.0.0.1:80", 11), tcp("127.0.0.1:81", 12), tcp("127.0.0.1:82", 13)];
+        let source = Fake {
+            links: vec![Link { inode: 11, pid: 900, fd: 3 }, Link { inode: 11, pid: 901, fd: 3 }],
+            denied: vec![],
+            late: Some(Link { inode: 12, pid: 902, fd: 4 }),
+        };
+        let mut procs = ProcTable::new(std::path::Path::new("/nonexistent-proc"));
+        let mut report = Report::default();
+        let mut map = source.build(false).unwrap();
+        attach_owners(&mut sockets, &mut map, &source, &mut procs, &mut report);
+        let pids: Vec<Vec<u32>> = sockets.iter().map(|s| s.owners.iter().map(|o| o.pid).collect()).collect();
+        assert_eq!(pids, [vec![900, 901], vec![902], vec![]]);
+        assert!(!sockets[2].owners_hidden, "everything was read: unheld, not hidden");
+        assert!(report.lines()[0].contains("1 socket held by no process"), "{:?}", report.lines());
+
+        let denied = Fake { links: vec![], denied: vec![1], late: None };
+        let mut map = denied.build(false).unwrap();
+        let mut report = Report::default();
+        let mut one = vec![tcp("127.0.0.1:83", 14)];
+        attach_owners(&mut one, &mut map, &denied, &mut procs, &mut report);
+        assert!(one[0].owners_hidden, "a process the source could not read may hold it");
+        assert!(report.lines()[0].contains("owners of 1 socket are hidden"), "{:?}", report.lines());
+    }
 }

@@ -169,4 +169,12 @@ sctp-only	9999/sctp
         assert_eq!(t.by_name["https"], 443);
         assert!(!t.by_port.contains_key(&(Proto::Tcp, 1)));
     }
+
+    proptest::proptest! {
+        /// /etc/services is a file anyone with root may have edited.
+        #[test]
+        fn random_services_files_never_panic(text in "\\PC{0,400}") {
+            let _ = build(&text);
+        }
+    }
 }

@@ -139,4 +139,14 @@ mod tests {
         assert!(r.lo <= r.hi);
         assert!(s.somaxconn.is_some());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn random_sysctl_text_never_panics(text in "\\PC{0,80}") {
+            let _ = parse_port_range(&text);
+            if let Ok(v) = parse_reserved(&text) {
+                proptest::prop_assert!(v.windows(2).all(|w| u32::from(w[0].hi) + 1 < u32::from(w[1].lo)), "merged");
+            }
+        }
+    }
 }

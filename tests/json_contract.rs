@@ -1628,10 +1628,7 @@ fn stats_json_reserved_ports_and_over_threshold() {
 /// service; removed on drop (declare it before the processes moved in, so
 /// that they are killed and reaped first).
 struct CgroupGuard {
-    /// Directories, outermost first.
-    dirs: Vec<PathBuf>,
-    /// The path as /proc/PID/cgroup shows it.
-    path: String,
+    cgroup: common::Cgroup,
     unit: String,
     id: String,
     pod_uid: String,
@@ -1639,16 +1636,6 @@ struct CgroupGuard {
 
 impl CgroupGuard {
     fn new() -> CgroupGuard {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPER`
-        let mount = mountinfo
-            .lines()
-            .find_map(|l| {
-                let (left, right) = l.split_once(" - ")?;
-                let f: Vec<&str> = left.split_whitespace().collect();
-                (right.split_whitespace().next() == Some("cgroup2") && f.get(3) == Some(&"/")).then(|| f[4].to_string())
-            })
-            .expect("a cgroup v2 hierarchy mounted at its root (the test builds a container's cgroup path there)");
         let top = unique_name();
         let unit = format!("{top}.service");
         let pod_uid = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b".to_string();
@@ -1659,30 +1646,17 @@ impl CgroupGuard {
             unit.clone(),
             format!("cri-containerd-{id}.scope"),
         ];
-        let mut dirs = Vec::new();
-        let mut dir = PathBuf::from(mount);
-        let mut guard = CgroupGuard { dirs: Vec::new(), path: String::new(), unit, id, pod_uid };
-        for c in &comps {
-            dir.push(c);
-            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-            dirs.push(dir.clone());
-            guard.dirs = dirs.clone();
-        }
-        guard.path = format!("/{}", comps.join("/"));
-        guard
+        CgroupGuard { cgroup: common::Cgroup::new(&comps), unit, id, pod_uid }
     }
 
     fn add(&self, pid: u32) {
-        let procs = self.dirs.last().unwrap().join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string()).unwrap_or_else(|e| panic!("{}: {e}", procs.display()));
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        assert!(text.lines().any(|l| l == format!("0::{}", self.path)), "{pid} not moved: {text}");
+        self.cgroup.add(pid);
     }
 
     fn check(&self, ctx: &Context) {
         assert_eq!(
             (ctx.cgroup.as_str(), ctx.unit.as_deref()),
-            (self.path.as_str(), Some(self.unit.as_str())),
+            (self.cgroup.path.as_str(), Some(self.unit.as_str())),
             "{ctx:?}"
         );
         let c = ctx.container.as_ref().unwrap_or_else(|| panic!("a container: {ctx:?}"));
@@ -1691,16 +1665,6 @@ impl CgroupGuard {
             (Runtime::Containerd, self.id.as_str(), Some(self.pod_uid.as_str()))
         );
         assert_eq!(c.name, None, "CRI names live in the daemon, not read");
-    }
-}
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        for d in self.dirs.iter().rev() {
-            if let Err(e) = std::fs::remove_dir(d) {
-                eprintln!("warning: rmdir {}: {e}", d.display());
-            }
-        }
     }
 }
 

@@ -27,6 +27,47 @@ fn child_holding(port: u16) -> ChildGuard {
     child
 }
 
+/// [`child_holding`], with SIGTERM blocked in the child: a SIGTERM sent to
+/// it stays pending (visible in /proc/PID/status) instead of killing it, so
+/// "nothing was sent" can be checked at once, without waiting to see.
+fn child_holding_with_sigterm_blocked(port: u16) -> ChildGuard {
+    use std::os::unix::process::CommandExt;
+    let l: TcpListener = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    // SAFETY: fcntl on a descriptor we own: let the child inherit it.
+    unsafe { libc::fcntl(l.as_raw_fd(), libc::F_SETFD, 0) };
+    let mut cmd = Command::new("sleep");
+    cmd.arg("60");
+    // SAFETY: between fork and exec the closure only calls sigemptyset,
+    // sigaddset and sigprocmask on a local set: async-signal-safe, no
+    // allocation. The blocked mask survives exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let child = spawn(&mut cmd);
+    drop(l);
+    child
+}
+
+/// Whether `pid` has SIGTERM pending (sent while blocked).
+fn sigterm_pending(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = |key: &str| {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in {status}"));
+        u64::from_str_radix(line[key.len()..].trim(), 16).unwrap()
+    };
+    let bit = 1u64 << (libc::SIGTERM - 1);
+    assert_ne!(mask("SigBlk:") & bit, 0, "SIGTERM is blocked in the child");
+    (mask("SigPnd:") | mask("ShdPnd:")) & bit != 0
+}
+
 fn kill_json(args: &[&str]) -> (common::Run, KillReport) {
     let run = Portctl::new(["kill"]).args(args).arg("--json").run();
     let r: KillReport =
@@ -62,13 +103,17 @@ fn issue7_kill_with_another_signal() {
 #[test]
 fn issue7_dry_run_signals_nothing() {
     let port = unused_port();
-    let mut child = child_holding(port);
+    let child = child_holding_with_sigterm_blocked(port);
     let (run, r) = kill_json(&[&format!("{port}"), "--dry-run"]);
     run.expect_code(0);
     assert_eq!(r.targets[0].result, "would_signal");
     assert!(r.dry_run);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(child.child_mut().try_wait().unwrap().is_none(), "dry run must not signal");
+    assert!(!sigterm_pending(child.pid()), "dry run must not signal");
+    // The check can fail: a real kill leaves the signal pending.
+    let (run, r) = kill_json(&[&format!("{port}"), "--yes"]);
+    run.expect_code(0);
+    assert_eq!(r.targets[0].result, "signalled");
+    assert!(sigterm_pending(child.pid()), "the real kill's SIGTERM is pending");
 }
 
 #[test]
@@ -107,7 +152,11 @@ fn issue7_nothing_to_kill_and_time_wait_only() {
     drop(s);
     drop(c);
     drop(l);
-    std::thread::sleep(Duration::from_millis(100));
+    common::wait_until("a TIME_WAIT socket on the port", || {
+        let ss =
+            common::output(Command::new("ss").args(["-tanH", "state", "time-wait", "sport", "=", &format!(":{port}")]));
+        !ss.stdout.trim().is_empty()
+    });
     let run = Portctl::new(["kill", &format!("{port}/tcp"), "--yes"]).run();
     run.expect_code(1);
     assert!(run.stdout.contains("TIME_WAIT") && run.stdout.contains("frees within"), "{}", run.dump());

@@ -31,6 +31,30 @@ fn watch(args: &[&str]) -> (common::ChildGuard, mpsc::Receiver<String>) {
     (child, rx)
 }
 
+/// `n` consecutive ports nothing is bound to (TCP), the first returned.
+fn unused_port_range(n: u16) -> u16 {
+    loop {
+        let base = unused_port();
+        if base.checked_add(n).is_some() && (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+/// The next `want` event for `port` within `wait`, skipping others.
+fn next_event_within(rx: &mpsc::Receiver<String>, want: &str, port: u16, wait: Duration) -> Option<serde_json::Value> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {e}: {line}"));
+        if v["socket"]["local"]["port"] == port && v["event"] == want {
+            return Some(v);
+        }
+    }
+}
+
 fn next_event(rx: &mpsc::Receiver<String>, want: &str, port: u16) -> serde_json::Value {
     loop {
         let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no '{want}' event for {port}"));
@@ -43,13 +67,24 @@ fn next_event(rx: &mpsc::Receiver<String>, want: &str, port: u16) -> serde_json:
 
 #[test]
 fn issue7_watch_events_report_an_added_and_a_removed_listener() {
-    let port = unused_port();
-    let p = port.to_string();
-    // --count bounds the run (20 s at most) even if the test fails.
-    let (_child, rx) = watch(&["--events", "--interval", "100ms", "--count", "200", "listen", "--port", &p]);
-    std::thread::sleep(Duration::from_millis(400));
-    let l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
-    let added = next_event(&rx, "added", port);
+    // A range of ports, so that each try below has a port of its own.
+    let base = unused_port_range(8);
+    let range = format!("{base}-{}", base + 7);
+    // --count bounds the run (60 s at most) even if the test fails.
+    let (_child, rx) = watch(&["--events", "--interval", "100ms", "--count", "600", "listen", "--port", &range]);
+    // The first refresh is a silent baseline: a listener opened before it
+    // is never "added". Open one, wait for its event a while, and if none
+    // comes (it landed in the baseline), try the next port, waiting longer.
+    let mut wait = Duration::from_millis(200);
+    let (l, port, added) = (0..8u16)
+        .find_map(|i| {
+            let port = base + i;
+            let l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+            let found = next_event_within(&rx, "added", port, wait).map(|e| (l, port, e));
+            wait *= 2;
+            found
+        })
+        .expect("watch --events reported a listener opened after it started");
     assert_eq!(added["socket"]["state"], "listen");
     assert_eq!(added["socket"]["owners"][0]["pid"], std::process::id());
     drop(l);
@@ -62,16 +97,17 @@ fn issue7_watch_table_marks_new_sockets_and_stops_after_count() {
     let port = unused_port();
     let p = port.to_string();
     let (child, rx) = watch(&["--interval", "300ms", "--count", "3", "listen", "--port", &p]);
-    std::thread::sleep(Duration::from_millis(100));
+    // The first refresh's heading: the listener opened after it is new.
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("a first refresh");
+    assert!(first.starts_with("every 0.3s: portctl listen: 0 sockets"), "{first}");
     let _l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
     let status = child.wait();
     assert!(status.success(), "watch --count stops by itself and exits 0: {status:?}");
-    let lines: Vec<String> = rx.iter().collect();
+    let lines: Vec<String> = std::iter::once(first).chain(rx.iter()).collect();
     let text = lines.join("\n");
     assert_eq!(lines.iter().filter(|l| l.starts_with("every 0.3s: portctl listen")).count(), 3, "{text}");
     let marked = lines.iter().any(|l| l.trim_start().starts_with('+') && l.contains(&format!(" {port} ")));
-    let first_had_it = lines.iter().take(3).any(|l| l.contains(&format!(" {port} ")));
-    assert!(marked || first_had_it, "the new listener is marked '+' when it appears between refreshes:\n{text}");
+    assert!(marked, "the new listener is marked '+' when it appears between refreshes:\n{text}");
     assert!(!text.contains('\x1b'), "no escapes when piped");
 }
 

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Portctl, Run, spawn, tcp_listener, udp_socket, unused_port};
+use common::{Portctl, Run, require_root, spawn, tcp_listener, udp_socket, unused_port};
 use portctl::domain::bind::Outcome;
 use portctl::domain::who::WhoReport;
 use portctl::model::{Proto, State};
@@ -403,4 +403,31 @@ fn issue3_text_output_shows_verdict_holders_and_binds() {
         assert!(run.stdout.contains(section), "missing {section}:\n{}", run.stdout);
     }
     assert!(run.stdout.contains("tcp46 LISTEN"), "{}", run.stdout);
+}
+
+/// Issue 13: a container id is cut for display by characters. An LXC
+/// container's "id" is its name, any text: a listener in cgroup
+/// `lxc.payload.xéééééé...` made `who` panic (exit 101) slicing it at byte 12.
+#[test]
+#[ignore = "needs root"]
+fn issue13_a_container_named_in_any_letters_does_not_panic_who() {
+    require_root();
+    let name = format!("xéééééé-{}", common::unique_name());
+    let cgroup = common::Cgroup::new(&[format!("lxc.payload.{name}")]);
+    let l = tcp_listener("127.0.0.1:0".parse().unwrap(), None, 16);
+    let port = l.local_addr().unwrap().port();
+    // SAFETY: fcntl on a descriptor we own: let the child inherit it.
+    unsafe { libc::fcntl(l.as_raw_fd(), libc::F_SETFD, 0) };
+    let child = spawn(Command::new("sleep").arg("60"));
+    drop(l);
+    cgroup.add(child.pid());
+    let run = Portctl::new(["who", &format!("{port}/tcp")]).run();
+    run.expect_code(0);
+    let short: String = name.chars().take(12).collect();
+    assert!(run.stdout.contains(&format!("container lxc {short} ")), "{}", run.dump());
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(0);
+    let c = r.holders[0].context.as_ref().and_then(|c| c.container.as_ref()).expect("a container");
+    assert_eq!((c.runtime.as_str(), c.id.as_str()), ("lxc", name.as_str()), "JSON keeps the whole name");
+    drop(child);
 }

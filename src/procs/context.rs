@@ -286,4 +286,25 @@ mod tests {
         assert_eq!(parse(""), None);
         assert_eq!(parse("garbage"), None);
     }
+
+    proptest::proptest! {
+        /// Cgroup paths are chosen by whoever creates the cgroup: anything
+        /// parses to a context or none, never a panic, and a container id
+        /// cut for display stays whole characters.
+        #[test]
+        fn random_cgroup_files_never_panic(text in "\\PC{0,300}") {
+            if let Some(c) = parse(&text) {
+                if let Some(ct) = c.container {
+                    let _ = crate::model::short_id(&ct.id);
+                }
+            }
+        }
+
+        #[test]
+        fn cgroup_like_paths_never_panic(parts in proptest::collection::vec("(docker-|libpod-|crio-|cri-containerd-|lxc\\.payload\\.|pod)?[0-9a-fé.x_-]{0,70}(\\.scope|\\.service)?", 0..6)) {
+            let text = format!("0::/{}\n", parts.join("/"));
+            let _ = parse(&text);
+            let _ = parse(&format!("12:pids:/{}\n", parts.join("/")));
+        }
+    }
 }

@@ -338,4 +338,25 @@ mod tests {
         assert_eq!(&*p.user, "?");
         assert_eq!(p.uid, None);
     }
+
+    proptest::proptest! {
+        /// /proc/PID/stat holds a name the process chose (parentheses,
+        /// spaces, anything): any bytes parse or leave fields empty.
+        #[test]
+        fn random_stat_status_cmdline_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let mut r = RawInfo::default();
+            r.parse_stat(&bytes);
+            let _ = effective_uid(&bytes);
+            let _ = join_cmdline(&bytes);
+        }
+
+        #[test]
+        fn stat_with_any_name(name in "\\PC{0,40}", ppid in 0u64..5_000_000) {
+            let stat = format!("42 ({name}) S {ppid} 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 0\n");
+            let mut r = RawInfo::default();
+            r.parse_stat(stat.as_bytes());
+            proptest::prop_assert_eq!(r.name.as_deref(), Some(name.as_str()));
+            proptest::prop_assert_eq!(r.start_ticks, Some(777));
+        }
+    }
 }

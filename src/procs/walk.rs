@@ -351,4 +351,15 @@ mod tests {
         let n = write_decimal(&mut b, u32::MAX);
         assert_eq!(&b[..=n], b"4294967295\0");
     }
+
+    proptest::proptest! {
+        /// Link targets are whatever the process opened (a path can be
+        /// anything): only `socket:[N]` is a socket.
+        #[test]
+        fn random_links_never_panic(link in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            if let Some(inode) = socket_inode(&link) {
+                proptest::prop_assert_eq!(format!("socket:[{inode}]").into_bytes(), link);
+            }
+        }
+    }
 }

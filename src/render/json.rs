@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Format;
 
-mod socket;
+pub(crate) mod socket;
 
 /// Records per chunk when encoding on several threads.
 const CHUNK: usize = 1024;
@@ -190,5 +190,27 @@ mod tests {
         let items: Vec<usize> = (0..10 * PARALLEL_FROM).collect();
         let e = records::<_, Serde>(&mut Closed, &items, Format::Jsonl).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(6))]
+        /// Through the parallel path (more records than PARALLEL_FROM, on
+        /// every core), `--json` and `--jsonl` are what serde makes of the
+        /// records, in order.
+        #[test]
+        fn socket_lists_equal_serde_through_the_parallel_path(
+            pool in proptest::collection::vec(socket::tests::arb::socket(), 16..48),
+            seed in proptest::num::usize::ANY,
+        ) {
+            let n = 2 * PARALLEL_FROM + seed % CHUNK;
+            let items: Vec<crate::model::Socket> = (0..n).map(|i| pool[(i ^ seed) % pool.len()].clone()).collect();
+            let lines: Vec<String> = items.iter().map(|s| serde_json::to_string(s).unwrap()).collect();
+            let mut json = Vec::new();
+            sockets(&mut json, &items, Format::Json).unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(json).unwrap(), format!("[\n{}\n]\n", lines.join(",\n")));
+            let mut jsonl = Vec::new();
+            sockets(&mut jsonl, &items, Format::Jsonl).unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(jsonl).unwrap(), lines.iter().map(|l| format!("{l}\n")).collect::<String>());
+        }
     }
 }

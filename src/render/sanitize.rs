@@ -97,4 +97,17 @@ mod tests {
         assert_eq!(width("é"), 1);
         assert_eq!(width(&escape("a\u{200b}b")), "a\\u{200b}b".len());
     }
+
+    proptest::proptest! {
+        /// Whatever the text, nothing that needs escaping survives escaping,
+        /// and text that needs none is returned unchanged.
+        #[test]
+        fn escaped_text_is_safe(s in "\\PC{0,60}|[\\x00-\\x1f\\x7f-\\u{9f}\\u{200b}-\\u{206f}\\u{feff}\\u{e0000}-\\u{e007f} a-z]{0,30}") {
+            let e = escape(&s);
+            proptest::prop_assert!(!e.chars().any(needs_escape), "{:?} -> {:?}", s, e);
+            if !s.chars().any(needs_escape) {
+                proptest::prop_assert_eq!(e.as_ref(), s.as_str());
+            }
+        }
+    }
 }

@@ -343,4 +343,34 @@ mod tests {
         bad[0] = 99;
         assert!(socket(Proto::Tcp, &bad).is_err());
     }
+
+    proptest::proptest! {
+        /// Kernel bytes are not trusted: any buffer splits into messages or
+        /// errors, and any payload decodes or errors, never a panic.
+        #[test]
+        fn random_bytes_never_panic(buf in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            for msg in messages(&buf).flatten() {
+                let _ = socket(Proto::Tcp, msg.payload);
+                let _ = error_code(msg.payload);
+                let _ = bound_ifindex(msg.payload);
+            }
+            let _ = socket(Proto::Udp, &buf);
+            let _ = bound_ifindex(&buf);
+        }
+
+        /// A real message with its attributes and length fields mangled.
+        #[test]
+        fn mangled_real_replies_never_panic(
+            at in 0usize..V6_LISTENER.len(),
+            byte in proptest::num::u8::ANY,
+            cut in 0usize..V6_LISTENER.len(),
+        ) {
+            let mut buf = V6_LISTENER.to_vec();
+            buf[at] = byte;
+            buf.truncate(cut.max(1));
+            for msg in messages(&buf).flatten() {
+                let _ = socket(Proto::Tcp, msg.payload);
+            }
+        }
+    }
 }

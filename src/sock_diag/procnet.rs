@@ -151,4 +151,25 @@ mod tests {
         }
         assert!(parse_line(Proto::Tcp, Family::Ipv6, TCP_LISTEN, 10).is_none());
     }
+
+    proptest::proptest! {
+        /// /proc/net rows come from the kernel, but any text must parse or
+        /// be skipped, never panic.
+        #[test]
+        fn random_rows_never_panic(line in "\\PC{0,200}") {
+            for proto in [Proto::Tcp, Proto::Udp] {
+                for family in Family::IP {
+                    let _ = parse_line(proto, family, &line, 10);
+                }
+            }
+            let _ = kernel_state(&line);
+        }
+
+        #[test]
+        fn rows_of_hex_fields_never_panic(fields in proptest::collection::vec("[0-9A-Fa-f:]{0,40}", 0..14)) {
+            let line = fields.join(" ");
+            let _ = parse_line(Proto::Tcp, Family::Ipv6, &line, 10);
+            let _ = parse_line(Proto::Udp, Family::Ipv4, &line, 1);
+        }
+    }
 }

@@ -111,6 +111,61 @@ pub fn own_comm_and_cmdline() -> (String, String) {
 }
 
 // ---------------------------------------------------------------------------
+// Cgroups
+
+/// A cgroup v2 directory tree of the test's own (`components`, outermost
+/// first, under the cgroup2 mount), removed on drop, innermost first.
+/// Declare it before the processes moved into it, so that they are killed
+/// and reaped first.
+pub struct Cgroup {
+    dirs: Vec<PathBuf>,
+    /// The path as /proc/PID/cgroup shows it.
+    pub path: String,
+}
+
+impl Cgroup {
+    pub fn new(components: &[String]) -> Cgroup {
+        require_root();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPER`
+        let mount = mountinfo
+            .lines()
+            .find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                let f: Vec<&str> = left.split_whitespace().collect();
+                (right.split_whitespace().next() == Some("cgroup2") && f.get(3) == Some(&"/")).then(|| f[4].to_string())
+            })
+            .expect("a cgroup v2 hierarchy mounted at its root (the test builds a cgroup path there)");
+        let mut cg = Cgroup { dirs: Vec::new(), path: format!("/{}", components.join("/")) };
+        let mut dir = PathBuf::from(mount);
+        for c in components {
+            dir.push(c);
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            cg.dirs.push(dir.clone());
+        }
+        cg
+    }
+
+    /// Moves `pid` into the innermost directory.
+    pub fn add(&self, pid: u32) {
+        let procs = self.dirs.last().expect("a cgroup directory").join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).unwrap_or_else(|e| panic!("{}: {e}", procs.display()));
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(text.lines().any(|l| l == format!("0::{}", self.path)), "{pid} not moved: {text}");
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().rev() {
+            if let Err(e) = std::fs::remove_dir(d) {
+                eprintln!("warning: rmdir {}: {e}", d.display());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Running commands
 
 /// What a finished command left behind.
