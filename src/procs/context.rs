@@ -293,10 +293,8 @@ mod tests {
         /// cut for display stays whole characters.
         #[test]
         fn random_cgroup_files_never_panic(text in "\\PC{0,300}") {
-            if let Some(c) = parse(&text) {
-                if let Some(ct) = c.container {
-                    let _ = crate::model::short_id(&ct.id);
-                }
+            if let Some(ct) = parse(&text).and_then(|c| c.container) {
+                let _ = crate::model::short_id(&ct.id);
             }
         }
 
