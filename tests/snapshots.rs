@@ -315,6 +315,8 @@ fn kill_text() {
     };
     r.message = portctl::domain::kill::summary(&r, "443/tcp");
     insta::assert_snapshot!(text(|w| render::kill::write(w, &r, Style { color: false })));
+    let coloured = text(|w| render::kill::write(w, &r, Style { color: true })).replace('\x1b', "<ESC>");
+    insta::assert_snapshot!("kill_text_colour", coloured);
 }
 
 #[test]

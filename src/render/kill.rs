@@ -2,15 +2,25 @@
 
 use std::io::{self, Write};
 
-use super::Style;
+use comfy_table::Color;
+
+use super::{Style, sanitize};
 use crate::domain::kill::KillReport;
 
 pub fn write(w: &mut dyn Write, r: &KillReport, st: Style) -> io::Result<()> {
     for t in &r.targets {
         let reason = t.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-        st.line(w, &format!("{:<13} {} (pid {}, user {}){reason}", t.result.replace('_', " "), t.name, t.pid, t.user))?;
+        // The result word, padded before painting (codes have no width).
+        let result = format!("{:<13}", t.result.replace('_', " "));
+        let color = match t.result.as_str() {
+            "signalled" | "killed" => Color::Green,
+            "would_signal" | "gone" => Color::Yellow,
+            _ => Color::Red,
+        };
+        let rest = sanitize::escape(&format!(" {} (pid {}, user {}){reason}", t.name, t.pid, t.user)).into_owned();
+        writeln!(w, "{}{rest}", st.paint(&result, color))?;
     }
-    st.line(w, &r.message)
+    st.heading(w, &r.message)
 }
 
 /// The confirmation prompt's list (stderr), one process a line.
