@@ -14,8 +14,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) if portctl::error::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
+            // Messages can carry names from the system (namespaces, paths):
+            // escaped for the terminal like every other stderr line.
             for line in portctl::error::render(&e) {
-                eprintln!("{line}");
+                eprintln!("{}", portctl::render::sanitize::escape(&line));
             }
             ExitCode::from(portctl::report::EXIT_ERROR as u8)
         }
@@ -41,7 +43,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
             let msg: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
             let msg = msg.join(" ");
             let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
-            eprintln!("portctl: error: {msg}");
+            eprintln!("portctl: error: {}", portctl::render::sanitize::escape(msg));
             ExitCode::from(portctl::report::EXIT_ERROR as u8)
         }
     }
