@@ -661,3 +661,37 @@ fn issue2_dual_stack_is_reported_as_such() {
         assert_eq!(ss_dual.get(&e.key()), Some(&(e.v6only == Some(false))), "ss on {}", e.what);
     }
 }
+
+/// Live snapshots (issue 13): the real binary's tables for a population
+/// built in a namespace of the test's own, with what changes from run to
+/// run redacted (pids; the kernel's ephemeral ports), and columns collapsed
+/// to single spaces (pid widths vary; alignment is snapshotted from fixtures
+/// in tests/snapshots.rs).
+#[test]
+#[ignore = "needs root"]
+fn live_tables_snapshot() {
+    require_root();
+    let ns = Netns::new();
+    let pop = Sockpop::start(
+        &["--procs", "2", "--listeners", "3", "--established", "2", "--udp", "2", "--base-port", "31000"],
+        Some(&ns),
+    );
+    let redact = |text: &str| -> String {
+        let mut out = text.to_string();
+        let mut pids = pop.holders.clone();
+        pids.sort_unstable_by_key(|p| std::cmp::Reverse(p.to_string().len()));
+        for p in pids {
+            out = regex::Regex::new(&format!(r"\b{p}\b")).unwrap().replace_all(&out, "[pid]").into_owned();
+        }
+        let ephemeral = regex::Regex::new(r":(3[3-9]\d{3}|[4-5]\d{4}|60\d{3})\b").unwrap();
+        let out = ephemeral.replace_all(&out, ":[ephemeral]").into_owned();
+        out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
+    };
+    let listen = Portctl::new(["listen"]).netns(&ns).run();
+    listen.expect_code(0);
+    insta::assert_snapshot!("live_listen", redact(&listen.stdout));
+    let conns = Portctl::new(["conns", "--tcp", "--port", "31000"]).netns(&ns).run();
+    conns.expect_code(0);
+    insta::assert_snapshot!("live_conns", redact(&conns.stdout));
+    drop(pop);
+}

@@ -431,3 +431,24 @@ fn issue13_a_container_named_in_any_letters_does_not_panic_who() {
     assert_eq!((c.runtime.as_str(), c.id.as_str()), ("lxc", name.as_str()), "JSON keeps the whole name");
     drop(child);
 }
+
+/// Issue 13: escaping is for terminals only. `who --json` carried the
+/// terminal escaping in `verdict.summary` and `hints` (`ev\\x1bil` beside
+/// the raw name in `holders`); now every JSON string is the raw name, and
+/// the text escapes every line, including the zero-width and bidi ones.
+#[test]
+fn issue13_who_json_carries_raw_names_and_text_escapes_them() {
+    let name = "ev\x1bil\u{200b}\u{2067}x";
+    let held = common::NamedHolder::start(name);
+    let spec = format!("{}/tcp", held.port);
+    let (run, r) = who(&spec);
+    run.expect_code(0);
+    assert_eq!(r.holders[0].name, name);
+    assert!(r.verdict.summary[0].contains(&format!("{name} (pid {}", held.child.pid())), "{:?}", r.verdict.summary);
+    assert!(r.hints.iter().any(|h| h.contains(&format!("kill {}", held.child.pid()))), "{:?}", r.hints);
+    assert!(!run.stdout.contains("\\\\x1b"), "no terminal escaping inside JSON strings: {}", run.stdout);
+    let run = Portctl::new(["who", &spec]).run();
+    run.expect_code(0);
+    assert!(!run.stdout.chars().any(|c| portctl::render::sanitize::needs_escape(c) && c != '\n'), "{:?}", run.stdout);
+    assert!(run.stdout.contains(r"ev\x1bil\u{200b}\u{2067}x (pid"), "{}", run.dump());
+}

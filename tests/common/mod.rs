@@ -85,20 +85,14 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// User name of a uid (getpwuid_r), or the number when it has none, which is
-/// what portctl prints.
+/// User name of a uid, as `getent passwd UID` (NSS, like portctl) names it,
+/// or the number when it has none, which is what portctl prints.
 pub fn user_name(uid: u32) -> String {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: a zeroed passwd is a valid out-parameter.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the sizes given.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() {
-        return uid.to_string();
+    let run = output(Command::new("getent").args(["passwd", &uid.to_string()]));
+    match run.stdout.split(':').next() {
+        Some(name) if run.status.success() && !name.is_empty() => name.to_string(),
+        _ => uid.to_string(),
     }
-    // SAFETY: pw_name points into buf, NUL-terminated.
-    unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned()
 }
 
 /// This process's `comm` and command line as /proc shows them to others.
