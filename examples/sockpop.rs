@@ -11,7 +11,16 @@
 //!
 //! Build/run: `cargo build --release --example sockpop`, then
 //! `ip netns exec NS target/release/examples/sockpop --established 1000`.
-//! Only `std` and `libc` are used.
+//! Only `std`, `libc` and `rustix` are used.
+//!
+//! # Unsafe code
+//! Every fd here is a plain `RawFd` that sockpop created (or inherited over `fork`) and
+//! owns until it closes it or exits; none is ever wrapped in an `OwnedFd`, `File` or other
+//! owning std/rustix type, so the raw libc calls on them cannot close or reuse an fd that
+//! Rust code elsewhere believes it owns. The socket and fd-passing calls stay on libc
+//! because they need this raw-fd bookkeeping (fds cross `fork` and SCM_RIGHTS and are
+//! held until exit); process calls that take no fd go through rustix. Each `unsafe`
+//! block says why its pointers and lengths are valid.
 //!
 //! # What gets created (addresses are 127.0.0.1, or ::1 with `--v6`)
 //! * `--listeners N` (default 0): TCP listeners on ports `base-port .. base-port+N-1`
@@ -82,14 +91,14 @@
 //!   older than 1 s once the port search for a destination wraps; the top-up absorbs it.
 //! * RLIMIT_NOFILE (the hard limit bounds each holder) and `net.unix.max_dgram_qlen`
 //!   (fd hand-over between holders blocks briefly when a receiver's queue is full).
-// Being documented (issue 13): every unsafe block will say why it is sound.
-#![allow(clippy::undocumented_unsafe_blocks)]
-
 use std::ffi::{c_int, c_void};
 use std::io::{self, Write};
 use std::mem::{size_of, size_of_val, zeroed};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitOptions, waitpid};
 
 const USAGE: &str = "usage: sockpop [--procs N] [--listeners N] [--established N] [--time-wait N] \
 [--close-wait N] [--udp N] [--shared-listener] [--v6] [--base-port P] [--hold-secs S] [--ignore-stdin]";
@@ -245,18 +254,15 @@ impl SysInfo {
 }
 
 fn raise_nofile() -> usize {
-    unsafe {
-        let mut rl: libc::rlimit = zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
-            return 1024;
-        }
-        if rl.rlim_cur < rl.rlim_max {
-            rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-        }
-        rl.rlim_cur.min(usize::MAX as libc::rlim_t) as usize
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // rustix spells RLIM_INFINITY as None.
+    let value = |v: Option<u64>| v.unwrap_or(u64::MAX);
+    let mut rl = getrlimit(Resource::Nofile);
+    if value(rl.current) < value(rl.maximum) {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: rl.maximum, maximum: rl.maximum });
+        rl = getrlimit(Resource::Nofile);
     }
+    usize::try_from(value(rl.current)).unwrap_or(usize::MAX)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -437,13 +443,19 @@ fn cvt(r: c_int) -> io::Result<c_int> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }
 
+/// Closes an fd this process owns; callers never use `fd` again.
 fn close(fd: RawFd) {
+    // SAFETY: close(2) takes no pointers. `fd` is one of sockpop's own raw fds (see
+    // "Unsafe code" at the top), not one held by an owning Rust type, and callers drop
+    // it from their bookkeeping, so no live handle is left pointing at a reused number.
     unsafe {
         libc::close(fd);
     }
 }
 
 fn setsockopt_int(fd: RawFd, level: c_int, name: c_int, val: c_int) -> io::Result<()> {
+    // SAFETY: optval points to `val`, a live c_int on this stack frame, and optlen is
+    // exactly its size; the kernel only reads it.
     let r = unsafe {
         libc::setsockopt(fd, level, name, &val as *const c_int as *const c_void, size_of::<c_int>() as libc::socklen_t)
     };
@@ -453,6 +465,8 @@ fn setsockopt_int(fd: RawFd, level: c_int, name: c_int, val: c_int) -> io::Resul
 /// SO_LINGER {on, 0}: close() sends RST, so tearing down leaves no TIME_WAIT behind.
 fn set_linger0(fd: RawFd) {
     let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: optval points to `l`, a live `struct linger`, and optlen is its size; the
+    // kernel only reads it. A failure leaves the default linger, as before.
     unsafe {
         libc::setsockopt(
             fd,
@@ -465,6 +479,10 @@ fn set_linger0(fd: RawFd) {
 }
 
 fn sockaddr(v6: bool, port: u16) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain integers, so all-zero is a valid value; it is
+    // larger than and at least as aligned as sockaddr_in and sockaddr_in6 (that is its
+    // purpose), so writing either one's fields through a cast pointer stays in bounds.
+    // The returned length is the size of the struct actually filled in.
     unsafe {
         let mut ss: libc::sockaddr_storage = zeroed();
         if v6 {
@@ -484,6 +502,9 @@ fn sockaddr(v6: bool, port: u16) -> (libc::sockaddr_storage, libc::socklen_t) {
 }
 
 fn port_of(ss: &libc::sockaddr_storage) -> u16 {
+    // SAFETY: the cast is chosen by ss_family, so the bytes were written by the kernel (or
+    // by `sockaddr`) as that struct; sockaddr_storage is large and aligned enough for
+    // sockaddr_in and sockaddr_in6, and reading their integer fields is always defined.
     unsafe {
         match ss.ss_family as c_int {
             libc::AF_INET => u16::from_be((*(ss as *const _ as *const libc::sockaddr_in)).sin_port),
@@ -502,6 +523,7 @@ fn addr_text(v6: bool, port: u16) -> String {
 }
 
 fn new_socket(v6: bool, ty: c_int) -> io::Result<RawFd> {
+    // SAFETY: socket(2) takes no pointers; the new fd is owned by the caller.
     cvt(unsafe { libc::socket(family(v6), ty | libc::SOCK_CLOEXEC, 0) })
 }
 
@@ -510,6 +532,8 @@ fn bind_to(fd: RawFd, v6: bool, port: u16) -> io::Result<()> {
         setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
     }
     let (ss, len) = sockaddr(v6, port);
+    // SAFETY: addr points to `ss`, which lives across the call, and `len` (from
+    // `sockaddr`) does not exceed its size; bind(2) only reads it.
     cvt(unsafe { libc::bind(fd, &ss as *const _ as *const libc::sockaddr, len) }).map(|_| ())
 }
 
@@ -518,6 +542,7 @@ fn tcp_listen(v6: bool, port: u16) -> Res<RawFd> {
     let fd = new_socket(v6, libc::SOCK_STREAM).map_err(ctx)?;
     let r = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
         .and_then(|_| bind_to(fd, v6, port))
+        // SAFETY: listen(2) takes no pointers; `fd` is the socket created just above.
         .and_then(|_| cvt(unsafe { libc::listen(fd, LISTEN_BACKLOG) }).map(|_| ()));
     match r {
         Ok(()) => Ok(fd),
@@ -553,6 +578,8 @@ fn tcp_connect(v6: bool, port: u16, src_port: Option<u16>) -> Res<(RawFd, u16)> 
         }
     }
     let (ss, len) = sockaddr(v6, port);
+    // SAFETY: addr points to `ss`, live across the call, and `len` does not exceed its
+    // size; connect(2) only reads it.
     let r = unsafe { libc::connect(fd, &ss as *const _ as *const libc::sockaddr, len) };
     if r != 0 {
         let e = io::Error::last_os_error();
@@ -567,6 +594,8 @@ fn tcp_connect(v6: bool, port: u16, src_port: Option<u16>) -> Res<(RawFd, u16)> 
             return Err(ctx(e));
         }
         let mut l = size_of::<c_int>() as libc::socklen_t;
+        // SAFETY: optval points to `err`, a live c_int, and optlen to `l`, which holds its
+        // size, so the kernel writes at most one c_int and updates `l`.
         unsafe {
             libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut err as *mut c_int as *mut c_void, &mut l);
         }
@@ -575,8 +604,11 @@ fn tcp_connect(v6: bool, port: u16, src_port: Option<u16>) -> Res<(RawFd, u16)> 
             return Err(ctx(io::Error::from_raw_os_error(err)));
         }
     }
+    // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
     let mut local: libc::sockaddr_storage = unsafe { zeroed() };
     let mut l = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: addr points to `local` and addrlen to `l`, which holds its full size, so
+    // the kernel writes at most that many bytes (truncating if ever needed).
     let r = unsafe { libc::getsockname(fd, &mut local as *mut _ as *mut libc::sockaddr, &mut l) };
     if r != 0 {
         let e = io::Error::last_os_error();
@@ -592,6 +624,8 @@ fn wait_fd(fd: RawFd, events: libc::c_short, timeout_ms: c_int) -> io::Result<li
     loop {
         let mut p = libc::pollfd { fd, events, revents: 0 };
         let left = deadline.saturating_duration_since(Instant::now()).as_millis() as c_int;
+        // SAFETY: fds points to `p`, one live pollfd, and nfds is 1; the kernel writes
+        // only its `revents`.
         let r = unsafe { libc::poll(&mut p, 1, left) };
         if r > 0 {
             return Ok(p.revents);
@@ -611,6 +645,8 @@ fn write_line(fd: RawFd, line: &str) {
     s.push('\n');
     let mut b = s.as_bytes();
     while !b.is_empty() {
+        // SAFETY: buf/count are the pointer and length of the live slice `b`; write(2)
+        // only reads from it.
         let r = unsafe { libc::write(fd, b.as_ptr() as *const c_void, b.len()) };
         if r < 0 {
             if errno() == libc::EINTR {
@@ -639,7 +675,12 @@ struct UnixAddr {
 }
 
 fn new_inbox() -> io::Result<(RawFd, UnixAddr)> {
+    // SAFETY: socket(2) takes no pointers; the new fd is returned to the caller.
     let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: sockaddr_un is plain integers, so all-zero is valid. bind(2) reads only the
+    // first size_of::<sa_family_t>() bytes of `a`; getsockname(2) writes at most `len`
+    // = size_of::<sockaddr_un>() bytes into `a` and stores the real length in `len`.
+    // `fd` is the socket just created; on error it is closed once and not returned.
     unsafe {
         let mut a: libc::sockaddr_un = zeroed();
         a.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -666,9 +707,20 @@ fn send_fds(sender: RawFd, to: &UnixAddr, fds: &[RawFd]) -> Res<()> {
     debug_assert!(n > 0 && n <= SCM_MAX_FDS);
     let mut payload = (n as u32).to_ne_bytes();
     let mut iov = libc::iovec { iov_base: payload.as_mut_ptr() as *mut c_void, iov_len: 4 };
+    // SAFETY: CMSG_SPACE is arithmetic on its argument only.
     let space = unsafe { libc::CMSG_SPACE(size_of_val(fds) as u32) } as usize;
     let mut cbuf = vec![0u64; space.div_ceil(8)];
     let deadline = Instant::now() + Duration::from_secs(120);
+    // SAFETY: msghdr is plain integers and pointers, so all-zero (null pointers) is valid.
+    // Every pointer stored in it outlives the sendmsg loop below: msg_name -> `to.addr`
+    // (borrowed for the call; the kernel only reads it, so the *mut cast is never written
+    // through) with msg_namelen = the length getsockname reported for it; msg_iov -> `iov`
+    // -> `payload` (4 bytes, iov_len 4); msg_control -> `cbuf`, a Vec<u64> of at least
+    // `space` bytes, 8-aligned as cmsghdr requires. Because msg_controllen = CMSG_SPACE(n
+    // fds) >= size_of::<cmsghdr>(), CMSG_FIRSTHDR returns a non-null pointer to the start
+    // of `cbuf`, and the header plus CMSG_LEN(n fds) bytes of data fit inside `space`, so
+    // the n unaligned c_int writes stay in bounds. The fds are open fds of this process;
+    // sendmsg duplicates them for the receiver and does not take them from us.
     unsafe {
         let mut msg: libc::msghdr = zeroed();
         msg.msg_name = &to.addr as *const _ as *mut c_void;
@@ -706,11 +758,22 @@ fn send_fds(sender: RawFd, to: &UnixAddr, fds: &[RawFd]) -> Res<()> {
 
 fn receive_fds(inbox: RawFd, expected: usize) -> Res<Vec<RawFd>> {
     let mut got = Vec::with_capacity(expected);
+    // SAFETY: CMSG_SPACE is arithmetic on its argument only.
     let space = unsafe { libc::CMSG_SPACE((SCM_MAX_FDS * size_of::<c_int>()) as u32) } as usize;
     let mut cbuf = vec![0u64; space.div_ceil(8)];
     while got.len() < expected {
         let mut payload = [0u8; 16];
         let mut iov = libc::iovec { iov_base: payload.as_mut_ptr() as *mut c_void, iov_len: payload.len() };
+        // SAFETY: msghdr is plain integers and pointers, so all-zero is valid. msg_iov ->
+        // `iov` -> `payload` (16 bytes, iov_len 16) and msg_control -> `cbuf` (>= `space`
+        // bytes, 8-aligned for cmsghdr, msg_controllen = space) live across the call, so
+        // recvmsg writes only inside them and sets msg_controllen to what it wrote.
+        // CMSG_FIRSTHDR/CMSG_NXTHDR only return headers that lie inside that written
+        // length (null otherwise). For an SCM_RIGHTS header the kernel wrote cmsg_len
+        // bytes inside the buffer (a truncated control message is refused before the
+        // walk), so its data holds (cmsg_len - CMSG_LEN(0)) / size_of::<c_int>() fds,
+        // read unaligned, in bounds.
+        // Those fds were installed in this process by recvmsg and are now ours to hold.
         unsafe {
             let mut msg: libc::msghdr = zeroed();
             msg.msg_iov = &mut iov;
@@ -865,8 +928,11 @@ impl Holder<'_> {
         let mut matched = 0;
         while matched < n {
             wait_fd(lfd, libc::POLLIN, IO_TIMEOUT_MS).map_err(|e| format!("accept on {}: {e}", addr_text(v6, port)))?;
+            // SAFETY: sockaddr_storage is plain integers; all-zero is a valid value.
             let mut peer: libc::sockaddr_storage = unsafe { zeroed() };
             let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: addr points to `peer` and addrlen to `len`, which holds its full
+            // size, so the kernel writes at most that many bytes; the accepted fd is ours.
             let fd =
                 unsafe { libc::accept4(lfd, &mut peer as *mut _ as *mut libc::sockaddr, &mut len, libc::SOCK_CLOEXEC) };
             if fd < 0 {
@@ -932,6 +998,7 @@ impl Holder<'_> {
                 loop {
                     wait_fd(s, libc::POLLIN | libc::POLLRDHUP, IO_TIMEOUT_MS)
                         .map_err(|e| format!("waiting for the peer's FIN (time-wait): {e}"))?;
+                    // SAFETY: buf/count are the pointer and length of the live array `buf`.
                     let r = unsafe { libc::read(s, buf.as_mut_ptr() as *mut c_void, buf.len()) };
                     if r == 0 || (r < 0 && errno() != libc::EINTR && errno() != libc::EAGAIN) {
                         break;
@@ -967,14 +1034,19 @@ impl Holder<'_> {
         let mut buf: Vec<u8> = Vec::new();
         loop {
             let mut tmp = [0u8; 512];
+            // SAFETY: buf/count are the pointer and length of the live array `tmp`.
             let r = unsafe { libc::read(cmd_r, tmp.as_mut_ptr() as *mut c_void, tmp.len()) };
             if r == 0 {
+                // SAFETY: _exit(2) takes no pointers and does not return. It is used rather
+                // than process::exit so this forked holder runs no atexit handlers and
+                // flushes no stdio state copied from the parent.
                 unsafe { libc::_exit(0) };
             }
             if r < 0 {
                 if errno() == libc::EINTR {
                     continue;
                 }
+                // SAFETY: as for _exit(0) above.
                 unsafe { libc::_exit(1) };
             }
             buf.extend_from_slice(&tmp[..r as usize]);
@@ -995,7 +1067,7 @@ impl Holder<'_> {
 
 struct ChildCtx<'a> {
     me: usize,
-    parent_pid: libc::pid_t,
+    parent_pid: Pid,
     old_mask: &'a libc::sigset_t,
     status_r: RawFd,
     status_w: RawFd,
@@ -1009,11 +1081,18 @@ struct ChildCtx<'a> {
 }
 
 fn child_main(plan: &Plan, cx: ChildCtx) -> ! {
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    if rustix::process::getppid() != Some(cx.parent_pid) {
+        // The parent died before PR_SET_PDEATHSIG was in place.
+        // SAFETY: _exit(2) takes no pointers and does not return; no atexit handlers or
+        // stdio flushes of state copied from the parent run in this forked child.
+        unsafe { libc::_exit(1) };
+    }
+    // SAFETY: `cx.old_mask` points to the sigset_t the parent filled in with
+    // sigprocmask(2) before forking (this child has its own copy of that memory) and the
+    // old-set pointer is null, which sigprocmask allows. The child is single-threaded
+    // here (see the fork in `parent`), so setting the process mask is well defined.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-        if libc::getppid() != cx.parent_pid {
-            libc::_exit(1);
-        }
         libc::sigprocmask(libc::SIG_SETMASK, cx.old_mask, std::ptr::null_mut());
     }
     let me = cx.me;
@@ -1025,6 +1104,8 @@ fn child_main(plan: &Plan, cx: ChildCtx) -> ! {
         Err(_) => "holder panicked".to_string(),
     };
     write_line(status_w, &format!("err {me} {msg}"));
+    // SAFETY: _exit(2) takes no pointers and does not return (see above for why not
+    // process::exit in a forked child).
     unsafe { libc::_exit(1) }
 }
 
@@ -1044,15 +1125,13 @@ fn holder_run(plan: &Plan, cx: &ChildCtx) -> Res<()> {
     {
         close(fd);
     }
-    unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::dup2(null, 1);
-            close(null);
-        }
+    // O_RDWR | O_CLOEXEC, as std opens every file; dup2 leaves fds 0 and 1 inheritable.
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
     }
     raise_nofile();
+    // SAFETY: socket(2) takes no pointers; the new fd is this holder's sender.
     let sender = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
         .map_err(|e| format!("unix socket: {e}"))?;
     let inbox = cx.inboxes[cx.me];
@@ -1104,6 +1183,7 @@ fn sockstat_tw() -> Option<usize> {
 }
 
 fn count_time_wait(v6: bool) -> io::Result<usize> {
+    // SAFETY: socket(2) takes no pointers; the fd is closed below, once.
     let fd =
         cvt(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) })?;
     let res = count_time_wait_on(fd, v6);
@@ -1112,6 +1192,7 @@ fn count_time_wait(v6: bool) -> io::Result<usize> {
 }
 
 fn count_time_wait_on(fd: RawFd, v6: bool) -> io::Result<usize> {
+    // SAFETY: DiagReq is repr(C) and made only of integers, so all-zero is a valid value.
     let mut req: DiagReq = unsafe { zeroed() };
     req.nlh.nlmsg_len = size_of::<DiagReq>() as u32;
     req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
@@ -1120,8 +1201,12 @@ fn count_time_wait_on(fd: RawFd, v6: bool) -> io::Result<usize> {
     req.family = family(v6) as u8;
     req.protocol = libc::IPPROTO_TCP as u8;
     req.states = 1 << TCP_TIME_WAIT;
+    // SAFETY: sockaddr_nl is plain integers; all-zero (pid 0 = the kernel) is valid.
     let mut sa: libc::sockaddr_nl = unsafe { zeroed() };
     sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: buf/len are `req` and its full size (16 + 4 + 4 + 48 bytes, no padding, so
+    // every byte sent is initialised); dest_addr/addrlen are `sa` and its size. Both live
+    // across the call and are only read.
     let r = unsafe {
         libc::sendto(
             fd,
@@ -1138,6 +1223,7 @@ fn count_time_wait_on(fd: RawFd, v6: bool) -> io::Result<usize> {
     let mut buf = vec![0u8; 1 << 16];
     let mut count = 0;
     loop {
+        // SAFETY: buf/len are the pointer and length of the live Vec `buf`.
         let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut c_void, buf.len(), 0) };
         if n < 0 {
             if errno() == libc::EINTR {
@@ -1174,7 +1260,7 @@ fn count_time_wait_on(fd: RawFd, v6: bool) -> io::Result<usize> {
 // Parent
 
 struct Kids {
-    pids: Vec<libc::pid_t>,
+    pids: Vec<Pid>,
     alive: Vec<bool>,
 }
 
@@ -1182,13 +1268,13 @@ impl Kids {
     fn kill_all(&mut self) {
         for (i, &pid) in self.pids.iter().enumerate() {
             if self.alive[i] {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                // Not reaped yet, so the pid is still our child's.
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
             }
         }
         for (i, &pid) in self.pids.iter().enumerate() {
             if self.alive[i] {
-                let mut st = 0;
-                while unsafe { libc::waitpid(pid, &mut st, 0) } < 0 && errno() == libc::EINTR {}
+                while let Err(Errno::INTR) = waitpid(Some(pid), WaitOptions::empty()) {}
                 self.alive[i] = false;
             }
         }
@@ -1201,8 +1287,10 @@ impl Kids {
             if !self.alive[i] {
                 continue;
             }
-            let mut st = 0;
-            if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
+            if let Ok(Some((p, st))) = waitpid(Some(pid), WaitOptions::NOHANG)
+                && p == pid
+            {
+                let st = st.as_raw();
                 self.alive[i] = false;
                 let how = if libc::WIFSIGNALED(st) {
                     format!("killed by signal {}", libc::WTERMSIG(st))
@@ -1256,8 +1344,14 @@ fn parent(o: Opts) -> i32 {
     let p = plan.procs();
 
     // Block the signals we handle through a signalfd (the holders restore the old mask).
+    // SAFETY: sigset_t is a plain bit array; all-zero is a valid (empty) value, and
+    // sigemptyset below initialises `sigs` the documented way anyway.
     let mut sigs: libc::sigset_t = unsafe { zeroed() };
+    // SAFETY: as for `sigs`; sigprocmask overwrites it with the current mask.
     let mut old_mask: libc::sigset_t = unsafe { zeroed() };
+    // SAFETY: every pointer is to one of the two live local sigset_t values above and the
+    // signal numbers are valid. The process is still single-threaded (nothing has spawned
+    // a thread yet), so sigprocmask(2) sets the mask of the one thread there is.
     unsafe {
         libc::sigemptyset(&mut sigs);
         for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD] {
@@ -1267,6 +1361,7 @@ fn parent(o: Opts) -> i32 {
     }
 
     let mut status = [0 as c_int; 2];
+    // SAFETY: pipefd points to `status`, a live array of the two c_int pipe2(2) writes.
     if unsafe { libc::pipe2(status.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         eprintln!("sockpop: pipe: {}", io::Error::last_os_error());
         return 1;
@@ -1298,16 +1393,23 @@ fn parent(o: Opts) -> i32 {
         None
     };
 
-    let parent_pid = unsafe { libc::getpid() };
+    let parent_pid = rustix::process::getpid();
     let mut kids = Kids { pids: Vec::with_capacity(p), alive: Vec::with_capacity(p) };
     let mut cmd_w: Vec<RawFd> = Vec::with_capacity(p);
     for me in 0..p {
         let mut cmd = [0 as c_int; 2];
+        // SAFETY: pipefd points to `cmd`, a live array of the two c_int pipe2(2) writes.
         if unsafe { libc::pipe2(cmd.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
             eprintln!("sockpop: pipe: {}", io::Error::last_os_error());
             kids.kill_all();
             return 1;
         }
+        // SAFETY: fork(2) takes no pointers. sockpop has only its main thread here (the one
+        // thread it ever spawns is a holder's fd receiver, after the fork), so no lock
+        // (allocator, stdio) can be held by a thread missing from the child, and the child
+        // may allocate, print and spawn threads. The child runs `child_main`, which never
+        // returns (-> !): it leaves through _exit, so it neither continues this loop nor
+        // drops or closes the parent's state a second time.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             child_main(
@@ -1334,7 +1436,8 @@ fn parent(o: Opts) -> i32 {
             kids.kill_all();
             return 1;
         }
-        kids.pids.push(pid);
+        // fork() returned > 0: a child pid.
+        kids.pids.push(Pid::from_raw(pid).expect("fork returned a positive pid"));
         kids.alive.push(true);
         cmd_w.push(cmd[1]);
     }
@@ -1358,13 +1461,15 @@ fn parent(o: Opts) -> i32 {
 
 /// Prints the `err` lines holders left in the status pipe (called when one has died, so
 /// its own explanation comes before the bare exit status).
-fn report_holder_errors(status_r: RawFd, sbuf: &mut Vec<u8>, pids: &[libc::pid_t]) {
+fn report_holder_errors(status_r: RawFd, sbuf: &mut Vec<u8>, pids: &[Pid]) {
     loop {
         let mut p = libc::pollfd { fd: status_r, events: libc::POLLIN, revents: 0 };
+        // SAFETY: fds points to `p`, one live pollfd, and nfds is 1.
         if unsafe { libc::poll(&mut p, 1, 0) } <= 0 {
             break;
         }
         let mut tmp = [0u8; 4096];
+        // SAFETY: buf/count are the pointer and length of the live array `tmp`.
         let n = unsafe { libc::read(status_r, tmp.as_mut_ptr() as *mut c_void, tmp.len()) };
         if n <= 0 {
             break;
@@ -1374,7 +1479,8 @@ fn report_holder_errors(status_r: RawFd, sbuf: &mut Vec<u8>, pids: &[libc::pid_t
     for line in String::from_utf8_lossy(sbuf).lines() {
         let mut it = line.splitn(3, ' ');
         if let (Some("err"), Some(who), Some(msg)) = (it.next(), it.next(), it.next()) {
-            let pid = who.parse::<usize>().ok().and_then(|w| pids.get(w)).copied().unwrap_or(0);
+            let pid = who.parse::<usize>().ok().and_then(|w| pids.get(w)).copied();
+            let pid = Pid::as_raw(pid);
             eprintln!("sockpop: holder {who} (pid {pid}): {msg}");
         }
     }
@@ -1382,6 +1488,8 @@ fn report_holder_errors(status_r: RawFd, sbuf: &mut Vec<u8>, pids: &[libc::pid_t
 }
 
 fn supervise(o: &Opts, plan: &Plan, kids: &mut Kids, cmd_w: &[RawFd], status_r: RawFd, sigs: &libc::sigset_t) -> i32 {
+    // SAFETY: mask points to `sigs`, a live, initialised sigset_t borrowed for the call;
+    // fd -1 asks for a new signalfd, owned here until exit.
     let sfd = unsafe { libc::signalfd(-1, sigs, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
     if sfd < 0 {
         eprintln!("sockpop: signalfd: {}", io::Error::last_os_error());
@@ -1420,6 +1528,8 @@ fn supervise(o: &Opts, plan: &Plan, kids: &mut Kids, cmd_w: &[RawFd], status_r: 
             pfds.push(libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 });
         }
         let ms = timeout.as_millis().min(60_000) as c_int + 1;
+        // SAFETY: fds/nfds are the pointer and length of the live Vec `pfds`; the kernel
+        // writes only the `revents` fields.
         let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
         if r < 0 && errno() != libc::EINTR {
             eprintln!("sockpop: poll: {}", io::Error::last_os_error());
@@ -1428,7 +1538,10 @@ fn supervise(o: &Opts, plan: &Plan, kids: &mut Kids, cmd_w: &[RawFd], status_r: 
         for pf in pfds.iter().filter(|pf| pf.revents != 0) {
             if pf.fd == sfd {
                 loop {
+                    // SAFETY: signalfd_siginfo is plain integers; all-zero is a valid value.
                     let mut si: libc::signalfd_siginfo = unsafe { zeroed() };
+                    // SAFETY: buf/count are `si` and its exact size, the unit a signalfd
+                    // read returns; the kernel writes at most that many bytes.
                     let n = unsafe {
                         libc::read(sfd, &mut si as *mut _ as *mut c_void, size_of::<libc::signalfd_siginfo>())
                     };
@@ -1447,12 +1560,15 @@ fn supervise(o: &Opts, plan: &Plan, kids: &mut Kids, cmd_w: &[RawFd], status_r: 
                 }
             } else if pf.fd == 0 {
                 let mut tmp = [0u8; 4096];
-                let n = unsafe { libc::read(0, tmp.as_mut_ptr() as *mut c_void, tmp.len()) };
-                if n == 0 || (n < 0 && errno() != libc::EINTR && errno() != libc::EAGAIN) {
-                    return 0; // EOF on stdin
+                // Unbuffered read(2) of fd 0 (std's Stdin would buffer behind poll's back).
+                match rustix::io::read(io::stdin(), &mut tmp) {
+                    Ok(0) => return 0, // EOF on stdin
+                    Err(e) if e != Errno::INTR && e != Errno::AGAIN => return 0,
+                    _ => {}
                 }
             } else if pf.fd == status_r {
                 let mut tmp = [0u8; 4096];
+                // SAFETY: buf/count are the pointer and length of the live array `tmp`.
                 let n = unsafe { libc::read(status_r, tmp.as_mut_ptr() as *mut c_void, tmp.len()) };
                 if n == 0 {
                     if let Some(what) = kids.reap() {
@@ -1472,7 +1588,7 @@ fn supervise(o: &Opts, plan: &Plan, kids: &mut Kids, cmd_w: &[RawFd], status_r: 
                     let mut it = line.splitn(3, ' ');
                     let (kind, who, rest) = (it.next(), it.next(), it.next());
                     let who: usize = who.and_then(|w| w.parse().ok()).unwrap_or(usize::MAX);
-                    let pid = kids.pids.get(who).copied().unwrap_or(0);
+                    let pid = Pid::as_raw(kids.pids.get(who).copied());
                     match kind {
                         Some("ok") => {
                             oks += 1;
