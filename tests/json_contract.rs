@@ -1596,7 +1596,7 @@ fn who_json_other_netns_carries_the_namespace() {
 fn stats_json_reserved_ports_and_over_threshold() {
     require_root();
     let ns = Netns::new();
-    // 10 ports, 1 reserved: 9 usable; 8 connections to one destination use 88.8%.
+    // 10 ports, 1 reserved: 9 usable; 8 connections to one destination use 88.9%.
     sysctl_in(&ns, "net.ipv4.ip_local_port_range", "40000 40009");
     sysctl_in(&ns, "net.ipv4.ip_local_reserved_ports", "40009");
     let held = in_netns(&ns, || {
@@ -1617,7 +1617,7 @@ fn stats_json_reserved_ports_and_over_threshold() {
     let d = &e.over_threshold[0];
     assert_eq!(
         (d.proto, d.remote, d.ports, d.percent),
-        (Proto::Tcp, Endpoint { addr: "127.0.0.1".parse().unwrap(), port: 9000 }, 8, 88.8)
+        (Proto::Tcp, Endpoint { addr: "127.0.0.1".parse().unwrap(), port: 9000 }, 8, 88.9)
     );
     assert_eq!(st.total, 17, "a listener and 8 connections, both ends");
     drop(held);

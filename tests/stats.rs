@@ -340,7 +340,7 @@ fn ephemeral_exhaustion_warns_on_stderr_and_in_json() {
     require_root();
     let ns = Netns::new();
     // 20 ports, 2 of them reserved: 18 usable; 16 connections to one
-    // destination use 88.8% of them, 2 to another 11.1%.
+    // destination use 88.9% of them, 2 to another 11.1%.
     sysctl_in(&ns, "ip_local_port_range", "40000 40019");
     sysctl_in(&ns, "ip_local_reserved_ports", "40018-40019");
     let held = in_netns(&ns, || {
@@ -363,12 +363,12 @@ fn ephemeral_exhaustion_warns_on_stderr_and_in_json() {
         ports,
         percent,
     };
-    assert_eq!(e.busiest, [dest(9000, 16, 88.8), dest(9001, 2, 11.1)]);
-    assert_eq!(e.over_threshold, [dest(9000, 16, 88.8)]);
+    assert_eq!(e.busiest, [dest(9000, 16, 88.9), dest(9001, 2, 11.1)]);
+    assert_eq!(e.over_threshold, [dest(9000, 16, 88.9)]);
     let lines = run.stderr_lines();
     assert_eq!(lines.len(), 1, "{}", run.dump());
     assert!(
-        lines[0].starts_with("portctl: warning: tcp 127.0.0.1:9000: 16 of 18 ephemeral ports in use (88.8%)"),
+        lines[0].starts_with("portctl: warning: tcp 127.0.0.1:9000: 16 of 18 ephemeral ports in use (88.9%)"),
         "{:?}",
         lines[0]
     );
@@ -384,7 +384,7 @@ fn ephemeral_exhaustion_warns_on_stderr_and_in_json() {
         run.dump()
     );
     let row = run.stdout.lines().find(|l| l.contains("127.0.0.1:9000")).unwrap();
-    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["tcp", "127.0.0.1:9000", "16", "88.8%"]);
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["tcp", "127.0.0.1:9000", "16", "88.9%"]);
     assert_eq!(run.stderr_lines().len(), 1);
     drop(held);
 }
