@@ -22,6 +22,7 @@ fn main() {
         states: StateSet::all(),
         filter: None,
         tcp_info: false,
+        skmem: Vec::new(),
         bound_inactive: false,
         source: Source::Auto,
     };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 /// Version of the JSON contract described in `docs/json.md`.
-pub const JSON_SCHEMA_VERSION: u32 = 2;
+pub const JSON_SCHEMA_VERSION: u32 = 3;
 
 /// The kind of socket: its protocol (TCP, UDP, raw IP) or, for the other
 /// address families, the family's own kind (unix, packet).
@@ -537,8 +537,10 @@ pub struct Owner {
     pub context: Option<Box<Context>>,
 }
 
-/// TCP essentials from `INET_DIAG_INFO` (struct tcp_info), `conns --extended`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// TCP details from `INET_DIAG_INFO` (struct tcp_info) and `INET_DIAG_CONG`,
+/// `conns --extended`. Fields the kernel's struct is too short for (older
+/// kernels) are `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpInfo {
     pub rtt_us: u32,
@@ -548,6 +550,105 @@ pub struct TcpInfo {
     pub snd_cwnd: u32,
     pub bytes_sent: Option<u64>,
     pub bytes_received: Option<u64>,
+    /// Congestion control algorithm (`cubic`, `bbr`), from INET_DIAG_CONG
+    /// (schema 3).
+    pub congestion: Option<Cow<'static, str>>,
+    /// Maximum segment sizes, sending and receiving, bytes.
+    pub snd_mss: u32,
+    pub rcv_mss: u32,
+    /// Segments sent and not yet acknowledged.
+    pub unacked: u32,
+    /// Segments the kernel believes lost.
+    pub lost: u32,
+    /// How far out of order segments may arrive before loss is assumed.
+    pub reordering: u32,
+    /// Bytes per second the kernel paces sending to; `None` when there is no
+    /// limit (or the kernel did not say).
+    pub pacing_rate: Option<u64>,
+    /// Most recent delivery rate measured, bytes per second (Linux 4.9+).
+    pub delivery_rate: Option<u64>,
+    /// Time spent sending, and of it limited by the peer's receive window or
+    /// by our send buffer, in microseconds (Linux 4.10+).
+    pub busy_time_us: Option<u64>,
+    pub rwnd_limited_us: Option<u64>,
+    pub sndbuf_limited_us: Option<u64>,
+}
+
+/// A TCP listener's accept queue: `idiag_rqueue` and `idiag_wqueue` of a
+/// LISTEN socket (what `ss` shows as Recv-Q and Send-Q).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptQueue {
+    /// Connections that completed the handshake and wait for accept().
+    pub queued: u32,
+    /// The listen() backlog, as the kernel keeps it (capped by
+    /// `net.core.somaxconn` when listen() was called).
+    pub backlog: u32,
+    /// `queued > backlog`: the kernel drops new connections to this
+    /// listener (TcpExt ListenOverflows, ListenDrops).
+    pub full: bool,
+    /// Not full, but at 90% of the backlog or more.
+    pub near_full: bool,
+}
+
+impl AcceptQueue {
+    pub fn new(queued: u32, backlog: u32) -> AcceptQueue {
+        let full = queued > backlog;
+        let near_full = !full && queued > 0 && u64::from(queued) * 10 >= u64::from(backlog) * 9;
+        AcceptQueue { queued, backlog, full, near_full }
+    }
+
+    /// Full or nearly: what tables and `who` speak up about.
+    pub fn is_alarming(&self) -> bool {
+        self.full || self.near_full
+    }
+}
+
+/// Socket memory from `INET_DIAG_SKMEMINFO` (what `ss -m` shows as
+/// `skmem:(r,rb,t,tb,f,w,o,bl,d)`), bytes except `drops`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkMem {
+    /// Memory held by received data not yet read.
+    pub rmem_alloc: u32,
+    /// The receive buffer limit (SO_RCVBUF).
+    pub rcvbuf: u32,
+    /// Memory held by data sent and not yet freed by the device.
+    pub wmem_alloc: u32,
+    /// The send buffer limit (SO_SNDBUF).
+    pub sndbuf: u32,
+    pub fwd_alloc: u32,
+    /// Data queued for sending.
+    pub wmem_queued: u32,
+    pub optmem: u32,
+    /// The socket backlog: packets that arrived while the socket was busy.
+    pub backlog: u32,
+    /// Packets dropped on this socket (receive buffer full, filters, ...):
+    /// for UDP, datagrams lost because the process read too slowly.
+    pub drops: u32,
+}
+
+/// The rare parts of a socket record, boxed together so that the common
+/// record stays small. JSON: each is a field of the socket record, present
+/// only when set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SocketExt {
+    /// TCP listeners read through sock_diag (schema 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_queue: Option<AcceptQueue>,
+    /// Only with `conns --extended`, TCP only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_info: Option<TcpInfo>,
+    /// With `conns --extended` (TCP and UDP), and on UDP sockets of
+    /// `listen`, `who` and `stats` (schema 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skmem: Option<SkMem>,
+}
+
+impl SocketExt {
+    fn is_empty(&self) -> bool {
+        self.accept_queue.is_none() && self.tcp_info.is_none() && self.skmem.is_none()
+    }
 }
 
 /// The network namespace a socket lives in.
@@ -571,8 +672,11 @@ impl fmt::Display for NetnsRef {
 }
 
 /// One socket, as the kernel reports it, plus the processes holding it.
+///
+/// Deserialised through [`SocketRecord`] (the same fields, flat, with
+/// `deny_unknown_fields`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "SocketRecord")]
 pub struct Socket {
     pub proto: Proto,
     pub family: Family,
@@ -600,12 +704,70 @@ pub struct Socket {
     /// True when the owners could not be read (permissions): `owners` being
     /// empty then does not mean "no process".
     pub owners_hidden: bool,
-    /// Only with `conns --extended`, TCP only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp_info: Option<Box<TcpInfo>>,
+    /// `accept_queue`, `tcp_info`, `skmem`: see [`SocketExt`]; `None` when
+    /// it has none of them.
+    #[serde(flatten)]
+    pub ext: Option<Box<SocketExt>>,
     /// Only with `--netns` or `--all-netns`: the namespace it lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<Box<NetnsRef>>,
+}
+
+/// [`Socket`] as JSON has it: every field flat. Deserialising checks the
+/// contract (`deny_unknown_fields`), then becomes a `Socket`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketRecord {
+    proto: Proto,
+    family: Family,
+    state: State,
+    local: Addr,
+    remote: Option<Addr>,
+    inode: u64,
+    uid: u32,
+    v6only: Option<bool>,
+    exposure: Exposure,
+    interface: Option<String>,
+    service: Option<Cow<'static, str>>,
+    recv_q: u32,
+    send_q: u32,
+    timer: Option<Timer>,
+    owners: Vec<Owner>,
+    owners_hidden: bool,
+    #[serde(default)]
+    accept_queue: Option<AcceptQueue>,
+    #[serde(default)]
+    tcp_info: Option<TcpInfo>,
+    #[serde(default)]
+    skmem: Option<SkMem>,
+    #[serde(default)]
+    netns: Option<Box<NetnsRef>>,
+}
+
+impl From<SocketRecord> for Socket {
+    fn from(r: SocketRecord) -> Socket {
+        let ext = SocketExt { accept_queue: r.accept_queue, tcp_info: r.tcp_info, skmem: r.skmem };
+        Socket {
+            proto: r.proto,
+            family: r.family,
+            state: r.state,
+            local: r.local,
+            remote: r.remote,
+            inode: r.inode,
+            uid: r.uid,
+            v6only: r.v6only,
+            exposure: r.exposure,
+            interface: r.interface,
+            service: r.service,
+            recv_q: r.recv_q,
+            send_q: r.send_q,
+            timer: r.timer,
+            owners: r.owners,
+            owners_hidden: r.owners_hidden,
+            ext: (!ext.is_empty()).then(|| Box::new(ext)),
+            netns: r.netns,
+        }
+    }
 }
 
 impl Socket {
@@ -633,6 +795,31 @@ impl Socket {
     /// `--all-netns`); `None` for portctl's own without those flags.
     pub fn netns_inode(&self) -> Option<u64> {
         self.netns.as_ref().map(|n| n.inode)
+    }
+
+    /// `struct tcp_info` and the congestion algorithm (`conns --extended`).
+    pub fn tcp_info(&self) -> Option<&TcpInfo> {
+        self.ext.as_deref().and_then(|e| e.tcp_info.as_ref())
+    }
+
+    /// Socket memory (`conns --extended`; UDP sockets in listen, who, stats).
+    pub fn skmem(&self) -> Option<&SkMem> {
+        self.ext.as_deref().and_then(|e| e.skmem.as_ref())
+    }
+
+    /// A TCP listener's accept queue (read through sock_diag).
+    pub fn accept_queue(&self) -> Option<&AcceptQueue> {
+        self.ext.as_deref().and_then(|e| e.accept_queue.as_ref())
+    }
+
+    /// The rare parts, allocated on first use.
+    pub fn ext_mut(&mut self) -> &mut SocketExt {
+        self.ext.get_or_insert_with(Default::default)
+    }
+
+    /// Datagrams (or segments) this socket dropped, when the kernel said.
+    pub fn drops(&self) -> u32 {
+        self.skmem().map_or(0, |m| m.drops)
     }
 
     /// Sockets no file descriptor refers to: no process can own them.
@@ -664,7 +851,7 @@ impl Socket {
             timer: None,
             owners: Vec::new(),
             owners_hidden: false,
-            tcp_info: None,
+            ext: None,
             netns: None,
         }
     }

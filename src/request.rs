@@ -74,6 +74,7 @@ impl ListenRequest {
             states: StateSet::of(&[State::Listen, State::Unconn]),
             filter: any_of(self.ports.iter().map(|r| Expr::Cond(Cond::SPort { lo: r.lo, hi: r.hi })).collect()),
             tcp_info: false,
+            skmem: vec![Proto::Udp],
             bound_inactive: false,
             source: source(),
         }
@@ -120,6 +121,7 @@ impl ConnsRequest {
             states: self.states,
             filter: self.filter.clone(),
             tcp_info: self.extended,
+            skmem: if self.extended { self.select.protos.clone() } else { Vec::new() },
             bound_inactive: false,
             source: source(),
         }
@@ -216,6 +218,7 @@ pub fn stats_query() -> sock_diag::Query {
         states: StateSet::all(),
         filter: None,
         tcp_info: false,
+        skmem: vec![Proto::Udp],
         bound_inactive: false,
         source: source(),
     }
@@ -230,6 +233,7 @@ pub fn port_query(target: &Target, states: StateSet, bound_inactive: bool) -> so
         states,
         filter: Some(Expr::Cond(Cond::SPort { lo: target.port, hi: target.port })),
         tcp_info: false,
+        skmem: vec![Proto::Udp],
         bound_inactive,
         source: source(),
     }

@@ -135,7 +135,7 @@ fn own_connection_is_reported_from_both_ends_with_its_owner() {
         assert_eq!(s.proto, Proto::Tcp);
         assert_eq!(s.owners.iter().map(|o| o.pid).collect::<Vec<_>>(), vec![me], "{s:?}");
         assert!(s.inode != 0 && !s.owners_hidden);
-        assert!(s.tcp_info.is_none(), "tcp_info only with --extended");
+        assert!(s.tcp_info().is_none(), "tcp_info only with --extended");
     }
     // sorted by local port: the listener's side (lower port) need not be first,
     // but the order must follow local ports
@@ -229,7 +229,7 @@ fn table_jsonl_and_extended() {
     let ext = conns(&["--port", &port, "--json", "--extended"]).run();
     ext.expect_code(0);
     for s in ext.sockets() {
-        let info = s.tcp_info.as_ref().unwrap_or_else(|| panic!("no tcp_info with --extended: {s:?}"));
+        let info = s.tcp_info().unwrap_or_else(|| panic!("no tcp_info with --extended: {s:?}"));
         assert!(info.snd_cwnd > 0, "{info:?}");
         assert!(info.bytes_sent.is_some() && info.bytes_received.is_some(), "{info:?}");
     }

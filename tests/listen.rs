@@ -171,7 +171,7 @@ fn check_record(s: &Socket, e: &Expected) {
     assert_eq!(s.send_q, e.send_q, "{}: send_q", e.what);
     assert_eq!(s.timer, None, "{}: timer", e.what);
     assert!(!s.owners_hidden, "{}: owners_hidden", e.what);
-    assert!(s.tcp_info.is_none(), "{}: tcp_info", e.what);
+    assert!(s.tcp_info().is_none(), "{}: tcp_info", e.what);
     assert_eq!(s.owners.len(), 1, "{}: owners: {:#?}", e.what, s.owners);
     let o = &s.owners[0];
     assert_eq!(o.pid, me, "{}: owner pid", e.what);

@@ -163,7 +163,7 @@ fn listen_table_with_context_and_namespaces() {
 fn conns_table_and_extended() {
     let mut v: Vec<Socket> = population().into_iter().filter(|s| s.remote.is_some()).collect();
     order::conns(&mut v);
-    v[0].tcp_info = Some(Box::new(portctl::model::TcpInfo {
+    v[0].ext_mut().tcp_info = Some(portctl::model::TcpInfo {
         rtt_us: 1250,
         rttvar_us: 300,
         retransmits: 0,
@@ -171,7 +171,19 @@ fn conns_table_and_extended() {
         snd_cwnd: 10,
         bytes_sent: Some(4096),
         bytes_received: Some(123_456),
-    }));
+        congestion: Some("cubic".into()),
+        snd_mss: 1448,
+        rcv_mss: 1448,
+        unacked: 1,
+        lost: 0,
+        reordering: 3,
+        pacing_rate: Some(2_400_000),
+        delivery_rate: Some(1_250_000),
+        busy_time_us: Some(5000),
+        rwnd_limited_us: Some(0),
+        sndbuf_limited_us: Some(0),
+    });
+    v[0].ext_mut().skmem = Some(portctl::model::SkMem { rcvbuf: 131_072, sndbuf: 87_040, ..Default::default() });
     let plain = text(|w| render::conns::write(w, &v, &table(), false, false));
     let extended = text(|w| render::conns::write(w, &v, &table(), true, false));
     insta::assert_snapshot!("conns_table", plain);

@@ -28,7 +28,19 @@ pub fn rows(sockets: &[Socket], extended: bool, context: bool) -> (Vec<table::Co
         col("USER"),
     ];
     if extended {
-        columns.extend([num("RTT"), num("RETRANS"), num("CWND"), num("SENT"), num("RECV")]);
+        columns.extend([
+            num("RTT"),
+            num("RETRANS"),
+            num("CWND"),
+            col("CC"),
+            num("MSS"),
+            num("LOST"),
+            num("DELIVERY"),
+            num("SENT"),
+            num("RECV"),
+            num("RMEM"),
+            num("DROPS"),
+        ]);
     }
     let rows = sockets
         .iter()
@@ -53,6 +65,7 @@ pub fn rows(sockets: &[Socket], extended: bool, context: bool) -> (Vec<table::Co
         })
         .collect::<Vec<_>>();
     let mut rows = rows;
+    super::accept_queue_column(&mut columns, &mut rows, sockets);
     super::decorate(&mut columns, &mut rows, sockets, context);
     (columns, rows)
 }
@@ -75,17 +88,50 @@ pub fn timer_text(t: &Timer) -> String {
     s
 }
 
-/// RTT (ms), RETRANS (now/total), CWND (segments), SENT and RECV (bytes).
+/// RTT (ms), RETRANS (now/total), CWND (segments), CC (congestion
+/// algorithm), MSS (bytes, sending), LOST (segments), DELIVERY (rate), SENT
+/// and RECV (bytes); RMEM (receive memory / buffer) and DROPS from socket
+/// memory, TCP and UDP. Drops stand out: they are data lost on this socket.
 fn extended_cells(s: &Socket) -> Vec<table::Styled> {
-    match &s.tcp_info {
-        None => (0..5).map(|_| "-".into()).collect(),
+    let dash = || -> table::Styled { "-".into() };
+    let mut cells: Vec<table::Styled> = match s.tcp_info() {
+        None => (0..9).map(|_| dash()).collect(),
         Some(i) => vec![
             format!("{}.{:03}ms", i.rtt_us / 1000, i.rtt_us % 1000).into(),
             format!("{}/{}", i.retransmits, i.total_retrans).into(),
             i.snd_cwnd.to_string().into(),
+            i.congestion.as_deref().unwrap_or("-").into(),
+            i.snd_mss.to_string().into(),
+            i.lost.to_string().into(),
+            i.delivery_rate.map_or_else(|| "-".to_string(), bits_per_second).into(),
             i.bytes_sent.map_or_else(|| "-".to_string(), |b| b.to_string()).into(),
             i.bytes_received.map_or_else(|| "-".to_string(), |b| b.to_string()).into(),
         ],
+    };
+    match s.skmem() {
+        None => cells.extend([dash(), dash()]),
+        Some(m) => {
+            cells.push(format!("{}/{}", m.rmem_alloc, m.rcvbuf).into());
+            cells.push(drops_cell(m.drops));
+        }
+    }
+    cells
+}
+
+/// A drop count, red when not zero.
+pub fn drops_cell(drops: u32) -> table::Styled {
+    if drops > 0 { table::colored(drops.to_string(), Color::Red) } else { "0".into() }
+}
+
+/// Bytes per second as bits per second, as `ss` writes rates: `800bps`,
+/// `12.5Mbps`, `1.2Gbps`.
+pub fn bits_per_second(bytes: u64) -> String {
+    let bits = bytes.saturating_mul(8) as f64;
+    match bits {
+        b if b >= 1e9 => format!("{:.1}Gbps", b / 1e9),
+        b if b >= 1e6 => format!("{:.1}Mbps", b / 1e6),
+        b if b >= 1e3 => format!("{:.1}kbps", b / 1e3),
+        b => format!("{b}bps"),
     }
 }
 
@@ -100,5 +146,13 @@ mod tests {
         assert_eq!(t(TimerKind::TimeWait, 58_400, 0), "time_wait 58s");
         assert_eq!(t(TimerKind::Keepalive, 119_000, 0), "keepalive 1m59s");
         assert_eq!(t(TimerKind::Retransmit, 200, 2), "retransmit 200ms (2 retrans)");
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(bits_per_second(100), "800bps");
+        assert_eq!(bits_per_second(1_562_500), "12.5Mbps");
+        assert_eq!(bits_per_second(150_000_000), "1.2Gbps");
+        assert_eq!(bits_per_second(u64::MAX), "18446744073.7Gbps");
     }
 }

@@ -41,6 +41,8 @@ pub fn rows(sockets: &[Socket], context: bool) -> (Vec<table::Column>, Vec<Vec<t
             ]
         })
         .collect::<Vec<_>>();
+    super::accept_queue_column(&mut columns, &mut rows, sockets);
+    super::drops_column(&mut columns, &mut rows, sockets);
     super::decorate(&mut columns, &mut rows, sockets, context);
     (columns, rows)
 }

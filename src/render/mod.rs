@@ -147,6 +147,47 @@ pub fn owner_columns(s: &Socket) -> (String, String, String) {
     (pids, names.join(","), users.join(","))
 }
 
+/// Adds an ACCEPT-Q column (`queued/backlog`, `full` or `near full`) when
+/// some TCP listener's accept queue is full or nearly: tables stay as they
+/// were until it matters. Other listeners show their numbers, other sockets
+/// `-`.
+pub fn accept_queue_column(columns: &mut Vec<table::Column>, rows: &mut [Vec<table::Styled>], sockets: &[Socket]) {
+    if !sockets.iter().any(|s| s.accept_queue().is_some_and(|q| q.is_alarming())) {
+        return;
+    }
+    columns.push(table::col("ACCEPT-Q"));
+    for (row, s) in rows.iter_mut().zip(sockets) {
+        row.push(match s.accept_queue() {
+            None => "-".into(),
+            Some(q) => {
+                let n = format!("{}/{}", q.queued, q.backlog);
+                if q.full {
+                    table::colored(format!("{n} full"), Color::Red)
+                } else if q.near_full {
+                    table::colored(format!("{n} near full"), Color::Yellow)
+                } else {
+                    n.into()
+                }
+            }
+        });
+    }
+}
+
+/// Adds a DROPS column (datagrams the socket dropped, its receive buffer
+/// full) when some UDP socket has dropped any; quiet otherwise.
+pub fn drops_column(columns: &mut Vec<table::Column>, rows: &mut [Vec<table::Styled>], sockets: &[Socket]) {
+    if !sockets.iter().any(|s| s.proto == crate::model::Proto::Udp && s.drops() > 0) {
+        return;
+    }
+    columns.push(table::num("DROPS"));
+    for (row, s) in rows.iter_mut().zip(sockets) {
+        row.push(match s.skmem() {
+            Some(m) if s.proto == crate::model::Proto::Udp => conns::drops_cell(m.drops),
+            _ => "-".into(),
+        });
+    }
+}
+
 /// Adds a leading NETNS column when the sockets span more than one network
 /// namespace, and a trailing CONTEXT column when asked (`--context`).
 pub fn decorate(columns: &mut Vec<table::Column>, rows: &mut [Vec<table::Styled>], sockets: &[Socket], context: bool) {

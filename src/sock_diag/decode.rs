@@ -9,7 +9,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::model::{Endpoint, Family, Proto, Socket, State, TcpInfo, Timer, TimerKind};
+use std::borrow::Cow;
+
+use crate::model::{AcceptQueue, Endpoint, Family, Proto, SkMem, Socket, SocketExt, State, TcpInfo, Timer, TimerKind};
 
 /// `struct nlmsghdr` size.
 pub const NLMSG_HDRLEN: usize = 16;
@@ -23,6 +25,8 @@ pub const NLM_F_DUMP_INTR: u16 = 0x10;
 
 /// Attribute types in a reply (`enum inet_diag_attr`'s values we read).
 const INET_DIAG_INFO: u16 = 2;
+const INET_DIAG_CONG: u16 = 4;
+const INET_DIAG_SKMEMINFO: u16 = 7;
 const INET_DIAG_SKV6ONLY: u16 = 11;
 
 /// One netlink message in a receive buffer.
@@ -104,13 +108,23 @@ pub fn socket(proto: Proto, payload: &[u8]) -> Result<Socket, String> {
 
     let mut v6only = None;
     let mut tcp_info = None;
+    let mut congestion = None;
+    let mut skmem = None;
     for (kind, value) in attributes(&payload[INET_DIAG_MSG_LEN..]) {
         match kind {
             INET_DIAG_SKV6ONLY if !value.is_empty() => v6only = Some(value[0] != 0),
-            INET_DIAG_INFO if proto == Proto::Tcp => tcp_info = decode_tcp_info(value).map(Box::new),
+            INET_DIAG_INFO if proto == Proto::Tcp => tcp_info = decode_tcp_info(value),
+            INET_DIAG_CONG if proto == Proto::Tcp => congestion = Some(congestion_name(value)),
+            INET_DIAG_SKMEMINFO => skmem = decode_skmem(value),
             _ => {}
         }
     }
+    if let Some(info) = tcp_info.as_mut() {
+        info.congestion = congestion;
+    }
+    // A listener's queues are its accept queue: connections waiting, and
+    // the backlog (/proc/net does not carry the backlog; sock_diag does).
+    let accept_queue = (proto == Proto::Tcp && state == State::Listen).then(|| AcceptQueue::new(recv_q, send_q));
     if family == Family::Ipv4 {
         v6only = None;
     }
@@ -125,7 +139,9 @@ pub fn socket(proto: Proto, payload: &[u8]) -> Result<Socket, String> {
     s.recv_q = recv_q;
     s.send_q = send_q;
     s.timer = timer;
-    s.tcp_info = tcp_info;
+    if accept_queue.is_some() || tcp_info.is_some() || skmem.is_some() {
+        s.ext = Some(Box::new(SocketExt { accept_queue, tcp_info, skmem }));
+    }
     Ok(s)
 }
 
@@ -163,8 +179,9 @@ fn attributes(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-/// `struct tcp_info` fields we show. Offsets are fixed ABI; older kernels send
-/// a shorter struct, so every field past the original layout is optional.
+/// `struct tcp_info` fields we show. Offsets are fixed ABI
+/// (`include/uapi/linux/tcp.h`); older kernels send a shorter struct, so
+/// every field past the original layout is optional.
 fn decode_tcp_info(v: &[u8]) -> Option<TcpInfo> {
     // u8 fields: state, ca_state, retransmits (offset 2) ... then u32s from 8.
     if v.len() < 104 {
@@ -181,6 +198,51 @@ fn decode_tcp_info(v: &[u8]) -> Option<TcpInfo> {
         // tcpi_bytes_received at 128 (Linux 4.1+), tcpi_bytes_sent at 200 (4.19+).
         bytes_sent: u64_at(200),
         bytes_received: u64_at(128),
+        congestion: None,
+        snd_mss: u32_ne(v, 16),
+        rcv_mss: u32_ne(v, 20),
+        unacked: u32_ne(v, 24),
+        lost: u32_ne(v, 32),
+        reordering: u32_ne(v, 88),
+        // ~0: no pacing limit.
+        pacing_rate: u64_at(104).filter(|&r| r != u64::MAX),
+        // tcpi_delivery_rate at 160 (4.9+); busy, rwnd- and sndbuf-limited
+        // times at 168, 176, 184 (4.10+).
+        delivery_rate: u64_at(160),
+        busy_time_us: u64_at(168),
+        rwnd_limited_us: u64_at(176),
+        sndbuf_limited_us: u64_at(184),
+    })
+}
+
+/// The congestion control name (NUL-terminated); the common ones without
+/// an allocation (one per socket with `--extended`).
+fn congestion_name(v: &[u8]) -> Cow<'static, str> {
+    let name = v.split(|&b| b == 0).next().unwrap_or_default();
+    const KNOWN: [&str; 8] = ["cubic", "bbr", "reno", "dctcp", "htcp", "bic", "vegas", "westwood"];
+    match KNOWN.iter().find(|k| k.as_bytes() == name) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(String::from_utf8_lossy(name).into_owned()),
+    }
+}
+
+/// `u32 skmem[SK_MEMINFO_VARS]`: nine values on current kernels (drops
+/// came last); older kernels send fewer, and the missing ones stay 0.
+fn decode_skmem(v: &[u8]) -> Option<SkMem> {
+    if v.len() < 16 {
+        return None;
+    }
+    let at = |i: usize| if v.len() >= (i + 1) * 4 { u32_ne(v, i * 4) } else { 0 };
+    Some(SkMem {
+        rmem_alloc: at(0),
+        rcvbuf: at(1),
+        wmem_alloc: at(2),
+        sndbuf: at(3),
+        fwd_alloc: at(4),
+        wmem_queued: at(5),
+        optmem: at(6),
+        backlog: at(7),
+        drops: at(8),
     })
 }
 
@@ -264,6 +326,45 @@ mod tests {
         36, 0, 0, 0,  2, 0,  0, 0,  1, 0, 0, 0,  0, 0, 0, 0,
         0xfe, 0xff, 0xff, 0xff,
         72, 0, 0, 0,  20, 0,  1, 3,  1, 0, 0, 0,  0, 0, 0, 0,
+    ];
+
+    /// A real reply (Linux 6.18, x86_64), INFO, CONG and SKMEMINFO asked for: an IPv4
+    /// listener on 127.0.0.1:8080 made with listen(1), never accepting, that three
+    /// clients connected to: 2 queued, backlog 1; congestion control `bbr`.
+    const LISTENER_FULL_HEX: &[&str] = &[
+        "c8010000140002000100000094720000020a00001f9000007f0000010000000000000000000000000000000000000000",
+        "000000000000000000000000ae41060000000000000000000200000001000000000000001a7917000500080000000000",
+        "08000f00000000000c001500010000000000000006001600520000002800070000000000000002000000000000400000",
+        "00000000000000000000000000000000010000001c0102000a0000000000000000000000000000000000000000000000",
+        "020000000100000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "00000000000000000a0000000000000003000000000000000000000000000000ffffffffffffffffffffffffffffffff",
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "000000000000000000000000000000000800040062627200",
+    ];
+    /// The server end of a connection on 127.0.0.1:8080 that received 1000 bytes
+    /// (same kernel, same extensions): tcp_info, `bbr`, socket memory.
+    const ESTABLISHED_HEX: &[&str] = &[
+        "c80100001400020001000000376e0000020100001f90c4027f0000010000000000000000000000007f00000100000000",
+        "000000000000000000000000ac4106000000000000000000840300000000000000000000de7317000500080000000000",
+        "08000f00000000000c0015000100000000000000060016005200000028000700280700000000020000000000001e3c00",
+        "d8080000000000000000000000000000000000001c010200010000000007aa01e01c0300409c000000800000e8030000",
+        "000000000000000000000000000000000000000064000000000000006400000064000000ffff00001d12010012000000",
+        "09000000ffffff7f0a000000cbff00000300000000000000cbff000000000000e39bf71c0c000000ffffffffffffffff",
+        "0000000000000000e8030000000000000100000003000000000000001200000001000000000000000000000000000000",
+        "000000000000000000000000000000000000000000000000010000000000000000000000000000000000000000000000",
+        "000000000000000000000000000001000014010000000000000000000000000000000000000000000000000000000000",
+        "000000000000000000000000000000000800040062627200",
+    ];
+    /// An unconnected UDP socket on 127.0.0.1:5353 with SO_RCVBUF 1 (the kernel's
+    /// minimum, 2304) sent 20 datagrams of 200 bytes: one queued (1280 bytes
+    /// of memory), 19 dropped; SKMEMINFO asked for.
+    const UDP_DROPPING_HEX: &[&str] = &[
+        "a400000014000200010000001c7300000207000014e900007f0000010000000000000000000000000000000000000000",
+        "000000000000000000000000f082060000000000000000000005000000000000000000003d7c17000500080000000000",
+        "08000f00000000000c001500010000000000000006001600500000002800070000050000000900000000000000400300",
+        "000b000000000000000000000000000013000000",
     ];
 
     fn one(buf: &[u8]) -> NlMsg<'_> {
@@ -371,6 +472,82 @@ mod tests {
             for msg in messages(&buf).flatten() {
                 let _ = socket(Proto::Tcp, msg.payload);
             }
+        }
+    }
+
+    fn hex(parts: &[&str]) -> Vec<u8> {
+        let h: String = parts.concat();
+        (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn decodes_a_full_accept_queue() {
+        let buf = hex(LISTENER_FULL_HEX);
+        let s = socket(Proto::Tcp, one(&buf).payload).unwrap();
+        assert_eq!((s.state, s.recv_q, s.send_q), (State::Listen, 2, 1));
+        let q = s.accept_queue().unwrap();
+        assert_eq!((q.queued, q.backlog, q.full, q.near_full), (2, 1, true, false));
+        // A listener has tcp_info too (asked for), with its congestion algorithm.
+        assert_eq!(s.tcp_info().unwrap().congestion.as_deref(), Some("bbr"));
+        // The listener counts the third client's packet it refused as a drop.
+        let m = s.skmem().unwrap();
+        assert_eq!(m.drops, 1);
+        assert!(m.rcvbuf > 0 && m.sndbuf > 0, "{m:?}");
+    }
+
+    #[test]
+    fn decodes_tcp_info_congestion_and_socket_memory() {
+        let buf = hex(ESTABLISHED_HEX);
+        let s = socket(Proto::Tcp, one(&buf).payload).unwrap();
+        assert_eq!(s.state, State::Established);
+        assert!(s.accept_queue().is_none(), "only listeners have an accept queue");
+        let i = s.tcp_info().unwrap();
+        assert_eq!(i.congestion.as_deref(), Some("bbr"));
+        assert!(matches!(i.congestion, Some(Cow::Borrowed(_))), "a known name needs no allocation");
+        assert_eq!((i.snd_mss, i.rcv_mss, i.unacked, i.lost, i.reordering), (32768, 1000, 0, 0, 3));
+        assert_eq!((i.rtt_us, i.snd_cwnd, i.bytes_received, i.bytes_sent), (18, 10, Some(1000), Some(0)));
+        assert_eq!(i.pacing_rate, Some(52_025_596_899));
+        assert_eq!(
+            (i.delivery_rate, i.busy_time_us, i.rwnd_limited_us, i.sndbuf_limited_us),
+            (Some(0), Some(0), Some(0), Some(0))
+        );
+        let m = s.skmem().unwrap();
+        assert_eq!((m.rmem_alloc, m.rcvbuf, m.sndbuf, m.fwd_alloc, m.drops), (1832, 131072, 3939840, 2264, 0));
+        // A kernel with the original 104-byte tcp_info: the later fields unknown.
+        let info = decode_tcp_info(&[0u8; 104]).unwrap();
+        assert_eq!((info.pacing_rate, info.delivery_rate, info.bytes_received), (None, None, None));
+        let mut unpaced = [0u8; 112];
+        unpaced[104..112].copy_from_slice(&u64::MAX.to_ne_bytes());
+        assert_eq!(decode_tcp_info(&unpaced).unwrap().pacing_rate, None, "~0 is no pacing limit");
+        assert_eq!(congestion_name(b"my-cc\0\0"), "my-cc");
+    }
+
+    #[test]
+    fn decodes_udp_drops() {
+        let buf = hex(UDP_DROPPING_HEX);
+        let s = socket(Proto::Udp, one(&buf).payload).unwrap();
+        assert_eq!((s.state, s.port()), (State::Unconn, 5353));
+        assert!(s.tcp_info().is_none() && s.accept_queue().is_none());
+        let m = s.skmem().unwrap();
+        assert_eq!((m.rmem_alloc, m.rcvbuf, m.drops), (1280, 2304, 19));
+        assert_eq!(s.drops(), 19);
+        // Short or absent memory arrays.
+        assert_eq!(decode_skmem(&[1, 0, 0, 0, 2, 0, 0, 0]), None);
+        assert_eq!(decode_skmem(&[7u8; 16]).map(|m| (m.rmem_alloc, m.drops)), Some((0x0707_0707, 0)));
+    }
+
+    proptest::proptest! {
+        /// Attribute payloads are the kernel's to choose: any bytes after a
+        /// valid message header decode or fail, never panic.
+        #[test]
+        fn random_attributes_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let base = hex(ESTABLISHED_HEX);
+            let mut payload = base[NLMSG_HDRLEN..NLMSG_HDRLEN + INET_DIAG_MSG_LEN].to_vec();
+            payload.extend_from_slice(&tail);
+            let _ = socket(Proto::Tcp, &payload);
+            let _ = socket(Proto::Udp, &payload);
+            let _ = decode_tcp_info(&tail);
+            let _ = decode_skmem(&tail);
         }
     }
 }

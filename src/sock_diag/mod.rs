@@ -31,8 +31,12 @@ pub struct Query {
     pub states: StateSet,
     /// Port/address filter, compiled to `INET_DIAG_REQ_BYTECODE`.
     pub filter: Option<Expr>,
-    /// Ask for `struct tcp_info` (INET_DIAG_INFO).
+    /// Ask for `struct tcp_info` and the congestion algorithm
+    /// (INET_DIAG_INFO, INET_DIAG_CONG) of TCP sockets.
     pub tcp_info: bool,
+    /// Ask for socket memory (INET_DIAG_SKMEMINFO) of these protocols'
+    /// sockets.
+    pub skmem: Vec<Proto>,
     /// Also dump TCP sockets that are bound but neither listening nor
     /// connected (Linux 6.8+, TCP_BOUND_INACTIVE); they block bind() yet `ss`
     /// cannot show them. Reported in state `close`. Only done when the dump
@@ -140,7 +144,8 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
         }
         for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
             if let Some(r) = reader.as_mut() {
-                match r.dump(proto, family, states, query.filter.as_ref(), query.tcp_info, &mut out.sockets) {
+                let ext = Extensions { tcp_info: query.tcp_info, skmem: query.skmem.contains(&proto) };
+                match r.dump(proto, family, states, query.filter.as_ref(), ext, &mut out.sockets) {
                     Ok(()) => continue,
                     Err(e) if e.is_unavailable() => {
                         out.notes.push(format!("{e}; reading /proc/net for {proto} instead"));
@@ -159,7 +164,7 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
     {
         for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
             // Older kernels answer an unknown state bit with nothing at all.
-            r.dump(Proto::Tcp, family, TCPF_BOUND_INACTIVE, query.filter.as_ref(), false, &mut out.sockets)?;
+            r.dump(Proto::Tcp, family, TCPF_BOUND_INACTIVE, query.filter.as_ref(), Extensions::NONE, &mut out.sockets)?;
         }
     }
     Ok(out)
@@ -168,6 +173,31 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
 /// `1 << TCP_BOUND_INACTIVE`: the kernel dumps bound-only sockets only when
 /// this is the sole bit requested.
 const TCPF_BOUND_INACTIVE: u32 = 1 << 13;
+
+/// What a dump asks the kernel to add to each socket (`idiag_ext`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extensions {
+    /// INET_DIAG_INFO and INET_DIAG_CONG (TCP only).
+    pub tcp_info: bool,
+    /// INET_DIAG_SKMEMINFO.
+    pub skmem: bool,
+}
+
+impl Extensions {
+    pub const NONE: Extensions = Extensions { tcp_info: false, skmem: false };
+
+    /// The `idiag_ext` bits: `1 << (INET_DIAG_X - 1)`.
+    fn bits(self, proto: Proto) -> u8 {
+        let mut bits = 0;
+        if self.tcp_info && proto == Proto::Tcp {
+            bits |= (1 << (2 - 1)) | (1 << (4 - 1)); // INFO, CONG
+        }
+        if self.skmem {
+            bits |= 1 << (7 - 1); // SKMEMINFO
+        }
+        bits
+    }
+}
 
 /// Netlink attribute carrying a bytecode filter in a request.
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
@@ -205,10 +235,10 @@ impl Reader {
         family: Family,
         states: u32,
         filter: Option<&Expr>,
-        tcp_info: bool,
+        ext: Extensions,
         out: &mut Vec<Socket>,
     ) -> Result<(), DiagError> {
-        let request = request_bytes(proto, family, states, filter, tcp_info)?;
+        let request = request_bytes(proto, family, states, filter, ext)?;
         for _ in 0..DUMP_TRIES {
             let start = out.len();
             self.seq = self.seq.wrapping_add(1);
@@ -310,7 +340,7 @@ pub fn request_bytes(
     family: Family,
     states: u32,
     filter: Option<&Expr>,
-    tcp_info: bool,
+    ext: Extensions,
 ) -> Result<Vec<u8>, DiagError> {
     let (af, sid) = match family {
         Family::Ipv4 => (libc::AF_INET as u8, SocketId::new_v4()),
@@ -325,7 +355,7 @@ pub fn request_bytes(
     let req = InetRequest {
         family: af,
         protocol,
-        extensions: if tcp_info && proto == Proto::Tcp { ExtensionFlags::INFO } else { ExtensionFlags::empty() },
+        extensions: ExtensionFlags::from_bits_retain(ext.bits(proto)),
         states: StateFlags::from_bits_retain(states),
         socket_id: sid,
     };
@@ -368,7 +398,7 @@ mod tests {
 
     #[test]
     fn request_layout_without_filter() {
-        let b = request_bytes(Proto::Tcp, Family::Ipv6, 1 << 10, None, false).unwrap();
+        let b = request_bytes(Proto::Tcp, Family::Ipv6, 1 << 10, None, Extensions::NONE).unwrap();
         // nlmsghdr (16) + inet_diag_req_v2 (56)
         assert_eq!(b.len(), 72);
         assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 72);
@@ -384,7 +414,8 @@ mod tests {
     fn request_carries_bytecode_attribute() {
         let f = Expr::Cond(Cond::SPort { lo: 443, hi: 443 });
         let bc = bytecode::compile(&f);
-        let b = request_bytes(Proto::Udp, Family::Ipv4, 1 << 7, Some(&f), true).unwrap();
+        let ext = Extensions { tcp_info: true, skmem: false };
+        let b = request_bytes(Proto::Udp, Family::Ipv4, 1 << 7, Some(&f), ext).unwrap();
         assert_eq!(b.len(), 72 + decode::align4(4 + bc.len()));
         // protocol UDP and no INFO extension for UDP
         assert_eq!(&b[16..20], &[libc::AF_INET as u8, 17, 0, 0]);
@@ -394,8 +425,14 @@ mod tests {
     }
 
     #[test]
-    fn tcp_info_extension_bit() {
-        let b = request_bytes(Proto::Tcp, Family::Ipv4, 2, None, true).unwrap();
-        assert_eq!(b[18], 1 << (2 - 1)); // INET_DIAG_INFO
+    fn extension_bits() {
+        let both = Extensions { tcp_info: true, skmem: true };
+        let b = request_bytes(Proto::Tcp, Family::Ipv4, 2, None, Extensions { tcp_info: true, skmem: false }).unwrap();
+        assert_eq!(b[18], (1 << (2 - 1)) | (1 << (4 - 1))); // INET_DIAG_INFO, INET_DIAG_CONG
+        let b = request_bytes(Proto::Tcp, Family::Ipv4, 2, None, both).unwrap();
+        assert_eq!(b[18], 0x02 | 0x08 | 0x40); // and INET_DIAG_SKMEMINFO
+        // UDP has no tcp_info; socket memory it has.
+        let b = request_bytes(Proto::Udp, Family::Ipv4, 1 << 7, None, both).unwrap();
+        assert_eq!(b[18], 0x40);
     }
 }

@@ -8,7 +8,8 @@
 //! constants, IPv4 addresses and numbers are formatted in place, and each
 //! owner's name, user and command line are escaped once per process and
 //! copied after that. Strings still go through serde_json, so escaping is
-//! serde_json's own; rare nested parts (timer, tcp_info, netns, context) too.
+//! serde_json's own; rare nested parts (timer, tcp_info, skmem, netns, context)
+//! too.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -101,9 +102,23 @@ impl Encoder<Socket> for SocketEncoder {
             self.owner(out, o);
         }
         out.extend_from_slice(if s.owners_hidden { b"],\"owners_hidden\":true" } else { b"],\"owners_hidden\":false" });
-        if let Some(t) = &s.tcp_info {
-            out.extend_from_slice(b",\"tcp_info\":");
-            serde(out, t);
+        if let Some(e) = &s.ext {
+            if let Some(q) = &e.accept_queue {
+                out.extend_from_slice(b",\"accept_queue\":{\"queued\":");
+                number(out, q.queued.into());
+                out.extend_from_slice(b",\"backlog\":");
+                number(out, q.backlog.into());
+                out.extend_from_slice(if q.full { b",\"full\":true" } else { b",\"full\":false" });
+                out.extend_from_slice(if q.near_full { b",\"near_full\":true}" } else { b",\"near_full\":false}" });
+            }
+            if let Some(t) = &e.tcp_info {
+                out.extend_from_slice(b",\"tcp_info\":");
+                serde(out, t);
+            }
+            if let Some(m) = &e.skmem {
+                out.extend_from_slice(b",\"skmem\":");
+                serde(out, m);
+            }
         }
         if let Some(n) = &s.netns {
             out.extend_from_slice(b",\"netns\":");
@@ -183,7 +198,8 @@ fn serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 pub(crate) mod tests {
     use super::*;
     use crate::model::{
-        Container, Context, Exposure, Family, LinkAddr, NetnsRef, Proto, State, TcpInfo, Timer, TimerKind, UnixName,
+        AcceptQueue, Container, Context, Exposure, Family, LinkAddr, NetnsRef, Proto, SkMem, State, TcpInfo, Timer,
+        TimerKind, UnixName,
     };
 
     fn owner(pid: u32, name: &str, cmdline: &str) -> Owner {
@@ -244,7 +260,7 @@ pub(crate) mod tests {
         let mut full = base.clone();
         full.owners_hidden = true;
         full.timer = Some(Timer { kind: TimerKind::TimeWait, expires_ms: 59_999, retrans: 3 });
-        full.tcp_info = Some(Box::new(TcpInfo {
+        full.ext_mut().tcp_info = Some(TcpInfo {
             rtt_us: 1,
             rttvar_us: 2,
             retransmits: 3,
@@ -252,12 +268,32 @@ pub(crate) mod tests {
             snd_cwnd: 10,
             bytes_sent: Some(u64::MAX),
             bytes_received: None,
-        }));
+            congestion: Some("cu\"bic".into()),
+            snd_mss: 1448,
+            rcv_mss: 536,
+            unacked: 5,
+            lost: 6,
+            reordering: 3,
+            pacing_rate: None,
+            delivery_rate: Some(1_000_000),
+            busy_time_us: Some(7),
+            rwnd_limited_us: None,
+            sndbuf_limited_us: Some(u64::MAX),
+        });
+        full.ext_mut().skmem = Some(SkMem { rcvbuf: 2304, drops: u32::MAX, ..SkMem::default() });
         full.netns = Some(Box::new(NetnsRef { inode: 4_026_531_840, name: Some("blue".into()) }));
         out.push(full.clone());
         full.netns = Some(Box::new(NetnsRef { inode: 1, name: None }));
-        full.tcp_info = None;
+        full.ext_mut().tcp_info = None;
         full.owners = vec![owner(1, "systemd", "")];
+        out.push(full.clone());
+        // A listener: its accept queue, full, near full and neither.
+        let mut listener = Socket::sample(Proto::Tcp, State::Listen, "0.0.0.0:80", None, 77);
+        for (queued, backlog) in [(2, 1), (9, 10), (0, 4096), (u32::MAX, u32::MAX)] {
+            listener.ext_mut().accept_queue = Some(AcceptQueue::new(queued, backlog));
+            out.push(listener.clone());
+        }
+        full.ext = None;
         out.push(full);
         let name =
             |n: Option<&str>, is_abstract| Addr::Unix(Box::new(UnixName { name: n.map(Into::into), is_abstract }));
@@ -279,7 +315,10 @@ pub(crate) mod tests {
             let mut ours = Vec::new();
             enc.encode(&mut ours, &s);
             let theirs = serde_json::to_vec(&s).unwrap();
-            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs.clone()).unwrap());
+            // And back, through the contract's flat record.
+            let back: Socket = serde_json::from_slice(&theirs).unwrap();
+            assert_eq!(back, s);
         }
     }
 
@@ -346,6 +385,39 @@ pub(crate) mod tests {
         }
 
         prop_compose! {
+            fn tcp_info()(
+                n in any::<[u32; 10]>(),
+                r in any::<[Option<u64>; 7]>(),
+                congestion in proptest::option::of(text()),
+            ) -> TcpInfo {
+                TcpInfo {
+                    rtt_us: n[0], rttvar_us: n[1], retransmits: n[2], total_retrans: n[3], snd_cwnd: n[4],
+                    bytes_sent: r[5], bytes_received: r[6],
+                    congestion: congestion.map(Into::into),
+                    snd_mss: n[5], rcv_mss: n[6], unacked: n[7], lost: n[8], reordering: n[9],
+                    pacing_rate: r[0], delivery_rate: r[1], busy_time_us: r[2], rwnd_limited_us: r[3], sndbuf_limited_us: r[4],
+                }
+            }
+        }
+
+        prop_compose! {
+            fn ext()(
+                tcp_info in proptest::option::of(tcp_info()),
+                queue in proptest::option::of(any::<(u32, u32)>()),
+                m in proptest::option::of(any::<[u32; 9]>()),
+            ) -> crate::model::SocketExt {
+                crate::model::SocketExt {
+                    accept_queue: queue.map(|(q, b)| AcceptQueue::new(q, b)),
+                    tcp_info,
+                    skmem: m.map(|m| SkMem {
+                        rmem_alloc: m[0], rcvbuf: m[1], wmem_alloc: m[2], sndbuf: m[3], fwd_alloc: m[4],
+                        wmem_queued: m[5], optmem: m[6], backlog: m[7], drops: m[8],
+                    }),
+                }
+            }
+        }
+
+        prop_compose! {
             pub(crate) fn socket()(
                 proto in prop_oneof![Just(Proto::Tcp), Just(Proto::Udp), Just(Proto::Raw), Just(Proto::Unix), Just(Proto::Packet)],
                 family in prop_oneof![Just(Family::Ipv4), Just(Family::Ipv6), Just(Family::Unix), Just(Family::Packet)],
@@ -360,7 +432,7 @@ pub(crate) mod tests {
                 timer in proptest::option::of((prop_oneof![Just(TimerKind::Retransmit), Just(TimerKind::Keepalive), Just(TimerKind::TimeWait), Just(TimerKind::Probe)], any::<u32>(), any::<u8>())),
                 owners in proptest::collection::vec(owner(), 0..4),
                 hidden in any::<bool>(),
-                info in proptest::option::of((any::<[u32; 5]>(), proptest::option::of(any::<u64>()), proptest::option::of(any::<u64>()))),
+                ext in proptest::option::of(ext()),
                 netns in proptest::option::of((any::<u64>(), proptest::option::of(text()))),
             ) -> Socket {
                 let mut s = Socket::new(proto, family, state, local, remote);
@@ -372,10 +444,7 @@ pub(crate) mod tests {
                 s.timer = timer.map(|(kind, expires_ms, retrans)| Timer { kind, expires_ms, retrans });
                 s.owners = owners;
                 s.owners_hidden = hidden;
-                s.tcp_info = info.map(|(n, sent, received)| Box::new(TcpInfo {
-                    rtt_us: n[0], rttvar_us: n[1], retransmits: n[2], total_retrans: n[3], snd_cwnd: n[4],
-                    bytes_sent: sent, bytes_received: received,
-                }));
+                s.ext = ext.map(Box::new);
                 s.netns = netns.map(|(inode, name)| Box::new(NetnsRef { inode, name }));
                 s
             }
