@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod counters;
 pub mod domain;
 pub mod error;
 pub mod filter;
