@@ -192,3 +192,19 @@ fn issue6_unknown_namespace_is_a_clear_error() {
         assert!(run.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// The /proc/net fallback reads the namespace asked about: /proc/net is the
+/// namespace of portctl's first thread, so it must read
+/// /proc/thread-self/net on the thread that entered the namespace (before
+/// that fix, `--netns A` listed the host's listeners).
+#[test]
+#[ignore = "needs root"]
+fn proc_net_fallback_reads_the_namespace_asked_about() {
+    let t = two_namespaces();
+    let run = Portctl::new(["listen", "--json", "--netns", t.a.name()]).env("PORTCTL_SOURCE", "proc").run();
+    run.expect_code(0);
+    assert!(run.stderr.contains("reading /proc/net as PORTCTL_SOURCE=proc asks"), "{}", run.dump());
+    let ports: BTreeSet<u16> = run.sockets().iter().map(|s| s.port()).collect();
+    assert_eq!(ports, BTreeSet::from([7000, 7001]), "{}", run.dump());
+    assert!(!t.pop_b.holders.is_empty());
+}

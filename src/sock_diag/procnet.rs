@@ -19,7 +19,7 @@ pub fn read(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, ou
         // Nothing else has a table of this shape.
         _ => return Ok(()),
     };
-    let text = match std::fs::read_to_string(format!("/proc/net/{file}")) {
+    let text = match std::fs::read_to_string(format!("/proc/thread-self/net/{file}")) {
         Ok(t) => t,
         // No IPv6 on this host: nothing to list, not an error.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
