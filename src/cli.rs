@@ -46,7 +46,8 @@ pub enum Command {
     #[command(visible_alias = "c")]
     Conns(ConnsArgs),
     /// Summary: counts per protocol, family and state; ephemeral port usage;
-    /// TIME_WAIT top talkers; CLOSE_WAIT by process.
+    /// TIME_WAIT top talkers; CLOSE_WAIT by process; accept queues, UDP
+    /// drops, the kernel's counters (nstat) and socket memory.
     #[command(after_help = "Exit status: 0 (a summary always matches), 2 error.")]
     Stats(StatsArgs),
     /// Print a shell completion script: bash, zsh or fish (see docs/install.md).
@@ -156,6 +157,10 @@ pub struct StatsArgs {
     /// Rows in the ephemeral port and TIME_WAIT lists.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub top: usize,
+    /// Read the kernel's counters twice, this long apart, and show what
+    /// rose and how fast (as `nstat` does): 1s, 500ms, 10s.
+    #[arg(long, short = 'i', value_name = "DURATION", allow_hyphen_values = true)]
+    pub interval: Option<DurationArg>,
     /// Output format; `prometheus` is the text exposition format for
     /// node_exporter's textfile collector (docs/prometheus.md). `--json` is
     /// `--format json`.

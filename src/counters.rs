@@ -288,15 +288,15 @@ pub fn parse_protocols_pressure(text: &str, proto: &str) -> Option<bool> {
     let header: Vec<&str> = lines.next()?.split_whitespace().collect();
     let col = header.iter().position(|h| *h == "press")?;
     let row: Vec<&str> = lines.map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|f| f.first() == Some(&proto))?;
-    match row.get(col)? {
-        &"yes" => Some(true),
-        &"no" => Some(false),
+    match *row.get(col)? {
+        "yes" => Some(true),
+        "no" => Some(false),
         _ => None,
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Recorded on Linux 6.18 (the host namespace of the build machine),
@@ -331,7 +331,7 @@ Udp6RcvbufErrors                \t7
 UdpLite6InDatagrams             \t0
 ";
 
-    const SOCKSTAT: &str = "\
+    pub(crate) const SOCKSTAT: &str = "\
 sockets: used 15
 TCP: inuse 1 orphan 0 tw 3 alloc 1 mem 221
 UDP: inuse 2 mem 4
@@ -348,7 +348,8 @@ UDP       1344      0       0   NI       0   yes  kernel      y  y  y  n  y  y  
 TCP       2304      1     221   yes    192   yes  kernel      y  y  y  y  y  y  y  y  y  y  y  y  n  y  y  y  y  y
 ";
 
-    fn recorded() -> Counters {
+    /// The recorded files, parsed (for other modules' tests too).
+    pub(crate) fn recorded() -> Counters {
         let mut groups = parse_pairs(NETSTAT);
         groups.extend(parse_pairs(SNMP));
         groups.extend(parse_snmp6(SNMP6));

@@ -86,6 +86,14 @@ impl Scope {
         }
     }
 
+    /// The one namespace the scope is about: `--netns X`, or `who`'s.
+    pub fn main(&self) -> Option<&Netns> {
+        match self {
+            Scope::One(n) | Scope::WithOthers(n, _) => Some(n),
+            Scope::Current | Scope::All(_) => None,
+        }
+    }
+
     fn namespaces(&self) -> Vec<Option<&Netns>> {
         match self {
             Scope::Current => vec![None],

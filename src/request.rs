@@ -199,6 +199,8 @@ pub struct StatsRequest {
     pub owners: bool,
     /// Rows in the ranked lists.
     pub top: usize,
+    /// Read the kernel's counters twice, this far apart (`--interval`).
+    pub interval: Option<Duration>,
     pub out: Output,
 }
 
@@ -293,10 +295,16 @@ impl Request {
                     Some(StatsFormat::Json) => Some(Format::Json),
                     Some(StatsFormat::Table) | None => None,
                 };
+                if a.interval.is_some() && format == Some(Format::Prometheus) {
+                    return Err(UserError::new(
+                        "--interval does not go with --format prometheus: the metrics are totals (`_total` counters), and Prometheus computes their rates (rate())",
+                    ));
+                }
                 Request::Stats(StatsRequest {
                     namespaces: namespaces(&a.ns),
                     owners: !a.no_owners,
                     top: a.top,
+                    interval: a.interval.map(|d| d.0),
                     out: report_output(&a.out, format),
                 })
             }
@@ -508,7 +516,10 @@ mod tests {
         let Ok(Request::Listen(l)) = request(&["listen", "--format", "prometheus", "-t", "-p", "80"]) else { panic!() };
         assert_eq!((l.out.format, l.select.protos.clone(), l.ports.len()), (Format::Prometheus, vec![Proto::Tcp], 1));
         let Ok(Request::Stats(s)) = request(&["stats", "--format", "json", "--no-owners"]) else { panic!() };
-        assert_eq!((s.out.format, s.owners), (Format::Json, false));
+        assert_eq!((s.out.format, s.owners, s.interval), (Format::Json, false, None));
+        let Ok(Request::Stats(s)) = request(&["stats", "--interval", "500ms"]) else { panic!() };
+        assert_eq!(s.interval, Some(Duration::from_millis(500)));
+        assert!(request(&["stats", "-i", "1s", "--format", "prometheus"]).unwrap_err().msg.contains("rate()"));
         let Ok(Request::Who(w)) = request(&["who", "https/tcp", "--json", "--netns", "blue"]) else { panic!() };
         assert_eq!(
             (w.target.port, w.target.proto, w.out.format, w.netns.as_deref()),

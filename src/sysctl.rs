@@ -3,6 +3,8 @@
 //! opens it; run [`Sysctls::read`] inside `Netns::run` for another
 //! namespace).
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::PortRange;
 
 /// Linux's default `net.ipv4.ip_local_port_range`, used when the sysctl
@@ -14,6 +16,18 @@ pub const DEFAULT_UNPRIVILEGED_PORT_START: u16 = 1024;
 
 const LOCAL_PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+const TCP_MEM: &str = "/proc/sys/net/ipv4/tcp_mem";
+const TCP_MAX_ORPHANS: &str = "/proc/sys/net/ipv4/tcp_max_orphans";
+
+/// A u64 setting, `None` when unreadable.
+fn wide(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok())
+}
+
+/// `net.core.somaxconn` of the calling thread's namespace.
+pub fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok().and_then(|t| t.trim().parse().ok())
+}
 
 /// One namespace's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +46,24 @@ pub struct Sysctls {
     pub somaxconn: Option<u32>,
     /// `net.ipv4.tcp_max_syn_backlog`.
     pub tcp_max_syn_backlog: Option<u32>,
+    /// `net.ipv4.tcp_mem`: host-wide, so only the initial namespace shows
+    /// it (see [`Sysctls::fill_host_wide`]).
+    pub tcp_mem: Option<TcpMem>,
+    /// `net.ipv4.tcp_max_orphans`: host-wide too.
+    pub tcp_max_orphans: Option<u64>,
+    /// `net.ipv4.tcp_max_tw_buckets`: per namespace.
+    pub tcp_max_tw_buckets: Option<u64>,
+}
+
+/// `net.ipv4.tcp_mem`, in pages: below `min` TCP does not limit memory;
+/// above `pressure` it enters memory pressure (shrinks buffers) until it is
+/// below `min` again; at `max` allocations fail (TcpExt TCPAbortOnMemory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpMem {
+    pub min: u64,
+    pub pressure: u64,
+    pub max: u64,
 }
 
 impl Sysctls {
@@ -52,6 +84,21 @@ impl Sysctls {
             reserved_ports,
             somaxconn: number("/proc/sys/net/core/somaxconn"),
             tcp_max_syn_backlog: number("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
+            tcp_mem: read(TCP_MEM).ok().and_then(|t| parse_tcp_mem(&t)),
+            tcp_max_orphans: wide(TCP_MAX_ORPHANS),
+            tcp_max_tw_buckets: wide("/proc/sys/net/ipv4/tcp_max_tw_buckets"),
+        }
+    }
+
+    /// The host-wide settings (`tcp_mem`, `tcp_max_orphans`) that another
+    /// namespace does not show, from the calling thread's namespace (where
+    /// portctl runs, usually the initial one): they are the same in all.
+    pub fn fill_host_wide(&mut self) {
+        if self.tcp_mem.is_none() {
+            self.tcp_mem = std::fs::read_to_string(TCP_MEM).ok().and_then(|t| parse_tcp_mem(&t));
+        }
+        if self.tcp_max_orphans.is_none() {
+            self.tcp_max_orphans = wide(TCP_MAX_ORPHANS);
         }
     }
 
@@ -65,6 +112,9 @@ impl Sysctls {
             reserved_ports: Vec::new(),
             somaxconn: None,
             tcp_max_syn_backlog: None,
+            tcp_mem: None,
+            tcp_max_orphans: None,
+            tcp_max_tw_buckets: None,
         }
     }
 
@@ -80,6 +130,15 @@ pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
     match (it.next(), it.next(), it.next()) {
         (Some(Ok(lo)), Some(Ok(hi)), None) if lo <= hi => Ok(PortRange { lo, hi }),
         _ => Err(format!("expected two ports, low then high, got '{}'", text.trim())),
+    }
+}
+
+/// `287898\t383867\t575796` -> min, pressure, max.
+pub fn parse_tcp_mem(text: &str) -> Option<TcpMem> {
+    let mut it = text.split_whitespace().map(|w| w.parse::<u64>().ok());
+    match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(Some(min)), Some(Some(pressure)), Some(Some(max)), None) => Some(TcpMem { min, pressure, max }),
+        _ => None,
     }
 }
 
@@ -137,7 +196,19 @@ mod tests {
         let s = Sysctls::read();
         let r = s.local_port_range.expect("ip_local_port_range is readable");
         assert!(r.lo <= r.hi);
-        assert!(s.somaxconn.is_some());
+        assert!(s.somaxconn.is_some() && s.somaxconn == somaxconn());
+        assert!(s.tcp_max_tw_buckets.is_some());
+    }
+
+    #[test]
+    fn tcp_mem_values() {
+        assert_eq!(
+            parse_tcp_mem("287898\t383867\t575796\n"),
+            Some(TcpMem { min: 287898, pressure: 383867, max: 575796 })
+        );
+        for bad in ["", "1 2", "1 2 3 4", "a b c", "-1 2 3"] {
+            assert_eq!(parse_tcp_mem(bad), None, "{bad:?}");
+        }
     }
 
     proptest::proptest! {

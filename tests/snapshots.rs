@@ -15,7 +15,7 @@ use std::sync::Arc;
 use portctl::domain::kill::{KillReport, Target as KillTarget};
 use portctl::domain::who::{self, Target};
 use portctl::domain::{order, stats};
-use portctl::model::{Container, Context, Exposure, Owner, Proto, Socket, State, Timer, TimerKind};
+use portctl::model::{AcceptQueue, Container, Context, Exposure, Owner, Proto, SkMem, Socket, State, Timer, TimerKind};
 use portctl::procs::ProcTable;
 use portctl::render::{self, Format, Output, Style};
 use portctl::sysctl::Sysctls;
@@ -107,7 +107,46 @@ fn population() -> Vec<Socket> {
         s.timer = Some(Timer { kind: TimerKind::TimeWait, expires_ms: 41_500, retrans: 0 });
     }
     v[7].timer = Some(Timer { kind: TimerKind::Keepalive, expires_ms: 7_100_000, retrans: 0 });
+    // TCP listeners carry their accept queue, as sock_diag gives it; UDP
+    // sockets their memory.
+    for s in v.iter_mut() {
+        if s.proto == Proto::Tcp && s.state == State::Listen {
+            if s.send_q == 0 {
+                s.send_q = 128;
+            }
+            let (q, b) = (s.recv_q, s.send_q);
+            s.ext_mut().accept_queue = Some(AcceptQueue::new(q, b));
+        }
+        if s.proto == Proto::Udp {
+            s.ext_mut().skmem = Some(SkMem { rcvbuf: 212_992, ..SkMem::default() });
+        }
+    }
     portctl::inventory::enrich(&mut v);
+    v
+}
+
+/// Sets a listener's queue (and its recv_q/send_q, as the kernel reports them).
+fn set_queue(s: &mut Socket, queued: u32, backlog: u32) {
+    s.recv_q = queued;
+    s.send_q = backlog;
+    s.ext_mut().accept_queue = Some(AcceptQueue::new(queued, backlog));
+}
+
+/// The population in trouble: postgres's accept queue over its backlog,
+/// nginx's nearly full, the resolver dropping datagrams.
+fn troubled() -> Vec<Socket> {
+    let mut v = population();
+    for s in v.iter_mut() {
+        match (s.proto, s.port()) {
+            (Proto::Tcp, 5432) if s.state == State::Listen => set_queue(s, 129, 128),
+            (Proto::Tcp, 443) if s.state == State::Listen => set_queue(s, 470, 511),
+            (Proto::Udp, 53) => {
+                s.ext_mut().skmem =
+                    Some(SkMem { rmem_alloc: 214_400, rcvbuf: 212_992, drops: 1_742, ..SkMem::default() })
+            }
+            _ => {}
+        }
+    }
     v
 }
 
@@ -190,6 +229,22 @@ fn conns_table_and_extended() {
     insta::assert_snapshot!("conns_table_extended", extended);
 }
 
+/// ACCEPT-Q and DROPS appear only when a queue is full or nearly, or a UDP
+/// socket dropped (the plain listen table above has neither).
+#[test]
+fn listen_table_with_full_queues_and_drops() {
+    let mut v: Vec<Socket> =
+        troubled().into_iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).collect();
+    order::listen(&mut v);
+    insta::assert_snapshot!(text(|w| render::listen::write(w, &v, &table(), false)));
+    let mut l: Vec<Socket> = troubled().into_iter().filter(|s| s.state == State::Listen).collect();
+    order::conns(&mut l);
+    insta::assert_snapshot!(
+        "conns_table_listeners_full",
+        text(|w| render::conns::write(w, &l, &table(), false, false))
+    );
+}
+
 #[test]
 fn tables_without_header_and_empty() {
     let v: Vec<Socket> = population().into_iter().take(2).collect();
@@ -258,6 +313,7 @@ fn who_text() {
         sockets: here,
         other_netns: vec![elsewhere.clone()],
         unreadable_netns: vec!["pid:1234: permission denied".into()],
+        counters: Default::default(),
     };
     let root = who::answer(&target, found(here.clone()), &mut procs, &sysctls(), who::Viewer { root: true });
     insta::assert_snapshot!(redacted(text(|w| render::who::write(w, &root, Style { color: false }))));
@@ -269,6 +325,36 @@ fn who_text() {
     }
     let user = who::answer(&target, found(hidden), &mut procs, &sysctls(), who::Viewer { root: false });
     insta::assert_snapshot!("who_text_hidden_not_root", text(|w| render::who::write(w, &user, Style { color: false })));
+}
+
+/// A listener whose accept queue is full and whose backlog is somaxconn,
+/// with the overflow counter's rise; a UDP socket dropping on the same port.
+#[test]
+fn who_text_full_accept_queue() {
+    let mut procs = ProcTable::new(Path::new("/nonexistent-proc"));
+    let mut l =
+        sock(Proto::Tcp, State::Listen, "127.0.0.1:8080", None, 3001, vec![owner(4400, "api", "app", 3, "./api")]);
+    set_queue(&mut l, 9, 8);
+    let mut u =
+        sock(Proto::Udp, State::Unconn, "127.0.0.1:8080", None, 3002, vec![owner(4400, "api", "app", 4, "./api")]);
+    u.ext_mut().skmem = Some(SkMem { rmem_alloc: 2_304, rcvbuf: 2_304, drops: 49, ..SkMem::default() });
+    let mut sys = sysctls();
+    sys.somaxconn = Some(8);
+    sys.tcp_max_syn_backlog = Some(128);
+    let counters = who::OverflowCounters {
+        overflows: Some(27),
+        drops: Some(27),
+        rise: Some((Some(3), Some(3), std::time::Duration::from_millis(250))),
+    };
+    let found = who::Found { sockets: vec![l, u], counters, ..Default::default() };
+    let target = Target { port: 8080, proto: None, addr: None };
+    let r = who::answer(&target, found, &mut procs, &sys, who::Viewer { root: true });
+    let lb = r.listen_backlog.as_ref().unwrap();
+    assert_eq!(
+        (lb.full.as_slice(), lb.clamped.as_slice(), lb.overflows_rise, lb.sampled_ms),
+        (&[3001][..], &[3001][..], Some(3), Some(250))
+    );
+    insta::assert_snapshot!(text(|w| render::who::write(w, &r, Style { color: false })));
 }
 
 #[test]
@@ -298,6 +384,48 @@ fn stats_text() {
         "stats_text_without_owners_or_range",
         text(|w| render::stats::write(w, &summary, &table()))
     );
+}
+
+/// Counters as the kernel prints them (cut short), for the kernel sections.
+const NETSTAT: &str = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPBacklogDrop TCPTimeWaitOverflow\n\
+                       TcpExt: 0 27 27 0 0\n";
+const SNMP: &str = "Tcp: ActiveOpens PassiveOpens AttemptFails EstabResets InSegs OutSegs RetransSegs InErrs OutRsts\n\
+                    Tcp: 120 90 2 0 5000 4800 12 0 3\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    Udp: 300 0 1742 10 1742 0\n";
+
+fn counters(scale: i64) -> portctl::counters::Counters {
+    let mut groups = portctl::counters::parse_pairs(NETSTAT);
+    groups.extend(portctl::counters::parse_pairs(SNMP));
+    for g in &mut groups {
+        for (_, v) in &mut g.values {
+            *v *= scale;
+        }
+    }
+    portctl::counters::Counters { groups }
+}
+
+/// The sections of a host in trouble: queues, drops, problems, memory;
+/// with `--interval`, the rises and rates too.
+#[test]
+fn stats_text_with_queues_drops_and_counters() {
+    let sockets = troubled();
+    let mut sys = sysctls();
+    sys.tcp_max_syn_backlog = Some(512);
+    sys.tcp_mem = Some(portctl::sysctl::TcpMem { min: 100, pressure: 200, max: 300 });
+    sys.tcp_max_orphans = Some(65536);
+    sys.tcp_max_tw_buckets = Some(262144);
+    let mut summary = stats::summarise(&sockets, &sys, 10);
+    summary.close_wait = Some(stats::close_wait_by_process(&sockets));
+    stats::attach_processes(&mut summary, &sockets);
+    let sockstat = portctl::counters::parse_sockstat(
+        "sockets: used 30\nTCP: inuse 20 orphan 2 tw 5 alloc 25 mem 250\nUDP: inuse 2 mem 60\n",
+    );
+    summary.kernel = Some(stats::kernel(counters(1), None, sockstat.clone(), &sys));
+    insta::assert_snapshot!(text(|w| render::stats::write(w, &summary, &table())));
+    let first = (counters(1), std::time::Duration::from_millis(2000));
+    summary.kernel = Some(stats::kernel(counters(2), Some(first), sockstat, &sys));
+    insta::assert_snapshot!("stats_text_with_interval", text(|w| render::stats::write(w, &summary, &table())));
 }
 
 #[test]

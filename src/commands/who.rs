@@ -5,15 +5,29 @@ use std::io::Write;
 
 use anyhow::Result;
 
+use std::time::{Duration, Instant};
+
+use crate::counters::Counters;
+use crate::domain::who::OverflowCounters;
 use crate::domain::{order, who};
 use crate::inventory::{self, Owners, Scope};
-use crate::model::{Socket, StateSet};
+use crate::model::{Proto, Socket, State, StateSet};
 use crate::netns::{self, Netns};
 use crate::procs::ProcWalk;
 use crate::render::{self, json};
 use crate::report::{self, Report};
 use crate::request::{self, WhoRequest};
 use crate::sysctl::Sysctls;
+
+/// The shortest time over which `who` measures the rise of the overflow
+/// counters when a listener's accept queue is full or nearly.
+pub const OVERFLOW_SAMPLE: Duration = Duration::from_millis(250);
+
+/// TcpExt ListenOverflows and ListenDrops of the calling thread's namespace.
+fn overflow_counters() -> (Option<i64>, Option<i64>) {
+    let (c, _) = Counters::read();
+    (c.get("TcpExt", "ListenOverflows"), c.get("TcpExt", "ListenDrops"))
+}
 
 pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     // The namespace asked about decides the verdict; every other namespace
@@ -24,15 +38,38 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
     };
     let others: Vec<Netns> = netns::discover().0.into_iter().filter(|n| n.id.inode != main.id.inode).collect();
     let main_inode = main.id.inode;
-    // Per-namespace sysctls (bindv6only, port ranges) are read from inside it.
-    let sys = main.run(Sysctls::read)?;
+    // Per-namespace sysctls (bindv6only, port ranges) and the listen
+    // overflow counters are read from inside it.
+    let (sys, before) = main.run(|| (Sysctls::read(), overflow_counters()))?;
+    let started = Instant::now();
     let scope = Scope::WithOthers(main, others);
     let query = request::port_query(&req.target, StateSet::all(), true);
     let source = ProcWalk::host();
     let mut inv = inventory::collect_in(&scope, &query, Owners::Resolve(&source), Some(order::listen), report)?;
     let (sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
         inv.sockets.into_iter().partition(|s| s.netns.as_ref().is_none_or(|n| n.inode == main_inode));
-    let found = who::Found { sockets, other_netns, unreadable_netns: inv.unreadable_netns };
+    let listener = |s: &Socket| s.proto == Proto::Tcp && s.state == State::Listen;
+    let mut counters = OverflowCounters { overflows: before.0, drops: before.1, rise: None };
+    if sockets.iter().any(listener) {
+        // A full queue: how fast do the overflows rise? Read again, at
+        // least OVERFLOW_SAMPLE after the first read.
+        let alarming = sockets.iter().any(|s| s.accept_queue().is_some_and(|q| q.is_alarming()));
+        if alarming {
+            std::thread::sleep(OVERFLOW_SAMPLE.saturating_sub(started.elapsed()));
+        }
+        let after = match scope.main() {
+            Some(ns) => ns.run(overflow_counters)?,
+            None => overflow_counters(),
+        };
+        let elapsed = started.elapsed();
+        counters.overflows = after.0.or(before.0);
+        counters.drops = after.1.or(before.1);
+        if alarming {
+            let rise = |a: Option<i64>, b: Option<i64>| Some(a?.wrapping_sub(b?));
+            counters.rise = Some((rise(after.0, before.0), rise(after.1, before.1), elapsed));
+        }
+    }
+    let found = who::Found { sockets, other_netns, unreadable_netns: inv.unreadable_netns, counters };
     let answer = who::answer(&req.target, found, &mut inv.procs, &sys, who::Viewer::me());
     if req.out.is_json() {
         json::object(w, &answer)?;

@@ -1,16 +1,22 @@
 //! `stats`: what `ss -s` says and what it does not: socket counts per
 //! protocol, family and state; ephemeral port usage per destination (port
-//! exhaustion); who accumulates TIME_WAIT and CLOSE_WAIT. Types (the
-//! `stats --json` object, documented in docs/json.md) and aggregation.
+//! exhaustion); who accumulates TIME_WAIT and CLOSE_WAIT; listeners whose
+//! accept queue overflows or whose backlog somaxconn capped; UDP sockets
+//! that drop datagrams; the kernel's own counters (what `nstat` shows) and
+//! socket memory. Types (the `stats --json` object, documented in
+//! docs/json.md) and aggregation.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Endpoint, Family, JSON_SCHEMA_VERSION, PortRange, Proto, Socket, State, unmapped_endpoint};
+use crate::counters::{Counters, Sockstat};
+use crate::model::{
+    AcceptQueue, Endpoint, Family, JSON_SCHEMA_VERSION, NetnsRef, PortRange, Proto, Socket, State, unmapped_endpoint,
+};
 use crate::services;
-use crate::sysctl::Sysctls;
+use crate::sysctl::{Sysctls, TcpMem};
 
 /// Warn when one destination uses more than this share of the usable range.
 pub const EPHEMERAL_WARN_PERCENT: u32 = 80;
@@ -37,7 +43,316 @@ pub struct Stats {
     pub time_wait_peers: Vec<TimeWaitPeer>,
     /// `null` with `--no-owners`, or when /proc could not be walked.
     pub close_wait: Option<CloseWait>,
+    /// TCP listeners whose accept queue is full or nearly, or whose backlog
+    /// is `net.core.somaxconn` (schema 3).
+    pub listeners: ListenQueues,
+    /// UDP sockets that have dropped datagrams, most first (schema 3).
+    pub udp_drops: Vec<UdpDrops>,
+    /// The kernel's counters and socket memory of the namespace asked about
+    /// (schema 3); `null` when none could be read.
+    pub kernel: Option<Kernel>,
 }
+
+/// A process holding a socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub name: String,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenQueues {
+    /// `net.core.somaxconn` of the namespace asked about.
+    pub somaxconn: Option<u32>,
+    /// `net.ipv4.tcp_max_syn_backlog`: the cap on connections still in
+    /// their handshake (the SYN queue).
+    pub tcp_max_syn_backlog: Option<u32>,
+    /// Listeners whose accept queue is full or nearly, fullest first.
+    pub full: Vec<QueuedListener>,
+    /// Listeners whose backlog is their namespace's `net.core.somaxconn`:
+    /// listen() may have asked for more, and the kernel capped it.
+    pub clamped: Vec<QueuedListener>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuedListener {
+    pub local: Endpoint,
+    pub inode: u64,
+    /// The namespace, with `--netns` and `--all-netns`.
+    pub netns: Option<NetnsRef>,
+    pub accept_queue: AcceptQueue,
+    /// `net.core.somaxconn` of its namespace.
+    pub somaxconn: Option<u32>,
+    /// Who holds it (empty with `--no-owners`, or when hidden).
+    pub processes: Vec<ProcessRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpDrops {
+    pub local: Endpoint,
+    pub inode: u64,
+    pub netns: Option<NetnsRef>,
+    /// Datagrams dropped since the socket was opened (its `skmem.drops`).
+    pub drops: u32,
+    /// Receive memory in use, and the buffer's limit (SO_RCVBUF), bytes.
+    pub rmem_alloc: u32,
+    pub rcvbuf: u32,
+    pub processes: Vec<ProcessRef>,
+}
+
+/// The kernel's view of one namespace: its counters (since it was
+/// created), what rose during `--interval`, which counters signal
+/// trouble, and socket memory against its limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    /// TcpExt (/proc/net/netstat), Tcp and Udp (/proc/net/snmp), Udp6
+    /// (/proc/net/snmp6): the kernel's names and values.
+    pub counters: Counters,
+    /// Only with `--interval`: how much each counter changed in it.
+    pub sample: Option<Sample>,
+    /// The counters of [`WATCHED`] that signal trouble and are not zero.
+    pub problems: Vec<Problem>,
+    pub sockstat: Sockstat,
+    pub tcp_mem: Option<TcpMem>,
+    pub tcp_max_orphans: Option<u64>,
+    pub tcp_max_tw_buckets: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// Time between the two reads, in milliseconds.
+    pub interval_ms: u64,
+    /// Second read minus first, per counter (per second: `delta * 1000 /
+    /// interval_ms`).
+    pub deltas: Counters,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Problem {
+    /// `TcpExt`, `Tcp`, `Udp`, `Udp6`.
+    pub group: String,
+    /// The kernel's name: `ListenOverflows`.
+    pub name: String,
+    pub value: i64,
+    /// With `--interval`: the rise, and per second.
+    pub delta: Option<i64>,
+    pub per_second: Option<f64>,
+    /// What it means, in words.
+    pub means: String,
+}
+
+/// A kernel counter portctl names: what it means, whether it signals
+/// trouble, and its Prometheus counter.
+#[derive(Debug, Clone, Copy)]
+pub struct Watched {
+    /// The groups it is in (UDP's are in Udp and Udp6).
+    pub groups: &'static [&'static str],
+    pub name: &'static str,
+    /// Non-zero means something went wrong (a "problem"); the others are
+    /// exported to Prometheus as denominators (segments, datagrams, opens).
+    pub trouble: bool,
+    pub means: &'static str,
+    /// Prometheus counter name (`_total`); UDP ones get a `family` label.
+    pub metric: &'static str,
+}
+
+const TCPEXT: &[&str] = &["TcpExt"];
+const TCP: &[&str] = &["Tcp"];
+const UDP: &[&str] = &["Udp", "Udp6"];
+
+/// The counters of issue 16, and the few that put them in proportion.
+pub const WATCHED: &[Watched] = &[
+    Watched {
+        groups: TCPEXT,
+        name: "ListenOverflows",
+        trouble: true,
+        means: "a listener's accept queue was full: connections were dropped (the process does not accept() fast enough)",
+        metric: "portctl_tcp_listen_overflows_total",
+    },
+    Watched {
+        groups: TCPEXT,
+        name: "ListenDrops",
+        trouble: true,
+        means: "connections dropped at a listener (accept queue full, no memory, or no route back)",
+        metric: "portctl_tcp_listen_drops_total",
+    },
+    Watched {
+        groups: TCPEXT,
+        name: "TCPReqQFullDrop",
+        trouble: true,
+        means: "SYNs dropped: the SYN queue (net.ipv4.tcp_max_syn_backlog) was full and SYN cookies are off",
+        metric: "portctl_tcp_reqq_full_drop_total",
+    },
+    Watched {
+        groups: TCPEXT,
+        name: "TCPReqQFullDoCookies",
+        trouble: true,
+        means: "the SYN queue was full: SYN cookies were sent instead (a SYN flood, or a backlog too small)",
+        metric: "portctl_tcp_reqq_full_do_cookies_total",
+    },
+    Watched {
+        groups: TCPEXT,
+        name: "TCPBacklogDrop",
+        trouble: true,
+        means: "segments dropped: a socket's backlog was full while its process held it (a slow or stuck reader)",
+        metric: "portctl_tcp_backlog_drop_total",
+    },
+    Watched {
+        groups: TCPEXT,
+        name: "TCPTimeWaitOverflow",
+        trouble: true,
+        means: "connections closed without TIME_WAIT: net.ipv4.tcp_max_tw_buckets was reached",
+        metric: "portctl_tcp_time_wait_overflow_total",
+    },
+    Watched {
+        groups: TCPEXT,
+        name: "TCPAbortOnMemory",
+        trouble: true,
+        means: "connections reset for lack of memory: net.ipv4.tcp_mem exhausted, or too many orphans",
+        metric: "portctl_tcp_abort_on_memory_total",
+    },
+    Watched {
+        groups: TCPEXT,
+        name: "TCPAbortOnTimeout",
+        trouble: true,
+        means: "connections given up after their retransmissions timed out (peer gone or path broken)",
+        metric: "portctl_tcp_abort_on_timeout_total",
+    },
+    Watched {
+        groups: TCPEXT,
+        name: "TCPRetransFail",
+        trouble: true,
+        means: "retransmissions that could not be sent (local queue full, or no memory)",
+        metric: "portctl_tcp_retrans_fail_total",
+    },
+    Watched {
+        groups: TCPEXT,
+        name: "TCPMemoryPressures",
+        trouble: true,
+        means: "times TCP entered memory pressure (net.ipv4.tcp_mem): buffers were shrunk",
+        metric: "portctl_tcp_memory_pressures_total",
+    },
+    Watched {
+        groups: TCP,
+        name: "AttemptFails",
+        trouble: true,
+        means: "connection attempts that failed (refused, reset, or timed out in the handshake)",
+        metric: "portctl_tcp_attempt_fails_total",
+    },
+    Watched {
+        groups: TCP,
+        name: "EstabResets",
+        trouble: true,
+        means: "established connections reset",
+        metric: "portctl_tcp_estab_resets_total",
+    },
+    Watched {
+        groups: TCP,
+        name: "RetransSegs",
+        trouble: true,
+        means: "segments retransmitted (loss or delay on the path; compare with OutSegs)",
+        metric: "portctl_tcp_retrans_segs_total",
+    },
+    Watched {
+        groups: TCP,
+        name: "InErrs",
+        trouble: true,
+        means: "segments received with errors (bad checksum, malformed)",
+        metric: "portctl_tcp_in_errs_total",
+    },
+    Watched {
+        groups: TCP,
+        name: "OutRsts",
+        trouble: true,
+        means: "resets sent: connections to closed ports, or aborted by this host",
+        metric: "portctl_tcp_out_rsts_total",
+    },
+    Watched {
+        groups: UDP,
+        name: "InErrors",
+        trouble: true,
+        means: "datagrams received that could not be delivered (a receive buffer full, bad checksum)",
+        metric: "portctl_udp_in_errors_total",
+    },
+    Watched {
+        groups: UDP,
+        name: "RcvbufErrors",
+        trouble: true,
+        means: "datagrams dropped because a socket's receive buffer was full (its process reads too slowly)",
+        metric: "portctl_udp_rcvbuf_errors_total",
+    },
+    Watched {
+        groups: UDP,
+        name: "SndbufErrors",
+        trouble: true,
+        means: "datagrams not sent because a socket's send buffer was full",
+        metric: "portctl_udp_sndbuf_errors_total",
+    },
+    Watched {
+        groups: UDP,
+        name: "NoPorts",
+        trouble: true,
+        means: "datagrams to a port no socket is bound to",
+        metric: "portctl_udp_no_ports_total",
+    },
+    Watched {
+        groups: UDP,
+        name: "MemErrors",
+        trouble: true,
+        means: "datagrams dropped: UDP's memory limit (net.ipv4.udp_mem) was reached",
+        metric: "portctl_udp_mem_errors_total",
+    },
+    Watched {
+        groups: TCP,
+        name: "ActiveOpens",
+        trouble: false,
+        means: "connections this host opened",
+        metric: "portctl_tcp_active_opens_total",
+    },
+    Watched {
+        groups: TCP,
+        name: "PassiveOpens",
+        trouble: false,
+        means: "connections this host accepted",
+        metric: "portctl_tcp_passive_opens_total",
+    },
+    Watched {
+        groups: TCP,
+        name: "InSegs",
+        trouble: false,
+        means: "segments received",
+        metric: "portctl_tcp_in_segs_total",
+    },
+    Watched {
+        groups: TCP,
+        name: "OutSegs",
+        trouble: false,
+        means: "segments sent",
+        metric: "portctl_tcp_out_segs_total",
+    },
+    Watched {
+        groups: UDP,
+        name: "InDatagrams",
+        trouble: false,
+        means: "datagrams delivered to sockets",
+        metric: "portctl_udp_in_datagrams_total",
+    },
+    Watched {
+        groups: UDP,
+        name: "OutDatagrams",
+        trouble: false,
+        means: "datagrams sent",
+        metric: "portctl_udp_out_datagrams_total",
+    },
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,7 +487,184 @@ pub fn summarise(sockets: &[Socket], sys: &Sysctls, top: usize) -> Stats {
         time_wait_top: time_wait_top(sockets, top),
         time_wait_peers: time_wait_peers(sockets, sys.local_range_or_default(), top),
         close_wait: None,
+        listeners: listen_queues(sockets, sys, |_| sys.somaxconn),
+        udp_drops: udp_drops(sockets),
+        kernel: None,
     }
+}
+
+/// TCP listeners whose accept queue is full or nearly (fullest first), and
+/// those whose backlog equals `somaxconn_of` their namespace (by netns
+/// inode; `None`: portctl's own).
+pub fn listen_queues(
+    sockets: &[Socket],
+    sys: &Sysctls,
+    somaxconn_of: impl Fn(Option<u64>) -> Option<u32>,
+) -> ListenQueues {
+    let mut full = Vec::new();
+    let mut clamped = Vec::new();
+    for s in sockets.iter().filter(|s| s.proto == Proto::Tcp && s.state == State::Listen) {
+        let (Some(q), Some(local)) = (s.accept_queue(), s.local_ip()) else { continue };
+        let somaxconn = somaxconn_of(s.netns_inode());
+        let row = QueuedListener {
+            local,
+            inode: s.inode,
+            netns: s.netns.as_deref().cloned(),
+            accept_queue: *q,
+            somaxconn,
+            processes: processes(s),
+        };
+        if somaxconn == Some(q.backlog) {
+            clamped.push(row.clone());
+        }
+        if q.is_alarming() {
+            full.push(row);
+        }
+    }
+    // Fullest first: by how far past the backlog (queued / backlog), then by address.
+    let key = |l: &QueuedListener| u64::from(l.accept_queue.queued) * 1000 / u64::from(l.accept_queue.backlog.max(1));
+    full.sort_by(|a, b| key(b).cmp(&key(a)).then(a.local.cmp(&b.local)));
+    clamped.sort_by(|a, b| a.local.cmp(&b.local).then(a.inode.cmp(&b.inode)));
+    ListenQueues { somaxconn: sys.somaxconn, tcp_max_syn_backlog: sys.tcp_max_syn_backlog, full, clamped }
+}
+
+/// UDP sockets whose socket memory says they dropped datagrams, most first.
+pub fn udp_drops(sockets: &[Socket]) -> Vec<UdpDrops> {
+    let mut v: Vec<UdpDrops> = sockets
+        .iter()
+        .filter(|s| s.proto == Proto::Udp)
+        .filter_map(|s| {
+            let m = s.skmem().filter(|m| m.drops > 0)?;
+            Some(UdpDrops {
+                local: s.local_ip()?,
+                inode: s.inode,
+                netns: s.netns.as_deref().cloned(),
+                drops: m.drops,
+                rmem_alloc: m.rmem_alloc,
+                rcvbuf: m.rcvbuf,
+                processes: processes(s),
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.local.cmp(&b.local)));
+    v
+}
+
+/// The distinct processes holding a socket, in pid order.
+fn processes(s: &Socket) -> Vec<ProcessRef> {
+    let mut v: Vec<ProcessRef> = Vec::new();
+    for o in &s.owners {
+        if !v.iter().any(|p| p.pid == o.pid) {
+            v.push(ProcessRef { pid: o.pid, name: o.name.to_string(), user: o.user.to_string() });
+        }
+    }
+    v.sort_by_key(|p| p.pid);
+    v
+}
+
+/// Fills the `processes` of the listeners and UDP sockets listed, from
+/// `sockets` with owners attached (matched by namespace and inode).
+pub fn attach_processes(st: &mut Stats, sockets: &[Socket]) {
+    let find = |inode: u64, netns: &Option<NetnsRef>| {
+        sockets.iter().find(|s| s.inode == inode && s.netns_inode() == netns.as_ref().map(|n| n.inode)).map(processes)
+    };
+    for l in st.listeners.full.iter_mut().chain(st.listeners.clamped.iter_mut()) {
+        l.processes = find(l.inode, &l.netns).unwrap_or_default();
+    }
+    for u in &mut st.udp_drops {
+        u.processes = find(u.inode, &u.netns).unwrap_or_default();
+    }
+}
+
+/// The kernel section from the counters read last, and, with `--interval`,
+/// those read first and the time between the reads.
+pub fn kernel(
+    counters: Counters,
+    first: Option<(Counters, std::time::Duration)>,
+    sockstat: Sockstat,
+    sys: &Sysctls,
+) -> Kernel {
+    let sample = first.map(|(before, elapsed)| Sample {
+        interval_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        deltas: counters.minus(&before),
+    });
+    let secs = sample.as_ref().map(|s| s.interval_ms as f64 / 1000.0);
+    let mut problems = Vec::new();
+    for w in WATCHED.iter().filter(|w| w.trouble) {
+        for group in w.groups {
+            let Some(value) = counters.get(group, w.name) else { continue };
+            let delta = sample.as_ref().and_then(|s| s.deltas.get(group, w.name));
+            if value <= 0 && delta.is_none_or(|d| d <= 0) {
+                continue;
+            }
+            let per_second = match (delta, secs) {
+                (Some(d), Some(t)) if t > 0.0 => Some(d as f64 / t),
+                _ => None,
+            };
+            problems.push(Problem {
+                group: group.to_string(),
+                name: w.name.to_string(),
+                value,
+                delta,
+                per_second,
+                means: w.means.to_string(),
+            });
+        }
+    }
+    Kernel {
+        counters,
+        sample,
+        problems,
+        sockstat,
+        tcp_mem: sys.tcp_mem,
+        tcp_max_orphans: sys.tcp_max_orphans,
+        tcp_max_tw_buckets: sys.tcp_max_tw_buckets,
+    }
+}
+
+/// Warnings for stderr: TCP memory under pressure, orphans or TIME_WAIT
+/// sockets near their limits, accept queues that overflow.
+pub fn kernel_warnings(st: &Stats) -> Vec<String> {
+    let mut v = Vec::new();
+    for l in st.listeners.full.iter().filter(|l| l.accept_queue.full) {
+        let who = match l.processes.first() {
+            Some(p) => format!(" ({}, pid {})", p.name, p.pid),
+            None => String::new(),
+        };
+        v.push(format!(
+            "tcp {}{who}: accept queue full ({} waiting, backlog {}): the process is not accepting fast enough; new connections are dropped",
+            l.local, l.accept_queue.queued, l.accept_queue.backlog
+        ));
+    }
+    let Some(k) = &st.kernel else { return v };
+    let s = &k.sockstat;
+    if let (Some(mem), Some(lim)) = (s.tcp_mem_pages, k.tcp_mem) {
+        let over = s.tcp_memory_pressure == Some(true) || mem >= lim.pressure;
+        if over {
+            v.push(format!(
+                "TCP is under memory pressure: {mem} pages in use, net.ipv4.tcp_mem is {} {} {} (min, pressure, max): \
+                 the kernel shrinks socket buffers, and at the maximum drops data and resets connections (TcpExt TCPAbortOnMemory)",
+                lim.min, lim.pressure, lim.max
+            ));
+        }
+    } else if s.tcp_memory_pressure == Some(true) {
+        v.push("TCP is under memory pressure (net.ipv4.tcp_mem): the kernel shrinks socket buffers".to_string());
+    }
+    if let (Some(n), Some(max)) = (s.tcp_orphan, k.tcp_max_orphans)
+        && n * 10 >= max * 9
+    {
+        v.push(format!(
+            "{n} orphaned TCP sockets, of at most {max} (net.ipv4.tcp_max_orphans): past it the kernel resets them (\"too many orphaned sockets\")"
+        ));
+    }
+    if let (Some(n), Some(max)) = (s.tcp_time_wait, k.tcp_max_tw_buckets)
+        && n * 10 >= max * 9
+    {
+        v.push(format!(
+            "{n} TIME_WAIT sockets, of at most {max} (net.ipv4.tcp_max_tw_buckets): past it connections close without TIME_WAIT (TcpExt TCPTimeWaitOverflow)"
+        ));
+    }
+    v
 }
 
 /// Counts per protocol/family and per protocol/state/family.
@@ -367,7 +859,7 @@ pub fn close_wait_by_process(sockets: &[Socket]) -> CloseWait {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::Owner;
     use std::sync::Arc;
@@ -561,20 +1053,150 @@ mod tests {
         assert_eq!(find(Proto::Udp, State::Unconn).ipv6, 1);
     }
 
+    /// Listeners: full (2 over a backlog of 1), near full, quiet; a backlog
+    /// that is somaxconn; a UDP socket that dropped, one that did not.
+    pub(crate) fn queues() -> Vec<Socket> {
+        let listener = |local: &str, queued, backlog, inode| {
+            let mut s = sock(Proto::Tcp, State::Listen, local, None);
+            s.inode = inode;
+            s.recv_q = queued;
+            s.send_q = backlog;
+            s.ext_mut().accept_queue = Some(AcceptQueue::new(queued, backlog));
+            s
+        };
+        let udp = |local: &str, drops, inode| {
+            let mut s = sock(Proto::Udp, State::Unconn, local, None);
+            s.inode = inode;
+            s.ext_mut().skmem =
+                Some(crate::model::SkMem { rmem_alloc: 1280, rcvbuf: 2304, drops, ..Default::default() });
+            s
+        };
+        vec![
+            owned(listener("127.0.0.1:8080", 2, 1, 11), &[(40, "app"), (40, "app"), (41, "app")]),
+            listener("0.0.0.0:9000", 116, 128, 12),
+            listener("0.0.0.0:22", 0, 4096, 13),
+            listener("0.0.0.0:443", 3, 8, 14),
+            owned(udp("127.0.0.1:5353", 19, 21), &[(50, "mdns")]),
+            udp("0.0.0.0:53", 0, 22),
+            udp("0.0.0.0:123", 400, 23),
+        ]
+    }
+
+    fn sys_with(somaxconn: u32) -> Sysctls {
+        let mut sys = Sysctls::unknown("test".into());
+        sys.somaxconn = Some(somaxconn);
+        sys.tcp_max_syn_backlog = Some(128);
+        sys.tcp_mem = Some(TcpMem { min: 100, pressure: 200, max: 300 });
+        sys.tcp_max_orphans = Some(10);
+        sys.tcp_max_tw_buckets = Some(100);
+        sys
+    }
+
+    #[test]
+    fn listen_queues_full_first_and_clamped() {
+        let v = queues();
+        let q = listen_queues(&v, &sys_with(8), |_| Some(8));
+        let full: Vec<(String, u32, u32, bool)> = q
+            .full
+            .iter()
+            .map(|l| (l.local.to_string(), l.accept_queue.queued, l.accept_queue.backlog, l.accept_queue.full))
+            .collect();
+        assert_eq!(
+            full,
+            [("127.0.0.1:8080".into(), 2, 1, true), ("0.0.0.0:9000".into(), 116, 128, false)],
+            "full first, then near full; 3 of 8 is neither"
+        );
+        assert_eq!(q.full[0].processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [40, 41], "one entry per process");
+        assert_eq!(q.clamped.iter().map(|l| l.local.port).collect::<Vec<_>>(), [443], "backlog 8 = somaxconn 8");
+        assert_eq!((q.somaxconn, q.tcp_max_syn_backlog), (Some(8), Some(128)));
+        // Each namespace's own somaxconn: only the default 4096 here.
+        let q = listen_queues(&v, &sys_with(8), |_| Some(4096));
+        assert_eq!(q.clamped.iter().map(|l| l.local.port).collect::<Vec<_>>(), [22]);
+        assert!(listen_queues(&v, &sys_with(8), |_| None).clamped.is_empty());
+
+        let d = udp_drops(&v);
+        assert_eq!(d.iter().map(|d| (d.local.port, d.drops)).collect::<Vec<_>>(), [(123, 400), (5353, 19)]);
+        assert_eq!(d[1].processes, [ProcessRef { pid: 50, name: "mdns".into(), user: "alice".into() }]);
+        assert_eq!((d[1].rmem_alloc, d[1].rcvbuf), (1280, 2304));
+    }
+
+    #[test]
+    fn kernel_problems_rates_and_warnings() {
+        let counters = crate::counters::tests::recorded();
+        // Without --interval: the trouble counters that are not zero, in
+        // WATCHED's order.
+        let mut sockstat = crate::counters::parse_sockstat(crate::counters::tests::SOCKSTAT);
+        let k = kernel(counters.clone(), None, sockstat.clone(), &sys_with(8));
+        let names: Vec<String> = k.problems.iter().map(|p| format!("{}{}", p.group, p.name)).collect();
+        assert_eq!(
+            names,
+            [
+                "TcpExtListenOverflows",
+                "TcpExtListenDrops",
+                "TcpEstabResets",
+                "TcpOutRsts",
+                "UdpInErrors",
+                "UdpRcvbufErrors",
+                "Udp6RcvbufErrors",
+                "Udp6NoPorts"
+            ]
+        );
+        assert!(k.problems.iter().all(|p| p.delta.is_none() && p.per_second.is_none()));
+        assert_eq!(k.tcp_mem, Some(TcpMem { min: 100, pressure: 200, max: 300 }));
+        // With --interval: deltas, and the rate per second.
+        let mut before = counters.clone();
+        for g in &mut before.groups {
+            for (n, v) in &mut g.values {
+                if n == "ListenOverflows" {
+                    *v -= 6;
+                }
+            }
+        }
+        let k = kernel(
+            counters.clone(),
+            Some((before, std::time::Duration::from_millis(2000))),
+            sockstat.clone(),
+            &sys_with(8),
+        );
+        let s = k.sample.as_ref().unwrap();
+        assert_eq!((s.interval_ms, s.deltas.get("TcpExt", "ListenOverflows")), (2000, Some(6)));
+        let p = &k.problems[0];
+        assert_eq!((p.name.as_str(), p.value, p.delta, p.per_second), ("ListenOverflows", 20, Some(6), Some(3.0)));
+        assert_eq!(k.problems[1].delta, Some(0));
+
+        // Warnings: the full queue; memory at the pressure threshold, orphans
+        // and TIME_WAIT near their limits.
+        let mut st = summarise(&queues(), &sys_with(8), 10);
+        st.kernel = Some(k.clone());
+        let w = kernel_warnings(&st);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("tcp 127.0.0.1:8080 (app, pid 40): accept queue full (2 waiting, backlog 1)"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("TCP is under memory pressure: 221 pages in use"), "{w:?}");
+        sockstat.tcp_mem_pages = Some(150);
+        sockstat.tcp_memory_pressure = Some(false);
+        sockstat.tcp_orphan = Some(9);
+        sockstat.tcp_time_wait = Some(95);
+        st.kernel = Some(kernel(counters, None, sockstat, &sys_with(8)));
+        let w = kernel_warnings(&st);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[1].starts_with("9 orphaned TCP sockets, of at most 10"), "{w:?}");
+        assert!(w[2].starts_with("95 TIME_WAIT sockets, of at most 100"), "{w:?}");
+    }
+
     #[test]
     fn json_round_trips_with_deny_unknown_fields() {
-        let v = vec![sock(Proto::Tcp, State::TimeWait, "10.0.0.1:40000", Some("10.0.0.9:80"))];
-        let (protocols, states) = counts(&v);
-        let s = Stats {
-            schema_version: JSON_SCHEMA_VERSION,
-            total: 1,
-            protocols,
-            states,
-            ephemeral: Some(ephemeral_usage(&v, PortRange { lo: 32768, hi: 60999 }, &[], 10)),
-            time_wait_top: time_wait_top(&v, 10),
-            time_wait_peers: time_wait_peers(&v, crate::sysctl::DEFAULT_LOCAL_PORT_RANGE, 10),
-            close_wait: None,
-        };
+        let mut v = vec![sock(Proto::Tcp, State::TimeWait, "10.0.0.1:40000", Some("10.0.0.9:80"))];
+        v.extend(queues());
+        let sys = sys_with(8);
+        let mut s = summarise(&v, &sys, 10);
+        s.ephemeral = Some(ephemeral_usage(&v, PortRange { lo: 32768, hi: 60999 }, &[], 10));
+        let counters = crate::counters::tests::recorded();
+        let sockstat = crate::counters::parse_sockstat(crate::counters::tests::SOCKSTAT);
+        s.kernel = Some(kernel(counters.clone(), Some((counters, std::time::Duration::from_secs(1))), sockstat, &sys));
+        assert!(!s.listeners.full.is_empty() && !s.udp_drops.is_empty());
         let buf = serde_json::to_vec_pretty(&s).unwrap();
         let back: Stats = serde_json::from_slice(&buf).unwrap();
         assert_eq!(back, s);

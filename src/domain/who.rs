@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::bind::{self, BindCheck, Outcome};
-use crate::model::{Endpoint, Proto, Socket, State, longest_timer_ms};
+use crate::model::{AcceptQueue, Endpoint, Proto, Socket, State, longest_timer_ms};
 use crate::procs::ProcTable;
 use crate::procs::context::Context;
 use crate::services;
@@ -71,6 +71,46 @@ pub struct WhoReport {
     /// they never block a bind here, but answer "my container listens on it".
     pub other_netns: Vec<Socket>,
     pub hints: Vec<String>,
+    /// TCP listeners' accept queues and backlogs (schema 3); `null` when no
+    /// TCP socket listens on the port in the namespace asked about.
+    pub listen_backlog: Option<ListenBacklog>,
+}
+
+/// What `who` says about the port's TCP listeners: full accept queues,
+/// backlogs that somaxconn may have capped, and the namespace's overflow
+/// counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenBacklog {
+    /// `net.core.somaxconn` and `net.ipv4.tcp_max_syn_backlog` of the namespace.
+    pub somaxconn: Option<u32>,
+    pub tcp_max_syn_backlog: Option<u32>,
+    /// Inodes of the listeners whose accept queue is full or nearly.
+    pub full: Vec<u64>,
+    /// Inodes of the listeners whose backlog is `somaxconn`.
+    pub clamped: Vec<u64>,
+    /// TcpExt ListenOverflows and ListenDrops of the namespace, since it
+    /// was created (`null` when /proc/net/netstat could not be read).
+    pub listen_overflows: Option<i64>,
+    pub listen_drops: Option<i64>,
+    /// Only when an accept queue is full or nearly: how much those two rose
+    /// while `who` looked, over `sampled_ms`.
+    pub overflows_rise: Option<i64>,
+    pub drops_rise: Option<i64>,
+    pub sampled_ms: Option<u64>,
+    /// The same, in words (the text prints these).
+    pub notes: Vec<String>,
+}
+
+/// TcpExt ListenOverflows and ListenDrops, read twice: when `who` started
+/// and when it had found the sockets (see `commands/who.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OverflowCounters {
+    pub overflows: Option<i64>,
+    pub drops: Option<i64>,
+    /// The rise of each between the two reads, and the time between them
+    /// (only when an accept queue was full or nearly).
+    pub rise: Option<(Option<i64>, Option<i64>, std::time::Duration)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,6 +165,8 @@ pub struct Found {
     pub other_netns: Vec<Socket>,
     /// The other namespaces that could not be read, described.
     pub unreadable_netns: Vec<String>,
+    /// The namespace's listen overflow counters.
+    pub counters: OverflowCounters,
 }
 
 /// Who is asking: the advice differs for root (never "use sudo").
@@ -143,7 +185,7 @@ impl Viewer {
 /// The whole answer, from what was found on the port. `procs` gives the
 /// holders' details; `sys` is the asked-about namespace's settings.
 pub fn answer(target: &Target, found: Found, procs: &mut ProcTable, sys: &Sysctls, viewer: Viewer) -> WhoReport {
-    let Found { sockets, other_netns, unreadable_netns } = found;
+    let Found { sockets, other_netns, unreadable_netns, counters } = found;
     let port = target.port;
     let protos = target.protos();
     let holders = holders(&sockets, procs);
@@ -157,6 +199,14 @@ pub fn answer(target: &Target, found: Found, procs: &mut ProcTable, sys: &Sysctl
     let summary = protos.iter().map(|&p| verdict_line(p, port, target.addr, &sockets, &binds, viewer)).collect();
     let mut hints = hints(port, &protos, &sockets, &holders, &binds, sys, viewer);
     hints.extend(netns_hints(port, &sockets, &other_netns, &unreadable_netns, viewer));
+    let listen_backlog = listen_backlog(&sockets, sys, counters);
+    if listen_backlog.as_ref().is_some_and(|l| !l.full.is_empty()) {
+        hints.push(
+            "a full accept queue: make the server accept() faster (more workers or threads, no blocking work before accept), or give listen() a larger backlog (raise net.core.somaxconn with it)"
+                .to_string(),
+        );
+    }
+    hints.extend(udp_drop_hints(&sockets));
     WhoReport {
         spec: SpecOut {
             port,
@@ -169,7 +219,106 @@ pub fn answer(target: &Target, found: Found, procs: &mut ProcTable, sys: &Sysctl
         sockets,
         other_netns,
         hints,
+        listen_backlog,
     }
+}
+
+/// The accept queues and backlogs of the TCP listeners on the port, and
+/// what they mean; `None` without a TCP listener.
+fn listen_backlog(sockets: &[Socket], sys: &Sysctls, c: OverflowCounters) -> Option<ListenBacklog> {
+    let listeners: Vec<(&Socket, &AcceptQueue)> = sockets
+        .iter()
+        .filter(|s| s.proto == Proto::Tcp && s.state == State::Listen)
+        .filter_map(|s| Some((s, s.accept_queue()?)))
+        .collect();
+    if listeners.is_empty() {
+        return None;
+    }
+    let (overflows_rise, drops_rise, sampled_ms) = match c.rise {
+        Some((o, d, t)) => (o, d, Some(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))),
+        None => (None, None, None),
+    };
+    // `(TcpExt ListenOverflows +3 in 0.2 s; 20 since the namespace was created)`.
+    let counter_words = || -> String {
+        let total = c.overflows.map(|n| format!("{n} since the namespace was created"));
+        let rise = match (overflows_rise, sampled_ms) {
+            (Some(r), Some(ms)) if ms < 1000 => Some(format!("+{r} in {ms} ms")),
+            (Some(r), Some(ms)) => Some(format!("+{r} in {:.1} s", ms as f64 / 1000.0)),
+            _ => None,
+        };
+        match (rise, total) {
+            (Some(r), Some(t)) => format!(" (TcpExt ListenOverflows {r}; {t})"),
+            (None, Some(t)) => format!(" (TcpExt ListenOverflows: {t})"),
+            (Some(r), None) => format!(" (TcpExt ListenOverflows {r})"),
+            (None, None) => String::new(),
+        }
+    };
+    let mut notes = Vec::new();
+    let mut full = Vec::new();
+    let mut clamped = Vec::new();
+    for (s, q) in &listeners {
+        if q.full {
+            notes.push(format!(
+                "tcp {}: accept queue full: {} waiting, backlog {} — the process is not accepting fast enough; new connections are dropped{}",
+                s.local,
+                q.queued,
+                q.backlog,
+                counter_words()
+            ));
+        } else if q.near_full {
+            notes.push(format!(
+                "tcp {}: accept queue nearly full: {} waiting, backlog {} — the process barely keeps up; past {} new connections are dropped{}",
+                s.local,
+                q.queued,
+                q.backlog,
+                q.backlog,
+                counter_words()
+            ));
+        }
+        if q.is_alarming() {
+            full.push(s.inode);
+        }
+        if sys.somaxconn == Some(q.backlog) {
+            clamped.push(s.inode);
+            let syn = sys.tcp_max_syn_backlog.map_or_else(String::new, |n| {
+                format!(" (net.ipv4.tcp_max_syn_backlog {n} caps the connections still in their handshake)")
+            });
+            notes.push(format!(
+                "tcp {}: backlog {}, net.core.somaxconn {}: the listen() backlog may have been clamped by somaxconn{syn}; raise net.core.somaxconn if the server asks for more",
+                s.local, q.backlog, q.backlog
+            ));
+        }
+    }
+    Some(ListenBacklog {
+        somaxconn: sys.somaxconn,
+        tcp_max_syn_backlog: sys.tcp_max_syn_backlog,
+        full,
+        clamped,
+        listen_overflows: c.overflows,
+        listen_drops: c.drops,
+        overflows_rise,
+        drops_rise,
+        sampled_ms,
+        notes,
+    })
+}
+
+/// UDP sockets on the port that have dropped datagrams.
+fn udp_drop_hints(sockets: &[Socket]) -> Vec<String> {
+    sockets
+        .iter()
+        .filter(|s| s.proto == Proto::Udp)
+        .filter_map(|s| Some((s, s.skmem().filter(|m| m.drops > 0)?)))
+        .map(|(s, m)| {
+            format!(
+                "udp {} has dropped {} datagram{} since it was opened: its receive buffer ({} bytes, SO_RCVBUF; net.core.rmem_max caps it) was full — the process reads too slowly",
+                s.local,
+                m.drops,
+                plural(m.drops as usize),
+                m.rcvbuf
+            )
+        })
+        .collect()
 }
 
 /// The addresses a server would usually try, plus the one asked about.

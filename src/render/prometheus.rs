@@ -1,8 +1,9 @@
 //! Prometheus text exposition format (0.0.4), for node_exporter's textfile
 //! collector: `listen --format prometheus` and `stats --format prometheus`.
 //! The metrics and their labels are documented in docs/prometheus.md; every
-//! family is a gauge, written with HELP and TYPE lines, without timestamps
-//! (the textfile collector rejects them).
+//! family is a gauge, or a counter named `_total` (the kernel's counters),
+//! written with HELP and TYPE lines, without timestamps (the textfile
+//! collector rejects them).
 //!
 //! Label values are escaped as the format requires (`\`, `"` and newline);
 //! process names are otherwise written as the kernel reports them.
@@ -10,16 +11,27 @@
 use std::collections::HashSet;
 use std::io::{self, Write};
 
-use crate::domain::stats::Stats;
-use crate::model::{Family, Socket};
+use crate::domain::stats::{Stats, WATCHED};
+use crate::model::{Family, Proto, Socket, State};
 
 /// Labels of one sample, in order.
 type Labels = Vec<(&'static str, String)>;
 
-/// Writes one metric family: HELP, TYPE gauge, then the samples.
+/// Writes one gauge family: HELP, TYPE gauge, then the samples.
 fn family(w: &mut impl Write, name: &str, help: &str, samples: &[(Labels, String)]) -> io::Result<()> {
+    typed_family(w, name, "gauge", help, samples)
+}
+
+/// Writes one metric family of a type (`gauge`, `counter`).
+fn typed_family(
+    w: &mut impl Write,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(Labels, String)],
+) -> io::Result<()> {
     writeln!(w, "# HELP {name} {}", escape_help(help))?;
-    writeln!(w, "# TYPE {name} gauge")?;
+    writeln!(w, "# TYPE {name} {kind}")?;
     for (labels, value) in samples {
         w.write_all(name.as_bytes())?;
         if !labels.is_empty() {
@@ -131,6 +143,69 @@ pub fn listen(w: &mut impl Write, sockets: &[Socket]) -> io::Result<()> {
         "Listening sockets whose holders portctl could not see (not root: grant CAP_DAC_READ_SEARCH and \
          CAP_SYS_PTRACE, or run as root).",
         &hidden,
+    )?;
+    listen_queues(w, sockets)
+}
+
+/// The labels of a socket for the per-socket families (no process: one
+/// series per socket, not per holder).
+fn socket_labels(s: &Socket) -> Labels {
+    vec![
+        ("proto", s.proto.as_str().to_string()),
+        ("family", family_label(s.family).to_string()),
+        ("addr", s.local_ip().map_or_else(|| s.local.to_string(), |e| e.addr.to_string())),
+        ("port", s.local_ip().map_or_else(String::new, |e| e.port.to_string())),
+        ("netns", netns_label(s)),
+    ]
+}
+
+/// Adds `value` to the sample with these labels, or appends one: sockets
+/// identical in every label (SO_REUSEPORT groups) are summed.
+fn add(samples: &mut Vec<(Labels, u64)>, labels: Labels, value: u64) {
+    match samples.iter_mut().find(|(l, _)| *l == labels) {
+        Some((_, v)) => *v = v.saturating_add(value),
+        None => samples.push((labels, value)),
+    }
+}
+
+/// `portctl_listen_accept_queue_length` and `_backlog` per TCP listener,
+/// and `portctl_udp_socket_drops_total` per UDP socket.
+fn listen_queues(w: &mut impl Write, sockets: &[Socket]) -> io::Result<()> {
+    let mut queued = Vec::new();
+    let mut backlog = Vec::new();
+    let mut drops = Vec::new();
+    for s in sockets {
+        if let Some(q) = s.accept_queue().filter(|_| s.proto == Proto::Tcp && s.state == State::Listen) {
+            add(&mut queued, socket_labels(s), q.queued.into());
+            add(&mut backlog, socket_labels(s), q.backlog.into());
+        }
+        if let Some(m) = s.skmem().filter(|_| s.proto == Proto::Udp) {
+            add(&mut drops, socket_labels(s), m.drops.into());
+        }
+    }
+    let text =
+        |v: Vec<(Labels, u64)>| -> Vec<(Labels, String)> { v.into_iter().map(|(l, n)| (l, n.to_string())).collect() };
+    family(
+        w,
+        "portctl_listen_accept_queue_length",
+        "Connections waiting in a TCP listener's accept queue (ss Recv-Q); above the backlog the kernel drops new \
+         connections. SO_REUSEPORT listeners with the same labels are summed.",
+        &text(queued),
+    )?;
+    family(
+        w,
+        "portctl_listen_accept_queue_backlog",
+        "A TCP listener's backlog (ss Send-Q): listen()'s, capped by net.core.somaxconn. SO_REUSEPORT listeners \
+         with the same labels are summed.",
+        &text(backlog),
+    )?;
+    typed_family(
+        w,
+        "portctl_udp_socket_drops_total",
+        "counter",
+        "Datagrams a bound UDP socket dropped since it was opened (its receive buffer was full: the process reads \
+         too slowly).",
+        &text(drops),
     )
 }
 
@@ -218,6 +293,82 @@ pub fn stats(w: &mut impl Write, st: &Stats) -> io::Result<()> {
         "CLOSE_WAIT sockets per holding process name and user (the peer closed, the process has not): a \
          steady rise is a descriptor leak. process=\"\" counts those with no visible holder.",
         &close_wait,
+    )?;
+    kernel(w, st)
+}
+
+/// The kernel's counters of [`WATCHED`] as `_total` counters (UDP's with
+/// a `family` label: Udp is IPv4, Udp6 IPv6), and socket memory gauges.
+/// Without counters (unreadable), each family has HELP and TYPE only.
+fn kernel(w: &mut impl Write, st: &Stats) -> io::Result<()> {
+    let k = st.kernel.as_ref();
+    for watched in WATCHED {
+        let mut samples = Vec::new();
+        for group in watched.groups {
+            let Some(v) = k.and_then(|k| k.counters.get(group, watched.name)) else { continue };
+            let labels = match *group {
+                "Udp" => vec![("family", "ipv4".to_string())],
+                "Udp6" => vec![("family", "ipv6".to_string())],
+                _ => Vec::new(),
+            };
+            samples.push((labels, v.max(0).to_string()));
+        }
+        let help = format!("{} {}: {}.", watched.groups.join("/"), watched.name, watched.means);
+        typed_family(w, watched.metric, "counter", &help, &samples)?;
+    }
+    let s = k.map(|k| &k.sockstat);
+    let one =
+        |v: Option<u64>| -> Vec<(Labels, String)> { v.map(|v| (Vec::new(), v.to_string())).into_iter().collect() };
+    family(
+        w,
+        "portctl_tcp_memory_pages",
+        "Pages of memory TCP uses, host-wide (/proc/net/sockstat).",
+        &one(s.and_then(|s| s.tcp_mem_pages)),
+    )?;
+    let limits: Vec<(Labels, String)> = k
+        .and_then(|k| k.tcp_mem)
+        .map(|m| {
+            [("min", m.min), ("pressure", m.pressure), ("max", m.max)]
+                .into_iter()
+                .map(|(name, v)| (vec![("limit", name.to_string())], v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    family(
+        w,
+        "portctl_tcp_memory_limit_pages",
+        "net.ipv4.tcp_mem in pages: above pressure TCP shrinks buffers, at max it drops data and resets connections.",
+        &limits,
+    )?;
+    family(
+        w,
+        "portctl_tcp_memory_pressure",
+        "1 when the kernel says TCP is under memory pressure (/proc/net/protocols), else 0.",
+        &one(s.and_then(|s| s.tcp_memory_pressure).map(u64::from)),
+    )?;
+    family(
+        w,
+        "portctl_tcp_orphan_sockets",
+        "TCP sockets no process holds that are still closing, host-wide.",
+        &one(s.and_then(|s| s.tcp_orphan)),
+    )?;
+    family(
+        w,
+        "portctl_tcp_orphan_sockets_limit",
+        "net.ipv4.tcp_max_orphans: past it the kernel resets orphaned connections.",
+        &one(k.and_then(|k| k.tcp_max_orphans)),
+    )?;
+    family(
+        w,
+        "portctl_tcp_time_wait_sockets_limit",
+        "net.ipv4.tcp_max_tw_buckets: past it connections close without TIME_WAIT (TCPTimeWaitOverflow).",
+        &one(k.and_then(|k| k.tcp_max_tw_buckets)),
+    )?;
+    family(
+        w,
+        "portctl_udp_memory_pages",
+        "Pages of memory UDP uses, host-wide (/proc/net/sockstat).",
+        &one(s.and_then(|s| s.udp_mem_pages)),
     )
 }
 
@@ -283,8 +434,14 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
         listen(&mut out, &[]).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.ends_with("# TYPE portctl_listen_owners_hidden gauge\nportctl_listen_owners_hidden{netns=\"\"} 0\n")
+            text.contains("# TYPE portctl_listen_owners_hidden gauge\nportctl_listen_owners_hidden{netns=\"\"} 0\n#"),
+            "{text}"
         );
+        // The per-socket families are there, empty.
+        for f in ["portctl_listen_accept_queue_length", "portctl_listen_accept_queue_backlog"] {
+            assert!(text.contains(&format!("# TYPE {f} gauge\n")), "{text}");
+        }
+        assert!(text.ends_with("# TYPE portctl_udp_socket_drops_total counter\n"), "{text}");
     }
 
     #[test]
@@ -298,6 +455,7 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
         tw.remote = Some(crate::model::Endpoint { addr: "10.0.0.9".parse().unwrap(), port: 443 }.into());
         v.push(tw);
         let (protocols, states) = counts(&v);
+        let sys = crate::sysctl::Sysctls::unknown("test".into());
         let st = Stats {
             schema_version: 1,
             total: v.len(),
@@ -306,6 +464,9 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
             ephemeral: Some(ephemeral_usage(&v, PortRange { lo: 40000, hi: 40003 }, &[], 10)),
             time_wait_top: time_wait_top(&v, 10),
             time_wait_peers: time_wait_peers(&v, PortRange { lo: 40000, hi: 40003 }, 10),
+            listeners: crate::domain::stats::listen_queues(&v, &sys, |_| None),
+            udp_drops: Vec::new(),
+            kernel: None,
             close_wait: Some(CloseWait {
                 total: 4,
                 unowned: 1,
@@ -330,5 +491,64 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
         assert_eq!(text.lines().filter(|l| l.starts_with("portctl_sockets{")).count(), 26);
+    }
+
+    #[test]
+    fn listen_queue_gauges_sum_reuseport_twins_and_udp_drops_count() {
+        let mut v = crate::domain::stats::tests::queues();
+        let twin = v[3].clone(); // 0.0.0.0:443, 3 of 8: an SO_REUSEPORT twin
+        v.push(twin);
+        let mut out = Vec::new();
+        listen(&mut out, &v).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in [
+            "portctl_listen_accept_queue_length{proto=\"tcp\",family=\"ipv4\",addr=\"127.0.0.1\",port=\"8080\",netns=\"\"} 2",
+            "portctl_listen_accept_queue_backlog{proto=\"tcp\",family=\"ipv4\",addr=\"127.0.0.1\",port=\"8080\",netns=\"\"} 1",
+            "portctl_listen_accept_queue_length{proto=\"tcp\",family=\"ipv4\",addr=\"0.0.0.0\",port=\"443\",netns=\"\"} 6",
+            "portctl_listen_accept_queue_backlog{proto=\"tcp\",family=\"ipv4\",addr=\"0.0.0.0\",port=\"443\",netns=\"\"} 16",
+            "portctl_udp_socket_drops_total{proto=\"udp\",family=\"ipv4\",addr=\"127.0.0.1\",port=\"5353\",netns=\"\"} 19",
+            "portctl_udp_socket_drops_total{proto=\"udp\",family=\"ipv4\",addr=\"0.0.0.0\",port=\"53\",netns=\"\"} 0",
+            "# TYPE portctl_udp_socket_drops_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        assert_eq!(text.lines().filter(|l| l.starts_with("portctl_listen_accept_queue_length{")).count(), 4);
+        assert_eq!(text.lines().filter(|l| l.starts_with("portctl_udp_socket_drops_total{")).count(), 3);
+    }
+
+    #[test]
+    fn kernel_counters_are_total_counters() {
+        let sys = crate::sysctl::Sysctls::unknown("test".into());
+        let mut st = crate::domain::stats::summarise(&[], &sys, 10);
+        // Unreadable counters: every family still has HELP and TYPE.
+        let mut out = Vec::new();
+        stats(&mut out, &st).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("# TYPE portctl_tcp_listen_overflows_total counter\n# HELP"), "{text}");
+        assert!(!text.contains("\nportctl_tcp_listen_overflows_total "), "{text}");
+        let counters = crate::counters::tests::recorded();
+        let sockstat = crate::counters::parse_sockstat(crate::counters::tests::SOCKSTAT);
+        st.kernel = Some(crate::domain::stats::kernel(counters, None, sockstat, &sys));
+        let mut out = Vec::new();
+        stats(&mut out, &st).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in [
+            "# HELP portctl_tcp_listen_overflows_total TcpExt ListenOverflows: a listener's accept queue was full: connections were dropped (the process does not accept() fast enough).",
+            "# TYPE portctl_tcp_listen_overflows_total counter",
+            "portctl_tcp_listen_overflows_total 20",
+            "portctl_tcp_listen_drops_total 21",
+            "portctl_tcp_out_rsts_total 36",
+            "portctl_udp_rcvbuf_errors_total{family=\"ipv4\"} 19",
+            "portctl_udp_rcvbuf_errors_total{family=\"ipv6\"} 7",
+            "portctl_tcp_memory_pages 221",
+            "portctl_tcp_orphan_sockets 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        // Every counter family ends in _total; no gauge does.
+        for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[2].ends_with("_total"), f[3] == "counter", "{l}");
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! `who`'s text: the verdict, the holders, the other sockets on the port,
-//! other namespaces, what a new bind() would get, and the hints.
+//! `who`'s text: the verdict, the holders, the listeners' accept queues, the
+//! other sockets on the port, other namespaces, what a new bind() would get,
+//! and the hints.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
@@ -21,6 +22,19 @@ pub fn write(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
         writeln!(w)?;
         st.heading(w, "holders")?;
         holders(w, r, st)?;
+    }
+    if let Some(l) = r.listen_backlog.as_ref().filter(|l| !l.notes.is_empty()) {
+        writeln!(w)?;
+        st.heading(w, "listen queue")?;
+        for n in &l.notes {
+            let line = format!("  {n}");
+            // A full queue is the news: red when colour is on.
+            if l.full.is_empty() || !n.contains("accept queue") {
+                st.line(w, &line)?;
+            } else {
+                writeln!(w, "{}", st.paint(&line, comfy_table::Color::Red))?;
+            }
+        }
     }
     let others: Vec<&Socket> = r.sockets.iter().filter(|s| !matches!(s.state, State::Listen | State::Unconn)).collect();
     if !others.is_empty() {
