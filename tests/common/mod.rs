@@ -947,3 +947,175 @@ tcp   ESTAB  0      0          127.0.0.1:40000    127.0.0.1:20000
         assert_eq!(got[4].peer, Some(Endpoint { addr: "127.0.0.1".parse().unwrap(), port: 20000 }));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Accept queues that overflow, UDP sockets that drop, and nstat as an oracle
+
+/// A non-blocking TCP connect from a fresh close-on-exec socket: the SYN is
+/// sent when this returns (EINPROGRESS), whatever becomes of it.
+pub fn start_connect(to: SocketAddr) -> OwnedFd {
+    let SocketAddr::V4(v4) = to else { panic!("start_connect is IPv4 only: {to}") };
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    check(fd).unwrap_or_else(|e| panic!("socket: {e}"));
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sin is a valid sockaddr_in of the size given.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    let err = io::Error::last_os_error();
+    assert!(rc == 0 || err.raw_os_error() == Some(libc::EINPROGRESS), "connect {to}: {err}");
+    fd
+}
+
+/// A TCP listener in a namespace made with `listen(backlog)` that never
+/// accepts, and `clients` connections started to it: the accept queue fills
+/// to `backlog + 1` (the point where the kernel starts dropping) and the
+/// other clients' handshakes are dropped (TcpExt ListenOverflows).
+pub struct FullQueue {
+    pub listener: TcpListener,
+    pub clients: Vec<OwnedFd>,
+    pub addr: SocketAddr,
+}
+
+impl FullQueue {
+    /// Waits (polling `ss` in the namespace, with a deadline) until the
+    /// queue holds `backlog + 1`; `backlog` here is the one the kernel kept
+    /// (somaxconn caps what listen() asks).
+    pub fn new(ns: &Netns, addr: &str, listen_backlog: i32, kept_backlog: u32, clients: usize) -> FullQueue {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let (listener, clients) = in_netns(ns, || {
+            let l = tcp_listener(addr, None, listen_backlog);
+            let to = l.local_addr().unwrap();
+            let clients: Vec<OwnedFd> = (0..clients).map(|_| start_connect(to)).collect();
+            (l, clients)
+        });
+        let addr = listener.local_addr().unwrap();
+        wait_until(&format!("{} waiting on {addr} (backlog {kept_backlog})", kept_backlog + 1), || {
+            ss("-tulnH", Some(ns)).iter().any(|s| s.local == endpoint(addr) && s.recv_q == kept_backlog + 1)
+        });
+        FullQueue { listener, clients, addr }
+    }
+}
+
+fn endpoint(a: SocketAddr) -> Endpoint {
+    Endpoint { addr: a.ip(), port: a.port() }
+}
+
+/// Starts a connection to `to` in the namespace every few milliseconds
+/// (closing each at once: its SYN is out) until `stop` is set or `max`
+/// were made; returns how many. Against a full accept queue each SYN is an
+/// overflow, so the counters rise while a command looks.
+pub fn knock_until(
+    ns: &Netns,
+    to: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    max: usize,
+) -> std::thread::JoinHandle<usize> {
+    let path = format!("/run/netns/{}", ns.name());
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: plain syscall on a descriptor we hold; affects this thread only.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
+        let mut n = 0;
+        while n < max && !stop.load(Ordering::Relaxed) {
+            drop(start_connect(to));
+            n += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        n
+    })
+}
+
+/// A UDP socket bound to `addr` in the namespace with the smallest receive
+/// buffer (SO_RCVBUF 1: the kernel makes it its minimum, 2304), and
+/// `datagrams` datagrams of 200 bytes sent to it on loopback: all but the
+/// first are dropped on the socket (its `skmem.drops`, Udp RcvbufErrors).
+pub struct DroppingUdp {
+    pub socket: UdpSocket,
+    pub addr: SocketAddr,
+}
+
+impl DroppingUdp {
+    pub fn new(ns: &Netns, addr: &str, datagrams: usize) -> DroppingUdp {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let socket = in_netns(ns, || {
+            let u = udp_socket(addr, None);
+            let one: libc::c_int = 1;
+            // SAFETY: a valid int option of the size given.
+            let rc = unsafe {
+                libc::setsockopt(
+                    u.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            check(rc).unwrap();
+            let to = u.local_addr().unwrap();
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for _ in 0..datagrams {
+                sender.send_to(&[7u8; 200], to).unwrap();
+            }
+            u
+        });
+        let addr = socket.local_addr().unwrap();
+        DroppingUdp { socket, addr }
+    }
+}
+
+/// `skmem:(...,d<N>)` of a socket, from `ss -m` in the namespace: the drops
+/// the kernel counted on it.
+pub fn ss_drops(ns: &Netns, flags: &str, local: SocketAddr) -> u32 {
+    let run = output(ns.command("ss").args([flags, "-m", "-H", "-n"]));
+    run.expect_code(0);
+    let text = run.stdout.replace("\n\t", " ");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(3) == Some(&local.to_string()))
+        .unwrap_or_else(|| panic!("no {local} in ss {flags} -m:\n{}", run.stdout));
+    let skmem = &line[line.find("skmem:(").unwrap_or_else(|| panic!("no skmem in {line:?}"))..];
+    let d = skmem.split([',', ')']).find_map(|f| f.strip_prefix('d')).unwrap_or_else(|| panic!("no drops in {skmem}"));
+    d.parse().unwrap_or_else(|_| panic!("drops {d:?} in {skmem}"))
+}
+
+/// `nstat -azs --json` in the namespace (absolute values, zeros included,
+/// the history file left alone): nstat's names (`TcpExtListenOverflows`)
+/// and values.
+pub fn nstat(ns: &Netns) -> std::collections::BTreeMap<String, i64> {
+    let run = output(ns.command("nstat").arg("-azsj"));
+    run.expect_code(0);
+    #[derive(serde::Deserialize)]
+    struct Out {
+        kernel: std::collections::BTreeMap<String, i64>,
+    }
+    let out: Out = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("nstat -azsj: {e}\n{}", run.dump()));
+    out.kernel
+}
+
+/// The group and counter name of an nstat name, for the groups portctl
+/// reads: `TcpExtListenOverflows` is (TcpExt, ListenOverflows).
+pub fn nstat_group(name: &str) -> Option<(&'static str, &str)> {
+    if name.starts_with("UdpLite") {
+        return None;
+    }
+    ["TcpExt", "Tcp", "Udp6", "Udp"].into_iter().find_map(|g| {
+        name.strip_prefix(g).filter(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase())).map(|rest| (g, rest))
+    })
+}
+
+/// Counters nstat leaves out ("useless numbers"): constants and a gauge.
+pub const NSTAT_SKIPS: [&str; 5] = ["TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax", "TcpMaxConn", "TcpCurrEstab"];
