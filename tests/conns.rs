@@ -236,8 +236,105 @@ fn table_jsonl_and_extended() {
     let run = conns(&["--port", &port, "-e"]).run();
     run.expect_code(0);
     let (header, rows) = run.table();
-    assert_eq!(&header[10..], ["RTT", "RETRANS", "CWND", "SENT", "RECV"], "{}", run.dump());
-    assert!(rows.iter().all(|r| r[10].ends_with("ms") && r[11] == "0/0"), "{}", run.dump());
+    assert_eq!(
+        &header[10..],
+        ["RTT", "RETRANS", "CWND", "CC", "MSS", "LOST", "DELIVERY", "SENT", "RECV", "RMEM", "DROPS"],
+        "{}",
+        run.dump()
+    );
+    assert!(rows.iter().all(|r| r[10].ends_with("ms") && r[11] == "0/0" && r[20] == "0"), "{}", run.dump());
+    drop(p);
+}
+
+/// What `ss -tinm` prints for a socket: the congestion algorithm, mss,
+/// rcvmss and the skmem fields (rb, tb, d).
+#[derive(Debug, Default, PartialEq)]
+struct SsInfo {
+    cc: Option<String>,
+    mss: Option<u32>,
+    rcvmss: Option<u32>,
+    rb: Option<u32>,
+    tb: Option<u32>,
+    drops: Option<u32>,
+}
+
+fn ss_info(flags: &str, local: SocketAddr) -> SsInfo {
+    let run = common::output(std::process::Command::new("ss").args([flags, "-i", "-m", "-n", "-H"]));
+    run.expect_code(0);
+    let text = run.stdout.replace("\n\t", " ");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(3) == Some(&local.to_string()))
+        .unwrap_or_else(|| panic!("no {local} in ss {flags}:\n{}", run.stdout));
+    let mut info = SsInfo::default();
+    let num = |v: &str| v.parse::<u32>().ok();
+    for (i, tok) in line.split_whitespace().enumerate().skip(5) {
+        if let Some(m) = tok.strip_prefix("skmem:(") {
+            for f in m.trim_end_matches(')').split(',') {
+                if let Some(v) = f.strip_prefix("rb") {
+                    info.rb = num(v);
+                } else if let Some(v) = f.strip_prefix("tb") {
+                    info.tb = num(v);
+                } else if let Some(v) = f.strip_prefix('d') {
+                    info.drops = num(v);
+                }
+            }
+        } else if let Some(v) = tok.strip_prefix("mss:") {
+            info.mss = num(v);
+        } else if let Some(v) = tok.strip_prefix("rcvmss:") {
+            info.rcvmss = num(v);
+        } else if i == 6 && tok.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            // The algorithm's name comes right after skmem (ss prints it
+            // from INET_DIAG_CONG).
+            info.cc = Some(tok.to_string());
+        }
+    }
+    info
+}
+
+#[test]
+fn extended_adds_congestion_mss_and_socket_memory_as_ss_has_them() {
+    let p = Pair::new();
+    let port = p.port().to_string();
+    let ext = conns(&["--port", &port, "--json", "--extended"]).run();
+    ext.expect_code(0);
+    let sockets = ext.sockets();
+    assert_eq!(sockets.len(), 2, "{}", ext.dump());
+    for s in &sockets {
+        let local = s.local_ip().unwrap();
+        let ss = ss_info("-t", SocketAddr::new(local.addr, local.port));
+        let info = s.tcp_info().unwrap();
+        let m = s.skmem().unwrap_or_else(|| panic!("--extended: no skmem: {s:?}"));
+        let ours = SsInfo {
+            cc: info.congestion.as_deref().map(String::from),
+            mss: Some(info.snd_mss),
+            rcvmss: Some(info.rcv_mss),
+            rb: Some(m.rcvbuf),
+            tb: Some(m.sndbuf),
+            drops: Some(m.drops),
+        };
+        assert_eq!(ours, ss, "{s:?}");
+        assert!(ss.cc.is_some(), "ss names the algorithm");
+        assert!(info.pacing_rate.is_some() && info.delivery_rate.is_some() && info.busy_time_us.is_some(), "{info:?}");
+        assert!(s.accept_queue().is_none(), "connections have no accept queue");
+    }
+    // The listener's accept queue, in the same run with --state listen.
+    let run = conns(&["--port", &port, "--json", "--state", "listen"]).run();
+    run.expect_code(0);
+    let l = run.sockets();
+    let q = l[0].accept_queue().unwrap_or_else(|| panic!("a TCP listener has accept_queue: {l:?}"));
+    assert_eq!((q.queued, q.backlog, q.full), (l[0].recv_q, l[0].send_q, false));
+
+    // A connected UDP socket has socket memory with --extended, no tcp_info.
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.connect(p.listener.local_addr().unwrap()).unwrap();
+    let uport = u.local_addr().unwrap().port().to_string();
+    let run = conns(&["-u", "--sport", &uport, "--json", "--extended"]).run();
+    run.expect_code(0);
+    let us = run.sockets();
+    assert_eq!(us.len(), 1, "{}", run.dump());
+    assert!(us[0].tcp_info().is_none());
+    assert_eq!(us[0].skmem().map(|m| m.rcvbuf), ss_info("-ua", u.local_addr().unwrap()).rb);
     drop(p);
 }
 

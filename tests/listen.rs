@@ -695,3 +695,60 @@ fn live_tables_snapshot() {
     insta::assert_snapshot!("live_conns", redact(&conns.stdout));
     drop(pop);
 }
+
+// ---------------------------------------------------------------------------
+// 6. Accept queues and UDP drops (issue 16): quiet until they matter
+
+#[test]
+#[ignore = "needs root"]
+fn accept_queue_and_drops_columns_appear_only_when_it_matters() {
+    require_root();
+    let ns = Netns::new();
+    let quiet = in_netns(&ns, || tcp_listener("127.0.0.1:9200".parse().unwrap(), None, 8));
+    let table = |ns: &Netns| {
+        let run = Portctl::new(["listen"]).netns(ns).run();
+        run.expect_code(0);
+        run
+    };
+    let run = table(&ns);
+    let (header, _) = run.table();
+    assert_eq!(header, ["PROTO", "LOCAL", "PORT", "SERVICE", "EXPOSURE", "PID", "PROCESS", "USER"], "{}", run.dump());
+
+    // A listener whose queue is full, and a UDP socket that dropped.
+    let q = FullQueue::new(&ns, "127.0.0.1:8080", 1, 1, 6);
+    let udp = DroppingUdp::new(&ns, "127.0.0.1:5300", 50);
+    let drops = ss_drops(&ns, "-ua", udp.addr);
+    let run = table(&ns);
+    let (header, rows) = run.table();
+    assert_eq!(header[8..], ["ACCEPT-Q", "DROPS"], "{}", run.dump());
+    let row = |port: &str| rows.iter().find(|r| r[2] == port).unwrap_or_else(|| panic!("no :{port}\n{}", run.dump()));
+    assert_eq!(row("8080")[8..], ["2/1", "full", "-"], "{}", run.dump());
+    assert_eq!(row("9200")[8..], ["0/8", "-"], "{}", run.dump());
+    assert_eq!(row("5300")[8..], ["-".to_string(), drops.to_string()], "{}", run.dump());
+
+    // JSON: every TCP listener's accept_queue is ss's Recv-Q and Send-Q;
+    // UDP sockets carry their memory, drops as ss -m counts them.
+    let run = Portctl::new(["listen", "--json"]).netns(&ns).run();
+    run.expect_code(0);
+    let sockets = run.sockets();
+    let theirs = ss("-tulnH", Some(&ns));
+    for s in &sockets {
+        let ss = theirs.iter().find(|t| t.proto == s.proto && Some(t.local) == s.local_ip()).unwrap();
+        match s.proto {
+            Proto::Tcp => {
+                let aq = s.accept_queue().unwrap_or_else(|| panic!("no accept_queue: {s:?}"));
+                assert_eq!((aq.queued, aq.backlog, aq.full), (ss.recv_q, ss.send_q, ss.recv_q > ss.send_q), "{s:?}");
+                assert!(s.skmem().is_none(), "listen asks for TCP's socket memory only with conns --extended");
+            }
+            _ => {
+                assert!(s.accept_queue().is_none());
+                let m = s.skmem().unwrap_or_else(|| panic!("no skmem on UDP: {s:?}"));
+                let local = s.local_ip().unwrap();
+                assert_eq!(m.drops, ss_drops(&ns, "-ua", SocketAddr::new(local.addr, local.port)), "{s:?}");
+            }
+        }
+    }
+    let udp_rec = sockets.iter().find(|s| s.port() == 5300).unwrap();
+    assert_eq!(udp_rec.drops(), drops);
+    drop((q, udp, quiet));
+}

@@ -109,16 +109,18 @@ fn check_metrics(text: &str) {
     assert!(ok, "promtool check metrics rejected portctl's output:\n{said}\n--- the output\n{text}");
 }
 
-/// Every family has HELP and TYPE gauge lines before its samples.
+/// Every family has HELP and TYPE lines before its samples: counters are
+/// the families named `_total`, the others gauges.
 fn check_help_and_type(text: &str, families: &[&str]) {
     for f in families {
+        let kind = if f.ends_with("_total") { "counter" } else { "gauge" };
         let help = text.find(&format!("# HELP {f} ")).unwrap_or_else(|| panic!("no HELP for {f}\n{text}"));
-        let ty = text.find(&format!("# TYPE {f} gauge\n")).unwrap_or_else(|| panic!("no TYPE for {f}\n{text}"));
+        let ty = text.find(&format!("# TYPE {f} {kind}\n")).unwrap_or_else(|| panic!("no TYPE {kind} for {f}\n{text}"));
         assert!(help < ty, "{f}: HELP after TYPE");
         if let Some(first) =
             text.lines().position(|l| l.starts_with(&format!("{f}{{")) || l.starts_with(&format!("{f} ")))
         {
-            let ty_line = text.lines().position(|l| l == format!("# TYPE {f} gauge")).unwrap();
+            let ty_line = text.lines().position(|l| l == format!("# TYPE {f} {kind}")).unwrap();
             assert!(ty_line < first, "{f}: a sample before its TYPE line");
         }
     }
@@ -135,12 +137,25 @@ fn addr_of(a: SocketAddr) -> String {
     a.ip().to_string()
 }
 
-const LISTEN_FAMILIES: [&str; 2] = ["portctl_listen_info", "portctl_listen_owners_hidden"];
-const STATS_FAMILIES: [&str; 4] = [
+const LISTEN_FAMILIES: [&str; 5] = [
+    "portctl_listen_info",
+    "portctl_listen_owners_hidden",
+    "portctl_listen_accept_queue_length",
+    "portctl_listen_accept_queue_backlog",
+    "portctl_udp_socket_drops_total",
+];
+const STATS_FAMILIES: [&str; 11] = [
     "portctl_sockets",
     "portctl_ephemeral_ports_usable",
     "portctl_ephemeral_ports_used_ratio",
     "portctl_close_wait_sockets",
+    "portctl_tcp_memory_pages",
+    "portctl_tcp_memory_limit_pages",
+    "portctl_tcp_memory_pressure",
+    "portctl_tcp_orphan_sockets",
+    "portctl_tcp_orphan_sockets_limit",
+    "portctl_tcp_time_wait_sockets_limit",
+    "portctl_udp_memory_pages",
 ];
 
 // ---------------------------------------------------------------------------
@@ -299,6 +314,8 @@ fn stats_metrics_count_close_wait_and_ephemeral_use() {
     run.expect_code(0);
     check_metrics(&run.stdout);
     check_help_and_type(&run.stdout, &STATS_FAMILIES);
+    let counters: Vec<&str> = portctl::domain::stats::WATCHED.iter().map(|w| w.metric).collect();
+    check_help_and_type(&run.stdout, &counters);
     let ss = samples(&run.stdout);
 
     let sockets: Vec<&Sample> = ss.iter().filter(|s| s.name == "portctl_sockets").collect();
@@ -349,13 +366,15 @@ fn stats_without_owners_leaves_the_close_wait_family_empty() {
 // 3. The example alert rules (README "Fleet", docs/prometheus.md)
 
 #[test]
-fn example_alert_rules_are_valid_and_fire_on_wildcard_databases() {
+fn example_alert_rules_are_valid_and_fire_on_wildcard_databases_and_full_queues() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
     let rules = dir.join("portctl-alerts.yml");
     let (ok, said) = promtool(&["check", "rules", rules.to_str().unwrap()], "");
     assert!(ok, "promtool check rules {}:\n{said}", rules.display());
     // The unit tests: the database alert fires for 0.0.0.0:5432, not for
-    // 127.0.0.1:5432 or [::]:8080; the ephemeral port alert above 80%.
+    // 127.0.0.1:5432 or [::]:8080; the ephemeral port alert above 80%; the
+    // accept queue alert for a queue over its backlog for a minute, not for
+    // a one-sample burst or a queue at (not over) its backlog.
     let tests = dir.join("portctl-alerts.test.yml");
     let (ok, said) = promtool(&["test", "rules", tests.to_str().unwrap()], "");
     assert!(ok, "promtool test rules {}:\n{said}", tests.display());
@@ -443,4 +462,81 @@ fn all_netns_labels_others_by_name_and_our_own_empty() {
         ss.iter().filter(|s| s.name == "portctl_listen_owners_hidden").map(|s| s.label("netns")).collect();
     assert!(hidden.contains(&"") && hidden.contains(&ns.name()), "{hidden:?}");
     drop((pop, ours));
+}
+
+// ---------------------------------------------------------------------------
+// 5. Accept queues, UDP drops and the kernel's counters (issue 16)
+
+fn value_of(ss: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let hits: Vec<&Sample> = ss
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .collect();
+    assert_eq!(hits.len(), 1, "one {name}{labels:?}, got {hits:?}");
+    hits[0].value
+}
+
+#[test]
+#[ignore = "needs root"]
+fn accept_queue_gauges_drop_counters_and_kernel_counters_in_a_namespace() {
+    require_root();
+    let ns = Netns::new();
+    let q = FullQueue::new(&ns, "127.0.0.1:8080", 1, 1, 6);
+    let quiet = common::in_netns(&ns, || tcp_listener("127.0.0.1:9200".parse().unwrap(), None, 16));
+    let udp = DroppingUdp::new(&ns, "127.0.0.1:5300", 60);
+    let drops = ss_drops(&ns, "-ua", udp.addr);
+    let name = ns.name().to_string();
+
+    let run = Portctl::new(["listen", "--format", "prometheus", "--netns", &name]).run();
+    run.expect_code(0);
+    check_metrics(&run.stdout);
+    check_help_and_type(&run.stdout, &LISTEN_FAMILIES);
+    let ss = samples(&run.stdout);
+    fn at<'a>(port: &'a str, netns: &'a str) -> [(&'static str, &'a str); 3] {
+        [("addr", "127.0.0.1"), ("port", port), ("netns", netns)]
+    }
+    assert_eq!(value_of(&ss, "portctl_listen_accept_queue_length", &at("8080", &name)), 2.0);
+    assert_eq!(value_of(&ss, "portctl_listen_accept_queue_backlog", &at("8080", &name)), 1.0);
+    assert_eq!(value_of(&ss, "portctl_listen_accept_queue_length", &at("9200", &name)), 0.0);
+    assert_eq!(value_of(&ss, "portctl_listen_accept_queue_backlog", &at("9200", &name)), 16.0);
+    assert_eq!(value_of(&ss, "portctl_udp_socket_drops_total", &at("5300", &name)), f64::from(drops));
+    assert!(drops > 0);
+    for s in ss.iter().filter(|s| s.name.starts_with("portctl_listen_accept_queue")) {
+        assert_eq!(s.labels.len(), 5, "proto, family, addr, port, netns: {s:?}");
+    }
+
+    let before = nstat(&ns);
+    let run = Portctl::new(["stats", "--format", "prometheus", "--netns", &name]).run();
+    let after = nstat(&ns);
+    run.expect_code(0);
+    check_metrics(&run.stdout);
+    let counters: Vec<&str> = portctl::domain::stats::WATCHED.iter().map(|w| w.metric).collect();
+    check_help_and_type(&run.stdout, &counters);
+    check_help_and_type(&run.stdout, &STATS_FAMILIES);
+    let ss = samples(&run.stdout);
+    // Each counter is nstat's (between its reads before and after).
+    for w in portctl::domain::stats::WATCHED {
+        for group in w.groups {
+            let labels: &[(&str, &str)] = match *group {
+                "Udp" => &[("family", "ipv4")],
+                "Udp6" => &[("family", "ipv6")],
+                _ => &[],
+            };
+            let v = value_of(&ss, w.metric, labels);
+            let id = format!("{group}{}", w.name);
+            let (lo, hi) = (before[&id] as f64, after[&id] as f64);
+            assert!(lo <= v && v <= hi, "{}{labels:?}: {v}, nstat {id} {lo} -> {hi}", w.metric);
+        }
+    }
+    assert!(value_of(&ss, "portctl_tcp_listen_overflows_total", &[]) >= 1.0);
+    assert!(value_of(&ss, "portctl_udp_rcvbuf_errors_total", &[("family", "ipv4")]) >= f64::from(drops));
+    let host_mem: Vec<f64> = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_mem")
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(value_of(&ss, "portctl_tcp_memory_limit_pages", &[("limit", "max")]), host_mem[2]);
+    assert!(run.stderr.contains("accept queue full (2 waiting, backlog 1)"), "{}", run.dump());
+    assert!(!run.stdout.contains("warning"), "warnings go to stderr only");
+    drop((q, quiet, udp));
 }

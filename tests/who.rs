@@ -452,3 +452,117 @@ fn issue13_who_json_carries_raw_names_and_text_escapes_them() {
     assert!(!run.stdout.chars().any(|c| portctl::render::sanitize::needs_escape(c) && c != '\n'), "{:?}", run.stdout);
     assert!(run.stdout.contains(r"ev\x1bil\u{200b}\u{2067}x (pid"), "{}", run.dump());
 }
+
+// ---------------------------------------------------------------------------
+// Accept queues, backlogs and UDP drops (issue 16), in namespaces of the
+// test's own
+
+fn who_in(ns: &common::Netns, spec: &str) -> (Run, WhoReport) {
+    let run = Portctl::new(["who", spec, "--json", "--netns", ns.name()]).run();
+    let report: WhoReport = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("who {spec} --json is not a WhoReport: {e}\n{}", run.dump()));
+    (run, report)
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_full_accept_queue_is_said_in_words_with_the_overflow_counter_rise() {
+    require_root();
+    let ns = common::Netns::new();
+    let q = common::FullQueue::new(&ns, "127.0.0.1:8080", 1, 1, 4);
+    let inode = common::socket_inode(q.listener.as_raw_fd());
+    // New SYNs keep overflowing the queue while who looks.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let knocker = common::knock_until(&ns, q.addr, stop.clone(), 2000);
+    let before = common::nstat(&ns)["TcpExtListenOverflows"];
+    let (run, r) = who_in(&ns, "8080");
+    let after = common::nstat(&ns)["TcpExtListenOverflows"];
+    let (text, _) = {
+        let run = Portctl::new(["who", "8080", "--netns", ns.name()]).run();
+        (run.stdout.clone(), run)
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(knocker.join().unwrap() > 0);
+    run.expect_code(0);
+
+    let lb = r.listen_backlog.as_ref().unwrap_or_else(|| panic!("a TCP listener: listen_backlog\n{}", run.dump()));
+    assert_eq!((lb.full.as_slice(), lb.clamped.as_slice()), (&[inode][..], &[][..]), "{lb:?}");
+    assert!(lb.sampled_ms.is_some_and(|ms| ms >= 250), "at least 250 ms of sampling: {lb:?}");
+    let rise = lb.overflows_rise.unwrap();
+    assert!(rise > 0 && rise <= after - before, "rise {rise}, nstat {before} -> {after}");
+    assert!(lb.drops_rise.is_some_and(|d| d >= rise), "{lb:?}");
+    assert!(lb.listen_overflows.is_some_and(|n| before <= n && n <= after), "{lb:?}, nstat {before} -> {after}");
+    let want = "tcp 127.0.0.1:8080: accept queue full: 2 waiting, backlog 1 — the process is not accepting fast enough; new connections are dropped (TcpExt ListenOverflows +";
+    assert!(lb.notes[0].starts_with(want), "{:?}", lb.notes);
+    assert_eq!(lb.notes.len(), 1, "{:?}", lb.notes);
+    // The record says the same, and the hints what to do.
+    let l = r.sockets.iter().find(|s| s.inode == inode).unwrap();
+    let aq = l.accept_queue().unwrap();
+    assert_eq!((aq.queued, aq.backlog, aq.full, aq.near_full), (2, 1, true, false));
+    assert!(
+        r.hints.iter().any(|h| h.starts_with("a full accept queue: make the server accept() faster")),
+        "{:?}",
+        r.hints
+    );
+    assert!(text.contains(&format!("\nlisten queue\n  {want}")), "{text}");
+    drop(q);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_backlog_equal_to_somaxconn_is_said_with_both_values() {
+    require_root();
+    let ns = common::Netns::new();
+    common::output(ns.command("sysctl").args(["-qw", "net.core.somaxconn=8"])).expect_code(0);
+    let syn: u32 =
+        common::output(ns.command("cat").arg("/proc/sys/net/ipv4/tcp_max_syn_backlog")).stdout.trim().parse().unwrap();
+    let (capped, small) = common::in_netns(&ns, || {
+        (tcp_listener(sa("127.0.0.1:9100"), None, 128), tcp_listener(sa("127.0.0.1:9101"), None, 4))
+    });
+    let (run, r) = who_in(&ns, "9100");
+    run.expect_code(0);
+    let lb = r.listen_backlog.unwrap();
+    assert_eq!(lb.clamped, [common::socket_inode(capped.as_raw_fd())]);
+    assert_eq!((lb.somaxconn, lb.tcp_max_syn_backlog), (Some(8), Some(syn)));
+    assert!(lb.full.is_empty() && lb.sampled_ms.is_none() && lb.overflows_rise.is_none(), "no sampling: {lb:?}");
+    assert_eq!(
+        lb.notes,
+        [format!(
+            "tcp 127.0.0.1:9100: backlog 8, net.core.somaxconn 8: the listen() backlog may have been clamped by somaxconn (net.ipv4.tcp_max_syn_backlog {syn} caps the connections still in their handshake); raise net.core.somaxconn if the server asks for more"
+        )]
+    );
+    let run = Portctl::new(["who", "9100", "--netns", ns.name()]).run();
+    assert!(
+        run.stdout.contains("\nlisten queue\n  tcp 127.0.0.1:9100: backlog 8, net.core.somaxconn 8: "),
+        "{}",
+        run.dump()
+    );
+
+    // listen(4): below somaxconn, nothing to say.
+    let (_, r) = who_in(&ns, "9101");
+    let lb = r.listen_backlog.unwrap();
+    assert!(lb.clamped.is_empty() && lb.notes.is_empty(), "{lb:?}");
+    let run = Portctl::new(["who", "9101", "--netns", ns.name()]).run();
+    assert!(!run.stdout.contains("listen queue"), "{}", run.dump());
+    // No TCP listener on the port: no listen_backlog at all.
+    let (_, r) = who_in(&ns, "9102");
+    assert!(r.listen_backlog.is_none());
+    drop((capped, small));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_udp_socket_that_dropped_gets_a_hint() {
+    require_root();
+    let ns = common::Netns::new();
+    let udp = common::DroppingUdp::new(&ns, "127.0.0.1:5300", 100);
+    let drops = common::ss_drops(&ns, "-ua", udp.addr);
+    assert!(drops > 0);
+    let (run, r) = who_in(&ns, "5300/udp");
+    run.expect_code(0);
+    let want = format!("udp 127.0.0.1:5300 has dropped {drops} datagrams since it was opened: its receive buffer (");
+    assert!(r.hints.iter().any(|h| h.starts_with(&want)), "{want}\n{:?}", r.hints);
+    assert_eq!(r.sockets[0].skmem().map(|m| m.drops), Some(drops));
+    assert!(r.listen_backlog.is_none());
+    drop(udp);
+}

@@ -915,39 +915,6 @@ pub fn portctl_for_others() -> (PathBuf, Option<TempDir>) {
     (to, Some(dir))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ss_lines_parse() {
-        let text = "\
-tcp   LISTEN 0      128          0.0.0.0:2024       0.0.0.0:*
-tcp   LISTEN 0      4096               *:20001            *:*    users:((\"sockpop\",pid=10,fd=7),(\"sockpop\",pid=11,fd=7))
-tcp   LISTEN 0      511            [::1]:8080          [::]:*    users:((\"a b\",pid=12,fd=3))
-udp   UNCONN 0      0      127.0.0.53%lo:53         0.0.0.0:*    users:((\"systemd-resolve\",pid=5,fd=14))
-tcp   ESTAB  0      0          127.0.0.1:40000    127.0.0.1:20000
-";
-        let got = parse_ss(text);
-        assert_eq!(got.len(), 5);
-        assert_eq!(got[0].proto, Proto::Tcp);
-        assert_eq!(got[0].state, "LISTEN");
-        assert_eq!(got[0].send_q, 128);
-        assert_eq!(got[0].local, Endpoint { addr: "0.0.0.0".parse().unwrap(), port: 2024 });
-        assert!(got[0].users.is_empty() && !got[0].dual_stack && got[0].peer.is_none());
-        assert!(got[1].dual_stack);
-        assert_eq!(got[1].local, Endpoint { addr: "::".parse().unwrap(), port: 20001 });
-        assert_eq!(got[1].pids(), BTreeSet::from([10, 11]));
-        assert_eq!(got[1].users[1], SsUser { name: "sockpop".into(), pid: 11, fd: 7 });
-        assert_eq!(got[2].local, Endpoint { addr: "::1".parse().unwrap(), port: 8080 });
-        assert_eq!(got[2].users, vec![SsUser { name: "a b".into(), pid: 12, fd: 3 }]);
-        assert_eq!(got[3].proto, Proto::Udp);
-        assert_eq!(got[3].interface.as_deref(), Some("lo"));
-        assert_eq!(got[3].local.port, 53);
-        assert_eq!(got[4].peer, Some(Endpoint { addr: "127.0.0.1".parse().unwrap(), port: 20000 }));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Accept queues that overflow, UDP sockets that drop, and nstat as an oracle
 
@@ -1119,3 +1086,36 @@ pub fn nstat_group(name: &str) -> Option<(&'static str, &str)> {
 
 /// Counters nstat leaves out ("useless numbers"): constants and a gauge.
 pub const NSTAT_SKIPS: [&str; 5] = ["TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax", "TcpMaxConn", "TcpCurrEstab"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ss_lines_parse() {
+        let text = "\
+tcp   LISTEN 0      128          0.0.0.0:2024       0.0.0.0:*
+tcp   LISTEN 0      4096               *:20001            *:*    users:((\"sockpop\",pid=10,fd=7),(\"sockpop\",pid=11,fd=7))
+tcp   LISTEN 0      511            [::1]:8080          [::]:*    users:((\"a b\",pid=12,fd=3))
+udp   UNCONN 0      0      127.0.0.53%lo:53         0.0.0.0:*    users:((\"systemd-resolve\",pid=5,fd=14))
+tcp   ESTAB  0      0          127.0.0.1:40000    127.0.0.1:20000
+";
+        let got = parse_ss(text);
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[0].proto, Proto::Tcp);
+        assert_eq!(got[0].state, "LISTEN");
+        assert_eq!(got[0].send_q, 128);
+        assert_eq!(got[0].local, Endpoint { addr: "0.0.0.0".parse().unwrap(), port: 2024 });
+        assert!(got[0].users.is_empty() && !got[0].dual_stack && got[0].peer.is_none());
+        assert!(got[1].dual_stack);
+        assert_eq!(got[1].local, Endpoint { addr: "::".parse().unwrap(), port: 20001 });
+        assert_eq!(got[1].pids(), BTreeSet::from([10, 11]));
+        assert_eq!(got[1].users[1], SsUser { name: "sockpop".into(), pid: 11, fd: 7 });
+        assert_eq!(got[2].local, Endpoint { addr: "::1".parse().unwrap(), port: 8080 });
+        assert_eq!(got[2].users, vec![SsUser { name: "a b".into(), pid: 12, fd: 3 }]);
+        assert_eq!(got[3].proto, Proto::Udp);
+        assert_eq!(got[3].interface.as_deref(), Some("lo"));
+        assert_eq!(got[3].local.port, 53);
+        assert_eq!(got[4].peer, Some(Endpoint { addr: "127.0.0.1".parse().unwrap(), port: 20000 }));
+    }
+}
