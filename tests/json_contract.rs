@@ -179,9 +179,15 @@ mod schema {
         pub timer: Option<Timer>,
         pub owners: Vec<Owner>,
         pub owners_hidden: bool,
+        /// TCP listeners read through sock_diag (version 3).
+        #[serde(default, deserialize_with = "present")]
+        pub accept_queue: Option<AcceptQueue>,
         /// Only with `conns --extended`.
         #[serde(default, deserialize_with = "present")]
         pub tcp_info: Option<TcpInfo>,
+        /// `conns --extended`, and UDP records of listen and who (version 3).
+        #[serde(default, deserialize_with = "present")]
+        pub skmem: Option<SkMem>,
         /// Only with `--netns`/`--all-netns` (and in `who`'s `other_netns`).
         #[serde(default, deserialize_with = "present")]
         pub netns: Option<NetnsRef>,
@@ -248,6 +254,46 @@ mod schema {
         pub bytes_sent: Option<u64>,
         #[serde(deserialize_with = "nullable")]
         pub bytes_received: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub congestion: Option<String>,
+        pub snd_mss: u64,
+        pub rcv_mss: u64,
+        pub unacked: u64,
+        pub lost: u64,
+        pub reordering: u64,
+        #[serde(deserialize_with = "nullable")]
+        pub pacing_rate: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub delivery_rate: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub busy_time_us: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub rwnd_limited_us: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub sndbuf_limited_us: Option<u64>,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct AcceptQueue {
+        pub queued: u64,
+        pub backlog: u64,
+        pub full: bool,
+        pub near_full: bool,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SkMem {
+        pub rmem_alloc: u64,
+        pub rcvbuf: u64,
+        pub wmem_alloc: u64,
+        pub sndbuf: u64,
+        pub fwd_alloc: u64,
+        pub wmem_queued: u64,
+        pub optmem: u64,
+        pub backlog: u64,
+        pub drops: u64,
     }
 
     #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -269,6 +315,30 @@ mod schema {
         pub sockets: Vec<Record>,
         pub other_netns: Vec<Record>,
         pub hints: Vec<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub listen_backlog: Option<ListenBacklog>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ListenBacklog {
+        #[serde(deserialize_with = "nullable")]
+        pub somaxconn: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_max_syn_backlog: Option<u64>,
+        pub full: Vec<u64>,
+        pub clamped: Vec<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub listen_overflows: Option<i64>,
+        #[serde(deserialize_with = "nullable")]
+        pub listen_drops: Option<i64>,
+        #[serde(deserialize_with = "nullable")]
+        pub overflows_rise: Option<i64>,
+        #[serde(deserialize_with = "nullable")]
+        pub drops_rise: Option<i64>,
+        #[serde(deserialize_with = "nullable")]
+        pub sampled_ms: Option<u64>,
+        pub notes: Vec<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -401,6 +471,162 @@ mod schema {
         pub time_wait_peers: Vec<TimeWaitPeer>,
         #[serde(deserialize_with = "nullable")]
         pub close_wait: Option<CloseWait>,
+        pub listeners: Listeners,
+        pub udp_drops: Vec<UdpDrops>,
+        #[serde(deserialize_with = "nullable")]
+        pub kernel: Option<Kernel>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Listeners {
+        #[serde(deserialize_with = "nullable")]
+        pub somaxconn: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_max_syn_backlog: Option<u64>,
+        pub full: Vec<QueuedListener>,
+        pub clamped: Vec<QueuedListener>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProcessRef {
+        pub pid: u32,
+        pub name: String,
+        pub user: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct QueuedListener {
+        pub local: Endpoint,
+        pub inode: u64,
+        #[serde(deserialize_with = "nullable")]
+        pub netns: Option<NetnsRef>,
+        pub accept_queue: AcceptQueue,
+        #[serde(deserialize_with = "nullable")]
+        pub somaxconn: Option<u64>,
+        pub processes: Vec<ProcessRef>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct UdpDrops {
+        pub local: Endpoint,
+        pub inode: u64,
+        #[serde(deserialize_with = "nullable")]
+        pub netns: Option<NetnsRef>,
+        pub drops: u64,
+        pub rmem_alloc: u64,
+        pub rcvbuf: u64,
+        pub processes: Vec<ProcessRef>,
+    }
+
+    /// The counter groups: the kernel's names inside, any of them.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Groups {
+        #[serde(rename = "TcpExt", default, deserialize_with = "present")]
+        pub tcp_ext: Option<std::collections::BTreeMap<String, i64>>,
+        #[serde(rename = "Tcp", default, deserialize_with = "present")]
+        pub tcp: Option<std::collections::BTreeMap<String, i64>>,
+        #[serde(rename = "Udp", default, deserialize_with = "present")]
+        pub udp: Option<std::collections::BTreeMap<String, i64>>,
+        #[serde(rename = "Udp6", default, deserialize_with = "present")]
+        pub udp6: Option<std::collections::BTreeMap<String, i64>>,
+    }
+
+    impl Groups {
+        pub fn get(&self, group: &str, name: &str) -> Option<i64> {
+            let g = match group {
+                "TcpExt" => &self.tcp_ext,
+                "Tcp" => &self.tcp,
+                "Udp" => &self.udp,
+                "Udp6" => &self.udp6,
+                _ => return None,
+            };
+            g.as_ref()?.get(name).copied()
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Kernel {
+        pub counters: Groups,
+        #[serde(deserialize_with = "nullable")]
+        pub sample: Option<Sample>,
+        pub problems: Vec<Problem>,
+        pub sockstat: Sockstat,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_mem: Option<TcpMem>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_max_orphans: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_max_tw_buckets: Option<u64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Sample {
+        pub interval_ms: u64,
+        pub deltas: Groups,
+    }
+
+    /// `group`: the four groups only.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    pub enum Group {
+        TcpExt,
+        Tcp,
+        Udp,
+        Udp6,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Problem {
+        pub group: Group,
+        pub name: String,
+        pub value: i64,
+        #[serde(deserialize_with = "nullable")]
+        pub delta: Option<i64>,
+        #[serde(deserialize_with = "nullable")]
+        pub per_second: Option<f64>,
+        pub means: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Sockstat {
+        #[serde(deserialize_with = "nullable")]
+        pub sockets_used: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_inuse: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp6_inuse: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_orphan: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_time_wait: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_alloc: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_mem_pages: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub udp_inuse: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub udp6_inuse: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub udp_mem_pages: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub tcp_memory_pressure: Option<bool>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TcpMem {
+        pub min: u64,
+        pub pressure: u64,
+        pub max: u64,
     }
 
     #[derive(Debug, Deserialize)]
@@ -544,6 +770,25 @@ impl Output {
         }
     }
 
+    /// Paths whose objects are data: the kernel's counter groups, whose
+    /// keys are the kernel's names (docs/json.md says so; any name, an
+    /// integer each).
+    fn data_at(self) -> &'static [&'static str] {
+        match self {
+            Output::Stats => &[
+                "kernel.counters.TcpExt",
+                "kernel.counters.Tcp",
+                "kernel.counters.Udp",
+                "kernel.counters.Udp6",
+                "kernel.sample.deltas.TcpExt",
+                "kernel.sample.deltas.Tcp",
+                "kernel.sample.deltas.Udp",
+                "kernel.sample.deltas.Udp6",
+            ],
+            _ => &[],
+        }
+    }
+
     /// Paths (keys joined by `.`, arrays transparent) holding socket records.
     fn records_at(self) -> &'static [&'static str] {
         match self {
@@ -625,11 +870,13 @@ fn parse_json_md(text: &str) -> JsonDoc {
     doc
 }
 
+/// `recv_q`, `verdict.binds`, and the kernel's counter groups (`TcpExt`,
+/// `Udp6`), which are keys of `kernel.counters`.
 fn is_path(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|seg| {
-            seg.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-                && seg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            seg.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
 }
 
@@ -686,6 +933,18 @@ fn undocumented(doc: &JsonDoc, out: Output, v: &Value) -> (usize, BTreeSet<Strin
     }
     impl Walk<'_> {
         fn walk(&mut self, section: &'static str, path: &str, parent: Option<&str>, v: &Value) {
+            if self.out.data_at().contains(&path) {
+                let Value::Object(m) = v else { panic!("{path} is not an object: {v}") };
+                for (k, n) in m {
+                    self.seen += 1;
+                    assert!(
+                        k.chars().all(|c| c.is_ascii_alphanumeric()) && !k.is_empty(),
+                        "{path}: counter name {k:?}"
+                    );
+                    assert!(n.is_i64(), "{path}.{k}: {n} is not an integer");
+                }
+                return;
+            }
             match v {
                 Value::Object(m) => {
                     let listed = parent.and_then(|p| self.doc.children.get(&(section.to_string(), p.to_string())));
@@ -817,6 +1076,17 @@ fn check_record(r: &Record) {
     }
     if r.owners_hidden {
         assert!(r.owners.is_empty(), "owners_hidden only when no owner was found: {r:?}");
+    }
+    // Every TCP listener read through sock_diag has its accept queue, and
+    // nothing else has one.
+    assert_eq!(r.accept_queue.is_some(), r.proto == Proto::Tcp && r.state == State::Listen, "{r:?}");
+    if let Some(q) = r.accept_queue {
+        assert_eq!((q.queued, q.backlog), (r.recv_q, r.send_q), "{r:?}");
+        assert_eq!(q.full, q.queued > q.backlog, "{r:?}");
+        assert!(!(q.full && q.near_full), "{r:?}");
+    }
+    if let Some(m) = r.skmem {
+        assert!(m.rcvbuf > 0 && m.sndbuf > 0, "{r:?}");
     }
 }
 
@@ -1083,6 +1353,8 @@ fn listen_json_and_jsonl_records() {
         assert_owned_by_me(u6, udp6.as_raw_fd());
         for r in &mine {
             assert!(r.tcp_info.is_none() && r.netns.is_none(), "no tcp_info or netns without their flags: {r:?}");
+            // UDP sockets carry their memory (their drops), TCP ones not.
+            assert_eq!(r.skmem.is_some(), r.proto == Proto::Udp, "{r:?}");
             assert!(r.owners.iter().all(|o| o.context.is_none()), "no context without --context: {r:?}");
         }
     }
@@ -1177,20 +1449,26 @@ fn conns_json_state_all_and_extended() {
     assert_owned_by_me(udp, f.udp_bound.as_raw_fd());
     let udp = find(&records, "connected UDP", |r| r.proto == Proto::Udp && r.state == State::Established);
     assert_owned_by_me(udp, f.udp_connected.as_raw_fd());
-    assert!(records.iter().all(|r| r.tcp_info.is_none()), "tcp_info only with --extended");
+    assert!(
+        records.iter().all(|r| r.tcp_info.is_none() && r.skmem.is_none()),
+        "tcp_info and skmem only with --extended"
+    );
 
     // --extended: tcp_info on the TCP sockets that have one.
     let run = Portctl::new(args).arg("--extended").run();
     let ext = json_records(&run);
     for r in on_port(&ext, p) {
         match (r.proto, r.state) {
-            (Proto::Udp, _) => assert!(r.tcp_info.is_none(), "tcp_info is TCP's: {r:?}"),
+            (Proto::Udp, _) => assert!(r.tcp_info.is_none() && r.skmem.is_some(), "tcp_info is TCP's: {r:?}"),
             // TIME_WAIT and orphaned FIN_WAIT2 are the kernel's mini
             // sockets (inode 0), which have no tcp_info.
             (Proto::Tcp, _) if r.inode == 0 => assert!(r.tcp_info.is_none(), "{r:?}"),
             (Proto::Tcp, _) => {
                 let info = r.tcp_info.as_ref().unwrap_or_else(|| panic!("--extended: no tcp_info: {r:?}"));
                 assert!(info.snd_cwnd > 0, "{r:?}");
+                assert!(info.congestion.as_deref().is_some_and(|c| !c.is_empty()), "{r:?}");
+                assert!(info.snd_mss > 0 || r.state == State::Listen, "a connection has an mss: {r:?}");
+                assert!(r.skmem.is_some(), "--extended: socket memory: {r:?}");
                 assert!(info.bytes_sent.is_some() && info.bytes_received.is_some(), "Linux 4.19+: {r:?}");
             }
         }
@@ -1279,6 +1557,12 @@ fn who_json_verdict_binds_holders_and_sockets() {
     let me = r.holders.iter().find(|h| h.pid == std::process::id()).unwrap();
     assert!(me.sockets.contains(&socket_inode(udp.as_raw_fd())), "{me:?}");
     assert!(!r.hints.is_empty());
+    // A TCP listener on the port: its backlog, against the namespace's somaxconn.
+    let lb = r.listen_backlog.as_ref().expect("a TCP listener: listen_backlog");
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
+    assert_eq!(lb.somaxconn, Some(somaxconn));
+    assert!(lb.full.is_empty() && lb.clamped.is_empty() && lb.notes.is_empty(), "{lb:?}");
+    assert!(lb.listen_overflows.is_some() && lb.sampled_ms.is_none(), "{lb:?}");
 
     // sockets: every state on the port; each record's owners.
     let listen = find(&r.sockets, "listener", |s| s.state == State::Listen);
@@ -1295,6 +1579,7 @@ fn who_json_verdict_binds_holders_and_sockets() {
     assert_eq!((r.spec.addr, r.spec.protos.as_slice()), (Some("::1".parse().unwrap()), &[Proto::Udp][..]));
     let addrs: Vec<String> = r.verdict.binds.iter().map(|b| b.addr.to_string()).collect();
     assert_eq!(addrs, ["0.0.0.0", "::", "127.0.0.1", "::1"]);
+    assert!(r.listen_backlog.is_none(), "UDP only: no listen_backlog");
     drop(child);
 }
 
@@ -1404,7 +1689,15 @@ fn stats_json_sections_are_filled() {
         done
     });
     let st = st.unwrap();
-    assert_eq!(st.schema_version, 2, "docs/json.md is schema version 2");
+    assert_eq!(st.schema_version, 3, "docs/json.md is schema version 3");
+    // The kernel's counters of this namespace, every group there.
+    let k = st.kernel.as_ref().expect("the counters are readable");
+    for (g, name) in [("TcpExt", "ListenOverflows"), ("Tcp", "RetransSegs"), ("Udp", "InErrors")] {
+        assert!(k.counters.get(g, name).is_some(), "{g} {name}");
+    }
+    assert!(k.sample.is_none(), "no sample without --interval");
+    assert!(k.problems.iter().all(|p| p.value > 0 && p.delta.is_none()), "{:?}", k.problems);
+    assert!(k.sockstat.sockets_used.is_some() && k.sockstat.tcp_inuse.is_some());
     let protos: Vec<Proto> = st.protocols.iter().map(|p| p.proto).collect();
     assert_eq!(protos, [Proto::Tcp, Proto::Udp]);
     assert_eq!(st.total, st.protocols.iter().map(|p| p.total).sum::<u64>());
@@ -1692,4 +1985,55 @@ fn context_names_the_container_in_listen_and_who() {
     assert_eq!(who.holders.len(), 1, "{:?}", who.holders);
     cgroup.check(who.holders[0].context.as_ref().expect("a holder context"));
     drop(child);
+}
+
+/// Every new part of `stats --json` and `who --json` filled (version 3): a
+/// listener whose queue is full and whose backlog somaxconn capped, a UDP
+/// socket that dropped, an `--interval` sample.
+#[test]
+#[ignore = "needs root"]
+fn stats_and_who_json_queues_drops_and_kernel_counters() {
+    require_root();
+    let ns = Netns::new();
+    sysctl_in(&ns, "net.core.somaxconn", "4");
+    let q = common::FullQueue::new(&ns, "127.0.0.1:8080", 64, 4, 12);
+    let udp = common::DroppingUdp::new(&ns, "127.0.0.1:5300", 40);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let knocker = common::knock_until(&ns, q.addr, stop.clone(), 2000);
+
+    let run = Portctl::new(["stats", "--json", "--interval", "300ms", "--netns", ns.name()]).run();
+    run.expect_code(0);
+    let st: Stats = object(&run, Output::Stats);
+    let (full, clamped) = (&st.listeners.full, &st.listeners.clamped);
+    assert_eq!((full.len(), clamped.len()), (1, 1), "{:?}", st.listeners);
+    for l in [&full[0], &clamped[0]] {
+        assert_eq!((l.local.port, l.accept_queue.queued, l.accept_queue.backlog, l.somaxconn), (8080, 5, 4, Some(4)));
+        assert!(l.accept_queue.full && l.netns.is_some(), "{l:?}");
+        assert_eq!(l.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [std::process::id()]);
+    }
+    assert_eq!(st.udp_drops.len(), 1);
+    assert_eq!(st.udp_drops[0].drops, u64::from(common::ss_drops(&ns, "-ua", udp.addr)));
+    let k = st.kernel.as_ref().unwrap();
+    let s = k.sample.as_ref().expect("--interval: a sample");
+    assert!(s.interval_ms >= 300 && s.deltas.get("TcpExt", "ListenOverflows").is_some_and(|d| d > 0), "{s:?}");
+    let p = k.problems.iter().find(|p| p.group == Group::TcpExt && p.name == "ListenOverflows").unwrap();
+    assert!(p.delta.is_some_and(|d| d > 0) && p.per_second.is_some_and(|r| r > 0.0), "{p:?}");
+    assert!(k.tcp_mem.is_some() && k.tcp_max_tw_buckets.is_some() && k.sockstat.tcp_memory_pressure.is_some());
+
+    let run = Portctl::new(["who", "8080", "--json", "--netns", ns.name()]).run();
+    run.expect_code(0);
+    let r: Who = object(&run, Output::Who);
+    let lb = r.listen_backlog.as_ref().unwrap();
+    let inode = socket_inode(q.listener.as_raw_fd());
+    assert_eq!((lb.full.as_slice(), lb.clamped.as_slice(), lb.somaxconn), (&[inode][..], &[inode][..], Some(4)));
+    assert!(lb.overflows_rise.is_some_and(|n| n > 0) && lb.drops_rise.is_some() && lb.sampled_ms.is_some(), "{lb:?}");
+    assert_eq!(lb.notes.len(), 2, "{lb:?}");
+    let rec = r.sockets.iter().find(|s| s.inode == inode).unwrap();
+    assert_eq!(rec.accept_queue.map(|a| (a.queued, a.backlog, a.full)), Some((5, 4, true)));
+    let run = Portctl::new(["who", "5300/udp", "--json", "--netns", ns.name()]).run();
+    let r: Who = object(&run, Output::Who);
+    assert!(r.sockets[0].skmem.is_some_and(|m| m.drops > 0), "{:?}", r.sockets);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    knocker.join().unwrap();
+    drop((q, udp));
 }
