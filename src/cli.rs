@@ -140,7 +140,9 @@ pub struct ConnsArgs {
     /// Sockets held by this user's processes (name or uid); repeatable.
     #[arg(long, value_name = "USER")]
     pub user: Vec<UserSpec>,
-    /// Add tcp_info essentials: RTT, retransmits, cwnd, bytes sent and received.
+    /// Add tcp_info (RTT, retransmits, cwnd, congestion algorithm, mss, lost,
+    /// delivery rate, bytes sent and received) and socket memory (receive
+    /// buffer use, drops; TCP and UDP).
     #[arg(long, short = 'e')]
     pub extended: bool,
     #[command(flatten)]
