@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test. Installs what the tests need (iproute2 for ss/ip,
+# Runs every test. Installs what the tests need (iproute2 for ss/ip/nstat,
 # util-linux for setpriv, procps, prometheus for promtool, groff-base and
 # bsdextrautils for the man page and `column -t` checks) when missing,
 # without recommends (prometheus recommends node-exporter, a listener on
@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nstat >/dev/null 2>&1 || need+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v groff >/dev/null 2>&1 || need+=(groff-base)
