@@ -13,6 +13,7 @@
 //! warnings -> report (stderr), which also decides the exit status
 //! ```
 
+pub mod bpf;
 pub mod cli;
 pub mod commands;
 pub mod counters;
