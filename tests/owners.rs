@@ -165,6 +165,27 @@ fn thread_private_table_is_found_both_ways() {
     }
 }
 
+/// `kill` finds a holder whose socket is in a thread's own table, checks it
+/// there (`/proc/PID/task/TID/fd`) through its pidfd, and signals it.
+#[test]
+#[ignore = "needs root"]
+fn kill_signals_a_holder_through_its_thread_table() {
+    require_root();
+    let port = common::unused_port();
+    let held = HeldSocket::start(None, &["--thread-table", "--listen", "tcp", &format!("127.0.0.1:{port}")]);
+    for source in ["proc", "bpf"] {
+        let r = run(source, &["kill", &format!("{port}/tcp"), "--dry-run", "--json"]);
+        r.expect_code(0);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["targets"][0]["pid"].as_u64(), Some(u64::from(held.pid())), "{source}: {}", r.dump());
+        assert_eq!(v["targets"][0]["result"], "would_signal", "{source}: {}", r.dump());
+    }
+    let r = run("bpf", &["kill", &format!("{port}/tcp"), "--yes", "--json", "--signal", "CONT"]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["targets"][0]["result"], "signalled", "the thread's table was checked: {}", r.dump());
+}
+
 /// A TCP listener whose only reference is an SCM_RIGHTS message nobody
 /// received: the descriptor is sent over a socketpair and closed.
 fn in_flight_listener() -> (u16, u64, [OwnedFd; 2]) {
