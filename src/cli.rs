@@ -24,7 +24,7 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Where the owners of sockets come from: `bpf` (the kernel's
     /// task_file iterator: needs root, or CAP_BPF and CAP_PERFMON, and
-    /// Linux 5.8 with BTF), `proc` (walk /proc/*/fd), or `auto` (BPF when
+    /// Linux 5.11 with BTF), `proc` (walk /proc/*/fd), or `auto` (BPF when
     /// the kernel allows it, else /proc).
     #[arg(
         long,
