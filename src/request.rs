@@ -12,6 +12,7 @@ use crate::domain::who::Target;
 use crate::error::UserError;
 use crate::filter::{Cidr, PortRef, PortSpec, SignalSpec, StateSpec, UserSpec};
 use crate::model::{Family, PortRange, Proto, State, StateSet};
+pub use crate::procs::OwnersFrom;
 use crate::render::{Format, Output};
 use crate::sock_diag::{self, Cond, Expr, Source};
 
@@ -50,6 +51,8 @@ pub struct ListenRequest {
     pub ports: Vec<PortRange>,
     /// Add the owners' systemd unit and container.
     pub context: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -61,6 +64,7 @@ impl ListenRequest {
             select: Selection::default(),
             ports: Vec::new(),
             context: false,
+            owners_from: OwnersFrom::Auto,
             out,
         }
     }
@@ -94,6 +98,8 @@ pub struct ConnsRequest {
     /// tcp_info essentials.
     pub extended: bool,
     pub context: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -108,6 +114,7 @@ impl ConnsRequest {
             owners: OwnerFilter::default(),
             extended: false,
             context: false,
+            owners_from: OwnersFrom::Auto,
             out,
         }
     }
@@ -134,6 +141,8 @@ pub struct WhoRequest {
     pub target: Target,
     /// The namespace asked about (`--netns`); the current one when `None`.
     pub netns: Option<String>,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -151,6 +160,8 @@ pub struct KillRequest {
     pub wait: Option<Duration>,
     /// After the wait, SIGKILL what is left.
     pub then_kill: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -201,6 +212,8 @@ pub struct StatsRequest {
     pub top: usize,
     /// Read the kernel's counters twice, this far apart (`--interval`).
     pub interval: Option<Duration>,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -254,12 +267,14 @@ impl Request {
     /// The request a command line makes. Bad values clap could not see
     /// (unknown users and services, regexes) are errors here.
     pub fn from_cli(cli: Cli) -> Result<Request, UserError> {
+        let from = owners_from(cli.global.owners_from);
         Ok(match cli.command {
-            Command::Listen(a) => Request::Listen(listen(a)),
-            Command::Conns(a) => Request::Conns(conns(a)?),
+            Command::Listen(a) => Request::Listen(listen(a, from)),
+            Command::Conns(a) => Request::Conns(conns(a, from)?),
             Command::Who(a) => Request::Who(WhoRequest {
                 target: target(&a.spec)?,
                 netns: a.ns.netns,
+                owners_from: from,
                 out: report_output(&a.out, None),
             }),
             Command::Kill(a) => Request::Kill(KillRequest {
@@ -270,6 +285,7 @@ impl Request {
                 force: a.force,
                 wait: a.wait.map(|d| d.0),
                 then_kill: a.then_kill,
+                owners_from: from,
                 out: report_output(&a.out, None),
             }),
             Command::Wait(a) => Request::Wait(WaitRequest {
@@ -280,9 +296,12 @@ impl Request {
             }),
             Command::Watch(a) => {
                 let what = match a.what {
-                    Some(cli::WatchWhat::Listen(l)) => Watched::Listen(listen(l)),
-                    Some(cli::WatchWhat::Conns(c)) => Watched::Conns(conns(*c)?),
-                    None => Watched::Listen(ListenRequest::new(Output::new(Format::Table, true, None))),
+                    Some(cli::WatchWhat::Listen(l)) => Watched::Listen(listen(l, from)),
+                    Some(cli::WatchWhat::Conns(c)) => Watched::Conns(conns(*c, from)?),
+                    None => Watched::Listen(ListenRequest {
+                        owners_from: from,
+                        ..ListenRequest::new(Output::new(Format::Table, true, None))
+                    }),
                 };
                 if what.out().format != Format::Table {
                     return Err(UserError::new("watch shows a table; for JSON use `portctl watch --events ...`"));
@@ -305,6 +324,7 @@ impl Request {
                     owners: !a.no_owners,
                     top: a.top,
                     interval: a.interval.map(|d| d.0),
+                    owners_from: from,
                     out: report_output(&a.out, format),
                 })
             }
@@ -314,7 +334,16 @@ impl Request {
     }
 }
 
-fn listen(a: cli::ListenArgs) -> ListenRequest {
+/// `--owners-from` (or `PORTCTL_OWNERS`) as the domain's choice.
+pub fn owners_from(a: cli::OwnersFromArg) -> OwnersFrom {
+    match a {
+        cli::OwnersFromArg::Auto => OwnersFrom::Auto,
+        cli::OwnersFromArg::Bpf => OwnersFrom::Bpf,
+        cli::OwnersFromArg::Proc => OwnersFrom::Proc,
+    }
+}
+
+fn listen(a: cli::ListenArgs, owners_from: OwnersFrom) -> ListenRequest {
     let format = match a.format {
         Some(ListenFormat::Prometheus) => Some(Format::Prometheus),
         Some(ListenFormat::Json) => Some(Format::Json),
@@ -326,11 +355,12 @@ fn listen(a: cli::ListenArgs) -> ListenRequest {
         select: Selection::new(a.sel.tcp, a.sel.udp, a.sel.ipv4, a.sel.ipv6),
         ports: a.port,
         context: a.context,
+        owners_from,
         out: listing_output(&a.out, format),
     }
 }
 
-fn conns(a: cli::ConnsArgs) -> Result<ConnsRequest, UserError> {
+fn conns(a: cli::ConnsArgs, owners_from: OwnersFrom) -> Result<ConnsRequest, UserError> {
     // Every value the user typed is checked before the kernel is asked.
     let uids = a.user.iter().map(resolve_user).collect::<Result<Vec<u32>, _>>()?;
     let owners = OwnerFilter::new(&a.pid, &a.process, a.process_regex.as_deref(), &uids)?;
@@ -342,6 +372,7 @@ fn conns(a: cli::ConnsArgs) -> Result<ConnsRequest, UserError> {
         owners,
         extended: a.extended,
         context: a.context,
+        owners_from,
         out: listing_output(&a.out, None),
     })
 }

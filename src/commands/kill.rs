@@ -12,7 +12,7 @@ use crate::domain::kill::{self, KillReport};
 use crate::error::UserError;
 use crate::inventory::{self, Owners};
 use crate::model::{State, StateSet};
-use crate::procs::ProcWalk;
+use crate::procs::Chosen;
 use crate::procs::pidfd::{self, Delivery, PidFd};
 use crate::render::{self, json};
 use crate::report::{EXIT_NO_MATCH, Report};
@@ -21,7 +21,7 @@ use crate::text::plural;
 
 pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     let t = &req.target;
-    let source = ProcWalk::host();
+    let source = Chosen::new(req.owners_from);
     let query = request::port_query(t, StateSet::all(), true);
     let mut inv = inventory::collect(&query, Owners::Resolve(&source), report)?;
     let sockets: Vec<_> = inv.sockets.into_iter().filter(|s| t.served_by(s)).collect();
@@ -34,7 +34,7 @@ pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result
             plural(hidden),
             if hidden == 1 { "s" } else { "" },
             if crate::sys::is_root() {
-                " (even as root: a sandbox or LSM restricts /proc)"
+                " (even as root: a sandbox or LSM hides them)"
             } else {
                 ": run as root to signal them"
             }
