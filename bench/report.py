@@ -170,13 +170,18 @@ def report(d):
     if per is not None:
         p.append(f"\n`conns` costs {per:.2f} µs per TCP socket at this scale.")
     cmp = compare(d)
-    if cmp:
+    skipped = compare_skipped(d)
+    if cmp or skipped:
         p.append(f"\n### Before/after: `{meta.get('baseline', 'baseline')}` (old) and this portctl (new), "
                  "interleaved on the same population\n")
+    if cmp:
         p.append("| command | runs | old median (s) | new median (s) | new/old | old user+sys (s) | new user+sys (s) "
                  "| old peak RSS (MiB) | new peak RSS (MiB) |")
         p.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         p.extend(cmp)
+    if skipped:
+        p.append(("\n" if cmp else "") + "Left out, the baseline cannot run them: "
+                 + ", ".join(f"`{name}` (exit {rc})" for name, rc in skipped) + ".")
     rows_t = target_rows({meta.get("scale"): (meta, before, by)})
     if rows_t:
         p.append("\n### Targets of the performance issue at this scale\n")
@@ -184,6 +189,14 @@ def report(d):
         p.append("|---|---|---:|---:|---|")
         p.extend(rows_t)
     return "\n".join(p)
+
+
+def compare_skipped(d):
+    """(name, exit status) of the commands the baseline could not run."""
+    path = Path(d) / "compare-skipped.txt"
+    if not path.exists():
+        return []
+    return [tuple(line.split("\t")[:2]) for line in path.read_text().splitlines() if "\t" in line]
 
 
 def compare(d):

@@ -697,7 +697,8 @@ pub struct SocketExt {
 }
 
 impl SocketExt {
-    fn is_empty(&self) -> bool {
+    /// None of them: such a part is no part (JSON cannot tell it apart).
+    pub fn is_empty(&self) -> bool {
         self.accept_queue.is_none() && self.tcp_info.is_none() && self.skmem.is_none()
     }
 }

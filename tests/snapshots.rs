@@ -672,7 +672,8 @@ fn who_text_for_unix_sockets() {
         file: Some(FileState::Socket(file)),
         canonical: None,
     };
-    let found = |sockets| who::Found { sockets, other_netns: vec![], unreadable_netns: vec![], counters: Default::default() };
+    let found =
+        |sockets| who::Found { sockets, other_netns: vec![], unreadable_netns: vec![], counters: Default::default() };
     let r = portctl::domain::unix::answer(&live, found(v.clone()), &mut procs, who::Viewer { root: true });
     insta::assert_snapshot!("who_unix_live", redacted(text(|w| render::who::write(w, &r, Style { color: false }))));
     let stale = Lookup {

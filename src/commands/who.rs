@@ -8,8 +8,8 @@ use anyhow::Result;
 use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
-use crate::domain::who::OverflowCounters;
 use crate::domain::unix::{self, FileState};
+use crate::domain::who::OverflowCounters;
 use crate::domain::{order, who};
 use crate::error::UserError;
 use crate::filter::UnixSpec;

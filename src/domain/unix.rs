@@ -490,7 +490,8 @@ mod tests {
         let mut other = unix(UnixName::abstract_name("bus\0x"), State::Listen, None, 3, &[(5, "dbus")]);
         other.netns = Some(Box::new(crate::model::NetnsRef { inode: 9, name: Some("blue".into()) }));
         let mut procs = ProcTable::new(std::path::Path::new("/nonexistent-proc"));
-        let found = Found { sockets: vec![], other_netns: vec![other], unreadable_netns: vec![], counters: Default::default() };
+        let found =
+            Found { sockets: vec![], other_netns: vec![other], unreadable_netns: vec![], counters: Default::default() };
         let r = answer(&t, found, &mut procs, Viewer { root: true });
         assert!(!r.verdict.in_use);
         assert_eq!(r.other_netns.len(), 1, "NULs typed as @ match");

@@ -486,6 +486,9 @@ pub fn connected_line(c: &Connected) -> Option<String> {
     if !peers.is_empty() {
         parts.push(peers.join(", "));
     }
+    if c.connections == 0 {
+        parts.push("none accepted".to_string());
+    }
     if c.other > 0 {
         parts.push(format!("{} with no visible process at the other end (another host, or hidden)", c.other));
     }

@@ -219,9 +219,9 @@ fn serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 pub(crate) mod tests {
     use super::*;
     use crate::model::{
-        AcceptQueue, Container, Context, Detail, Exposure, Family, Fanout, LinkAddr, NetnsRef, PacketDetail, PacketType,
-        Peer, Proto, RawDetail, Ring, SkMem, State, TcpDetail, TcpInfo, Timer, TimerKind, UnixDetail, UnixName, UnixType,
-        Vfs,
+        AcceptQueue, Container, Context, Detail, Exposure, Family, Fanout, LinkAddr, NetnsRef, PacketDetail,
+        PacketType, Peer, Proto, RawDetail, Ring, SkMem, State, TcpDetail, TcpInfo, Timer, TimerKind, UnixDetail,
+        UnixName, UnixType, Vfs,
     };
 
     fn owner(pid: u32, name: &str, cmdline: &str) -> Owner {
@@ -528,7 +528,7 @@ pub(crate) mod tests {
                 s.timer = timer.map(|(kind, expires_ms, retrans)| Timer { kind, expires_ms, retrans });
                 s.owners = owners.into();
                 s.owners_hidden = hidden;
-                s.ext = ext.map(Box::new);
+                s.ext = ext.filter(|e| !e.is_empty()).map(Box::new);
                 s.netns = netns.map(|(inode, name)| Box::new(NetnsRef { inode, name }));
                 s
             }
