@@ -93,6 +93,7 @@ TARGETS = [
     ("small", "conns / `ss -tan`", lambda by, b: ratio(by, "portctl-conns", "ss-tan"), 2.0),
     ("small", "listen / `ss -tan`", lambda by, b: ratio(by, "portctl-listen", "ss-tan"), 2.0),
     ("small", "who / `ss -tan`", lambda by, b: ratio(by, "portctl-who", "ss-tan"), 2.0),
+    ("unix", "conns -x --state all / `ss -xap`", lambda by, b: ratio(by, "portctl-conns-unix", "ss-xap"), 0.3),
 ]
 
 
@@ -140,6 +141,7 @@ def report(d):
     labels = [("tcp_established", "TCP established"), ("tcp_time_wait", "TCP time-wait (topped up)"),
               ("tcp_close_wait", "TCP close-wait"), ("tcp_fin_wait_2", "TCP fin-wait-2"),
               ("tcp_listening", "TCP listening"), ("tcp_all", "TCP total (ss -tan)"), ("udp", "UDP"),
+              ("unix_all", "unix (ss -xa)"), ("unix_listening", "unix listening (ss -xl)"),
               (next((k for k in before if k.startswith("port_")), "port_"), "TCP on the `who` port")]
     for key, label in labels:
         p.append(f"| {label} | {before.get(key, '?')} | {after.get(key, '?')} |")
@@ -165,7 +167,11 @@ def report(d):
                  ("portctl-conns-proc", "floor"), ("floor-bpf", "floor"),
                  ("portctl-conns", "ss-tanp"), ("portctl-listen", "ss-tlnp"),
                  ("portctl-who", "ss-tanp-sport"), ("portctl-who", "lsof-iTCP-port"),
-                 ("portctl-conns", "ss-tan"), ("portctl-listen", "ss-tan"), ("portctl-who", "ss-tan")]:
+                 ("portctl-conns", "ss-tan"), ("portctl-listen", "ss-tan"), ("portctl-who", "ss-tan"),
+                 ("portctl-conns-unix", "ss-xap"), ("portctl-conns-unix", "ss-xa"), ("portctl-conns-unix", "lsof-U"),
+                 ("portctl-listen-unix", "ss-xlp"), ("portctl-who-unix", "ss-xap")]:
+        if a not in by and b not in by:
+            continue
         ra, rb = by.get(a, {}), by.get(b, {})
         q = ratio(by, a, b)
         if q is None:
@@ -176,6 +182,19 @@ def report(d):
     per = us_per_socket(by, before)
     if per is not None:
         p.append(f"\n`conns` costs {per:.2f} µs per TCP socket at this scale.")
+    cmp = compare(d)
+    skipped = compare_skipped(d)
+    if cmp or skipped:
+        p.append(f"\n### Before/after: `{meta.get('baseline', 'baseline')}` (old) and this portctl (new), "
+                 "interleaved on the same population\n")
+    if cmp:
+        p.append("| command | runs | old median (s) | new median (s) | new/old | old user+sys (s) | new user+sys (s) "
+                 "| old peak RSS (MiB) | new peak RSS (MiB) |")
+        p.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        p.extend(cmp)
+    if skipped:
+        p.append(("\n" if cmp else "") + "Left out, the baseline cannot run them: "
+                 + ", ".join(f"`{name}` (exit {rc})" for name, rc in skipped) + ".")
     rows_t = target_rows({meta.get("scale"): (meta, before, by)})
     if rows_t:
         p.append("\n### Targets of the performance issue at this scale\n")
@@ -183,6 +202,42 @@ def report(d):
         p.append("|---|---|---:|---:|---|")
         p.extend(rows_t)
     return "\n".join(p)
+
+
+def compare_skipped(d):
+    """(name, exit status) of the commands the baseline could not run."""
+    path = Path(d) / "compare-skipped.txt"
+    if not path.exists():
+        return []
+    return [tuple(line.split("\t")[:2]) for line in path.read_text().splitlines() if "\t" in line]
+
+
+def compare(d):
+    """Rows of the before/after table from compare.txt (`--baseline`)."""
+    path = Path(d) / "compare.txt"
+    if not path.exists():
+        return []
+    runs = {}
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if len(f) != 6 or f[1] not in ("old", "new"):
+            continue
+        try:
+            wall, user, sys_, rss = float(f[2]), float(f[3]), float(f[4]), int(f[5])
+        except ValueError:
+            continue
+        runs.setdefault(f[0], {}).setdefault(f[1], []).append((wall, user + sys_, rss / 1024))
+    rows = []
+    for name, by in runs.items():
+        old, new = by.get("old", []), by.get("new", [])
+        if not old or not new:
+            continue
+        med = lambda v, i: statistics.median(x[i] for x in v)
+        q = med(new, 0) / med(old, 0) if med(old, 0) else None
+        rows.append(f"| `{name}` | {min(len(old), len(new))} | {fmt(med(old, 0))} | {fmt(med(new, 0))} | "
+                    f"{'n/a' if q is None else f'{q:.3f}'} | {fmt(med(old, 1))} | {fmt(med(new, 1))} | "
+                    f"{med(old, 2):.1f} | {med(new, 2):.1f} |")
+    return rows
 
 
 def summary(dirs):

@@ -3,10 +3,14 @@
 # network namespace, then times portctl (owners from BPF and from /proc) against ss / lsof /
 # netstat and the floors, interleaved round after round (bench/interleave.py).
 #
-#   sudo bench/run.sh [--scale small|medium|large|all] [--runs N] [--no-build] [--out DIR]
+#   sudo bench/run.sh [--scale small|medium|large|unix|all] [--runs N] [--no-build] [--out DIR]
+#                     [--baseline BIN]
 #
-# --scale all runs the three scales one after the other and ends with the performance
-# targets over all of them (bench/report.py --summary).
+# --scale unix is 20k unix sockets (2k listeners, 9k pairs) over 100 processes, timed
+# against ss -xap and lsof -U. --scale all runs the four one after the other and ends
+# with the performance targets over all of them (bench/report.py --summary).
+# --baseline BIN also times another portctl binary (main's, say) on the same population,
+# interleaved with this one run by run, for a before/after (compare.md).
 # Environment overrides: PORTCTL=/path/to/portctl  SOCKPOP=/path/to/sockpop
 #                        CARGO_TARGET_DIR (where the builds go, default ./target)
 # See bench/README.md.
@@ -21,6 +25,7 @@ SCALE=small
 RUNS=5
 BUILD=1
 OUT=""
+BASELINE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --scale) SCALE="${2:?--scale needs a value}"; shift 2 ;;
@@ -30,6 +35,8 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --out) OUT="${2:?--out needs a value}"; shift 2 ;;
         --out=*) OUT="${1#*=}"; shift ;;
+        --baseline) BASELINE="${2:?--baseline needs a binary}"; shift 2 ;;
+        --baseline=*) BASELINE="${1#*=}"; shift ;;
         -h|--help) usage 0 ;;
         *) echo "run.sh: unknown argument: $1" >&2; usage 2 >&2 ;;
     esac
@@ -43,11 +50,13 @@ if [ "$SCALE" = all ]; then
     base="${OUT:-${CARGO_TARGET_DIR:-$here/../target}/bench/all-$(date +%Y%m%d-%H%M%S)}"
     build_flag=()
     [ "$BUILD" = 1 ] || build_flag=(--no-build)
-    for scale in small medium large; do
-        bash "$here/run.sh" --scale "$scale" --runs "$RUNS" "${build_flag[@]}" --out "$base/$scale"
+    baseline_flag=()
+    [ -z "$BASELINE" ] || baseline_flag=(--baseline "$BASELINE")
+    for scale in small medium large unix; do
+        bash "$here/run.sh" --scale "$scale" --runs "$RUNS" "${build_flag[@]}" "${baseline_flag[@]}" --out "$base/$scale"
         build_flag=(--no-build)
     done
-    python3 "$here/report.py" --summary "$base/small" "$base/medium" "$base/large" | tee "$base/targets.md"
+    python3 "$here/report.py" --summary "$base/small" "$base/medium" "$base/large" "$base/unix" | tee "$base/targets.md"
     exit 0
 fi
 
@@ -57,9 +66,16 @@ case "$SCALE" in
     small)  SP_ARGS=(--procs 10  --listeners 100  --established 1200  --time-wait 300   --close-wait 30   --udp 50) ;;
     medium) SP_ARGS=(--procs 50  --listeners 500  --established 20000 --time-wait 4000  --close-wait 300  --udp 200) ;;
     large)  SP_ARGS=(--procs 200 --listeners 1000 --established 60000 --time-wait 10000 --close-wait 1000 --udp 500) ;;
-    *) echo "run.sh: --scale must be small, medium, large or all" >&2; exit 2 ;;
+    # Unix sockets: the files go in a directory of the run's own (below), every listener
+    # on a path; the population is the namespace's only one.
+    unix)   SP_ARGS=(--procs 100 --unix-listeners 2000 --unix-pairs 9000) ;;
+    *) echo "run.sh: --scale must be small, medium, large, unix or all" >&2; exit 2 ;;
 esac
-SP_ARGS+=(--shared-listener --base-port "$BASE_PORT" --hold-secs 3600)
+if [ "$SCALE" = unix ]; then
+    SP_ARGS+=(--hold-secs 3600)
+else
+    SP_ARGS+=(--shared-listener --base-port "$BASE_PORT" --hold-secs 3600)
+fi
 SKIP_SECS=60
 PORT=$BASE_PORT  # first listener: also carries established connections
 
@@ -67,7 +83,7 @@ PORT=$BASE_PORT  # first listener: also carries established connections
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Relative overrides are relative to where the script was started.
-for v in PORTCTL SOCKPOP CARGO_TARGET_DIR; do
+for v in PORTCTL SOCKPOP CARGO_TARGET_DIR BASELINE; do
     if [ -n "${!v:-}" ] && [ "${!v#/}" = "${!v}" ]; then printf -v "$v" '%s/%s' "$PWD" "${!v}"; fi
 done
 cd "$ROOT"
@@ -129,6 +145,11 @@ PORTCTL="${PORTCTL:-$TARGET_DIR/release/portctl}"
 OUT="${OUT:-$TARGET_DIR/bench/$SCALE-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
+if [ "$SCALE" = unix ]; then
+    # sockpop removes the files when it exits; the directory is the run's.
+    mkdir -p "$OUT/unix-sockets"
+    SP_ARGS+=(--unix-dir "$OUT/unix-sockets")
+fi
 
 # ---------------------------------------------------------------------------- namespace
 NS="portctl-bench-$$"
@@ -217,6 +238,8 @@ counts() { # $1 = file
         echo "udp=$(inns ss -Huan | wc -l)"
         echo "port_${PORT}_tcp=$(inns ss -Htan "( sport = :$PORT or dport = :$PORT )" | wc -l)"
         echo "ss_s_tcp=$(inns ss -s | awk '/^TCP:/{sub(/^TCP: */,""); print; exit}')"
+        echo "unix_all=$(inns ss -Hxa | wc -l)"
+        echo "unix_listening=$(inns ss -Hxl | wc -l)"
     } >"$1"
 }
 counts "$OUT/counts-before.txt"
@@ -244,6 +267,18 @@ declare -A CMD=(
     [lsof-iTCP-port]="lsof -nP -iTCP:$PORT"
     [netstat-tanp]="netstat -tanp"
 )
+if [ "$SCALE" = unix ]; then
+    # Listener 0's path: its pairs' accepted ends and clients are the `who` answer.
+    UPATH="$OUT/unix-sockets/u0.sock"
+    NAMES=(portctl-conns-unix portctl-listen-unix portctl-who-unix ss-xap ss-xa ss-xlp lsof-U)
+    CMD[portctl-conns-unix]="$PORTCTL conns -x --state all --json"
+    CMD[portctl-listen-unix]="$PORTCTL listen -x --json"
+    CMD[portctl-who-unix]="$PORTCTL who $UPATH --json"
+    CMD[ss-xap]="ss -xap"
+    CMD[ss-xa]="ss -xa"
+    CMD[ss-xlp]="ss -xlp"
+    CMD[lsof-U]="lsof -nP -U"
+fi
 {
     echo "scale=$SCALE"
     echo "runs=$RUNS"
@@ -297,6 +332,47 @@ done
 # drifts, and it should weigh on both sides of every ratio alike.
 log "interleaved: $RUNS rounds (+1 warm-up) of $(wc -l <"$OUT/plan.tsv") commands"
 bg_wait inns python3 "$ROOT/bench/interleave.py" "$OUT" "$RUNS" "$OUT/plan.tsv"
+# ---------------------------------------------------------------------------- before/after
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || { echo "run.sh: --baseline $BASELINE is not executable" >&2; exit 1; }
+    echo "baseline=$BASELINE" >>"$OUT/meta.txt"
+    # Each round runs every portctl command once with each binary, alternating which goes
+    # first, so drifts in the machine's load hit both alike.
+    rounds=$(( RUNS < 10 ? 10 : RUNS ))
+    log "before/after: $rounds interleaved rounds against $BASELINE"
+    : >"$OUT/compare.txt"
+    : >"$OUT/compare-skipped.txt"
+    # A command the baseline cannot run (an option it does not have: exit 2) is left
+    # out of the comparison, and said so, instead of timing its error message.
+    declare -A SKIP=()
+    for name in "${NAMES[@]}"; do
+        case "$name" in portctl-*) ;; *) continue ;; esac
+        new="${CMD[$name]}"
+        rc=0
+        inns bash -c "exec $BASELINE${new#"$PORTCTL"}" >/dev/null 2>&1 || rc=$?
+        if [ "$rc" -gt 1 ]; then
+            SKIP[$name]=1
+            printf '%s\t%s\n' "$name" "$rc" >>"$OUT/compare-skipped.txt"
+            log "before/after: the baseline cannot run $name (exit $rc): left out"
+        fi
+    done
+    for round in $(seq "$rounds"); do
+        for name in "${NAMES[@]}"; do
+            case "$name" in portctl-*) ;; *) continue ;; esac
+            [ -z "${SKIP[$name]:-}" ] || continue
+            new="${CMD[$name]}"
+            old="$BASELINE${new#"$PORTCTL"}"
+            order=(old new)
+            [ $((round % 2)) = 0 ] && order=(new old)
+            for which in "${order[@]}"; do
+                cmd=$new
+                [ "$which" = old ] && cmd=$old
+                bg_wait inns /usr/bin/time -a -o "$OUT/compare.txt" -f "$name $which %e %U %S %M" \
+                    bash -c "exec $cmd" >/dev/null 2>&1 || true
+            done
+        done
+    done
+fi
 
 counts "$OUT/counts-after.txt"
 python3 "$ROOT/bench/report.py" "$OUT" | tee "$OUT/report.md"

@@ -24,6 +24,7 @@ fn main() {
         tcp_info: false,
         skmem: Vec::new(),
         bound_inactive: false,
+        any_state_raw: false,
         source: Source::Auto,
     };
     let t = Instant::now();

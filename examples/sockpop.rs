@@ -7,6 +7,7 @@
 //! ```text
 //! sockpop [--procs N] [--listeners N] [--established N] [--time-wait N] [--close-wait N]
 //!         [--udp N] [--shared-listener] [--v6] [--base-port P] [--hold-secs S] [--ignore-stdin]
+//!         [--unix-listeners N] [--unix-pairs N] [--unix-dir DIR]
 //! ```
 //!
 //! Build/run: `cargo build --release --example sockpop`, then
@@ -52,6 +53,13 @@
 //!   placed after the UDP ports (which must lie outside the ephemeral range): with an
 //!   ephemeral port, a later connect() could reuse the tuple once the FIN_WAIT2 remnant is
 //!   gone, and its SYN would hit and reset the CLOSE_WAIT socket.
+//!
+//! * `--unix-listeners N` (default 0): unix stream listeners, listener `j` owned by holder
+//!   `j % procs`: on `DIR/u<j>.sock` with `--unix-dir DIR` (the files are removed at
+//!   exit), else on the abstract name `@sockpop-<parent pid>-<j>` (the namespace's).
+//! * `--unix-pairs N` (default 0): N connected unix stream pairs, pair `k` on unix
+//!   listener `k % unix-listeners`: the accepted end stays with the listener's owner, the
+//!   client end goes to the next holder, as for TCP pairs (`ss -xp` shows two pids).
 //!
 //! Port layout: shared listener `base-1`, TCP listeners `base..`, UDP right after them,
 //! close-wait client ports right after the UDP ones.
@@ -101,7 +109,8 @@ use rustix::io::Errno;
 use rustix::process::{Pid, Signal, WaitOptions, waitpid};
 
 const USAGE: &str = "usage: sockpop [--procs N] [--listeners N] [--established N] [--time-wait N] \
-[--close-wait N] [--udp N] [--shared-listener] [--v6] [--base-port P] [--hold-secs S] [--ignore-stdin]";
+[--close-wait N] [--udp N] [--shared-listener] [--v6] [--base-port P] [--hold-secs S] [--ignore-stdin] \
+[--unix-listeners N] [--unix-pairs N] [--unix-dir DIR]";
 
 /// Upper bound of fds for one holder process.
 const HOLDER_FD_LIMIT: usize = 15_000;
@@ -142,6 +151,9 @@ struct Opts {
     base_port: usize,
     hold_secs: u64,
     ignore_stdin: bool,
+    unix_listeners: usize,
+    unix_pairs: usize,
+    unix_dir: Option<String>,
 }
 
 impl Default for Opts {
@@ -158,6 +170,9 @@ impl Default for Opts {
             base_port: 20000,
             hold_secs: 600,
             ignore_stdin: false,
+            unix_listeners: 0,
+            unix_pairs: 0,
+            unix_dir: None,
         }
     }
 }
@@ -201,6 +216,12 @@ fn parse_args(args: &[String]) -> Res<Option<Opts>> {
                 o.hold_secs = v.parse().map_err(|_| format!("{name}: not a number: {v:?}"))?;
                 continue;
             }
+            "--unix-dir" => {
+                o.unix_dir = Some(take_value(name, inline, args, &mut i)?);
+                continue;
+            }
+            "--unix-listeners" => &mut o.unix_listeners,
+            "--unix-pairs" => &mut o.unix_pairs,
             _ => return Err(format!("unknown argument {arg:?}")),
         };
         let v = take_value(name, inline, args, &mut i)?;
@@ -211,6 +232,9 @@ fn parse_args(args: &[String]) -> Res<Option<Opts>> {
     }
     if o.base_port == 0 || o.base_port > 65535 {
         return Err("--base-port must be in 1..=65535".into());
+    }
+    if o.unix_pairs > 0 && o.unix_listeners == 0 {
+        return Err("--unix-pairs needs --unix-listeners".into());
     }
     Ok(Some(o))
 }
@@ -271,6 +295,9 @@ fn raise_nofile() -> usize {
 
 struct Plan {
     o: Opts,
+    /// The parent's pid: abstract unix names carry it, so two sockpops in one
+    /// namespace do not collide.
+    tag: u32,
     /// TCP listeners actually created (>= 1 when any pair is needed).
     nlisten: usize,
     balanced: bool,
@@ -305,7 +332,15 @@ impl Plan {
             return Err("--shared-listener uses base-port - 1: --base-port must be >= 2".into());
         }
         let batch = (sys.somaxconn.min(LISTEN_BACKLOG as usize) / 2).clamp(1, MAX_BATCH);
-        let mut plan = Plan { o: o.clone(), nlisten, balanced: false, batch, recv_expected: vec![], loads: vec![] };
+        let mut plan = Plan {
+            o: o.clone(),
+            tag: std::process::id(),
+            nlisten,
+            balanced: false,
+            batch,
+            recv_expected: vec![],
+            loads: vec![],
+        };
         if nlisten > 0 {
             let per = |n: usize| n.div_ceil(nlisten);
             let busiest = per(o.established) + per(o.close_wait) + per(o.time_wait);
@@ -385,6 +420,35 @@ impl Plan {
     fn creators(&self) -> usize {
         self.procs().min(self.nlisten)
     }
+    fn unix_owner(&self, j: usize) -> usize {
+        j % self.procs()
+    }
+    /// Where unix pair `k`'s client end is held: the holder after its listener's owner.
+    fn unix_client_dest(&self, k: usize) -> usize {
+        (self.unix_owner(k % self.o.unix_listeners) + 1) % self.procs()
+    }
+    /// The file unix listener `j` binds (`--unix-dir`), if it binds one.
+    fn unix_path(&self, j: usize) -> Option<String> {
+        self.o.unix_dir.as_ref().map(|d| format!("{}/u{j}.sock", d.trim_end_matches('/')))
+    }
+    /// Unix listener `j`'s address: its path, or `@sockpop-<tag>-<j>`.
+    fn unix_addr(&self, j: usize) -> Res<UnixAddr> {
+        // SAFETY: sockaddr_un is plain integers, so all-zero is a valid value.
+        let mut a: libc::sockaddr_un = unsafe { zeroed() };
+        a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let name: Vec<u8> = match self.unix_path(j) {
+            Some(p) => p.into_bytes(),
+            None => std::iter::once(0).chain(format!("sockpop-{}-{j}", self.tag).into_bytes()).collect(),
+        };
+        if name.len() > a.sun_path.len() {
+            return Err(format!("unix socket name of {} bytes does not fit sun_path", name.len()));
+        }
+        for (d, b) in a.sun_path.iter_mut().zip(&name) {
+            *d = *b as libc::c_char;
+        }
+        let len = (size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+        Ok(UnixAddr { addr: a, len })
+    }
 
     fn compute_loads(&mut self) {
         let p = self.procs();
@@ -421,6 +485,22 @@ impl Plan {
         if self.o.established + self.o.close_wait + self.o.time_wait > 0 {
             for l in load.iter_mut().take(self.creators()) {
                 *l += 2 * self.batch + OUTBOX_FLUSH_AT + SCM_MAX_FDS;
+            }
+        }
+        for j in 0..self.o.unix_listeners {
+            load[self.unix_owner(j)] += 1;
+        }
+        for k in 0..self.o.unix_pairs {
+            load[self.unix_owner(k % self.o.unix_listeners)] += 1;
+            let d = self.unix_client_dest(k);
+            load[d] += 1;
+            if d != self.unix_owner(k % self.o.unix_listeners) {
+                recv[d] += 1;
+            }
+        }
+        if self.o.unix_pairs > 0 {
+            for l in load.iter_mut().take(self.procs().min(self.o.unix_listeners)) {
+                *l += self.batch + OUTBOX_FLUSH_AT + SCM_MAX_FDS;
             }
         }
         self.loads = load;
@@ -561,6 +641,31 @@ fn udp_bind(v6: bool, port: u16) -> Res<RawFd> {
         Err(e) => {
             close(fd);
             Err(ctx(e))
+        }
+    }
+}
+
+/// A unix stream listener at `addr`; a stale file at `path` (an earlier run killed
+/// before its cleanup) is removed first.
+fn unix_listen(addr: &UnixAddr, path: Option<&str>) -> Res<RawFd> {
+    if let Some(p) = path {
+        let _ = std::fs::remove_file(p);
+    }
+    let what = path.map_or_else(|| "an abstract name".to_string(), str::to_string);
+    // SAFETY: socket(2) takes no pointers; the new fd is owned by the caller.
+    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
+        .map_err(|e| format!("unix socket: {e}"))?;
+    // SAFETY: addr points to `addr.addr`, a live sockaddr_un, and `addr.len` does not
+    // exceed its size; bind(2) only reads it. listen(2) takes no pointers.
+    let r = unsafe {
+        cvt(libc::bind(fd, &addr.addr as *const _ as *const libc::sockaddr, addr.len))
+            .and_then(|_| cvt(libc::listen(fd, LISTEN_BACKLOG)))
+    };
+    match r {
+        Ok(_) => Ok(fd),
+        Err(e) => {
+            close(fd);
+            Err(format!("unix listener on {what}: {e}"))
         }
     }
 }
@@ -908,7 +1013,53 @@ impl Holder<'_> {
             let tw = (j..plan.o.time_wait).step_by(nl).count();
             self.time_wait_on(li, tw)?;
         }
+        let un = plan.o.unix_listeners;
+        for j in (self.me..un).step_by(p) {
+            let addr = plan.unix_addr(j)?;
+            let fd = unix_listen(&addr, plan.unix_path(j).as_deref())?;
+            let ks: Vec<usize> = (j..plan.o.unix_pairs).step_by(un).collect();
+            for chunk in ks.chunks(plan.batch) {
+                self.unix_batch(fd, &addr, chunk)?;
+            }
+            self.held.push(fd);
+        }
         self.out.flush_all()
+    }
+
+    /// Connects a client per pair in `ks` to unix listener `lfd` (at `addr`), accepts
+    /// them, and routes both ends (the accepted one stays here).
+    fn unix_batch(&mut self, lfd: RawFd, addr: &UnixAddr, ks: &[usize]) -> Res<()> {
+        for &k in ks {
+            // SAFETY: socket(2) takes no pointers; the new fd is owned here.
+            let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
+                .map_err(|e| format!("unix socket: {e}"))?;
+            loop {
+                // SAFETY: addr points to `addr.addr`, a live sockaddr_un, and `addr.len`
+                // does not exceed its size; connect(2) only reads it. The batch is no
+                // larger than the backlog, so the connect is queued at once.
+                let r = unsafe { libc::connect(fd, &addr.addr as *const _ as *const libc::sockaddr, addr.len) };
+                if r == 0 {
+                    break;
+                }
+                if errno() != libc::EINTR {
+                    let e = io::Error::last_os_error();
+                    close(fd);
+                    return Err(format!("unix connect: {e}"));
+                }
+            }
+            self.route(fd, self.plan.unix_client_dest(k))?;
+        }
+        for _ in ks {
+            wait_fd(lfd, libc::POLLIN, IO_TIMEOUT_MS).map_err(|e| format!("unix accept: {e}"))?;
+            // SAFETY: null address pointers are allowed by accept4(2); the accepted fd is
+            // ours and kept until exit.
+            let fd = unsafe { libc::accept4(lfd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+            if fd < 0 {
+                return Err(format!("unix accept: {}", io::Error::last_os_error()));
+            }
+            self.held.push(fd);
+        }
+        Ok(())
     }
 
     /// Connects `n` clients to own listener `li` (from `src_ports[i]` when given) and
@@ -1456,6 +1607,12 @@ fn parent(o: Opts) -> i32 {
 
     let code = supervise(&o, &plan, &mut kids, &cmd_w, status_r, &sigs);
     kids.kill_all();
+    // The unix listeners' files outlive their sockets: remove them.
+    for j in 0..o.unix_listeners {
+        if let Some(p) = plan.unix_path(j) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
     code
 }
 

@@ -16,13 +16,19 @@
 #   nginx         [::]:443/tcp       dual-stack, a pre-fork pair: master (root) + worker (www-data)
 #   dnsmasq       127.0.0.53:53/udp  and 10.20.0.5:53/udp (eth0: a dummy interface, or a veth)
 #   api-server    10.20.0.5:8080/tcp one address; answers and closes first: TIME_WAIT on 8080
-#   app           3 connections to postgres, 2 to nginx, 5 calls to the api
+#                 and DIR/api.sock (unix stream), @api-control (abstract seqpacket),
+#                 DIR/log.sock (unix dgram)
+#   app           3 connections to postgres, 2 to nginx, 5 calls to the api, 3 clients of
+#                 api.sock
 #   leaky-worker  holds 4 connections to 127.0.0.1:6379 that the server closed: CLOSE_WAIT
+#   tcpdump       an AF_PACKET socket on eth0, every protocol, eth0 made promiscuous
+#   ping          a raw ICMP socket
+#   DIR/old.sock  a stale socket file: its server exited without removing it
 #
 # Everything is torn down on exit: the processes (by pid), the namespace, the
 # temp dir.
 set -euo pipefail
-ns=portctl-demo
+ns=${PORTCTL_DEMO_NS:-portctl-demo}
 py=/usr/bin/python3.11
 [ -x "$py" ] || py=$(command -v python3)
 [ "$(id -u)" -eq 0 ] || { echo "scripts/docs-demo.sh: run as root (network namespaces)" >&2; exit 2; }
@@ -100,6 +106,11 @@ elif role == "dnsmasq":
         time.sleep(3600)
 elif role == "api":
     s = listener(socket.AF_INET, "10.20.0.5", 8080)
+    import threading
+    u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); u.bind(os.path.abspath("api.sock")); u.listen(128)
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); ctl.bind("\0api-control"); ctl.listen(8)
+    log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); log.bind(os.path.abspath("log.sock"))
+    threading.Thread(target=serve, args=(u,), kwargs={"keep": []}, daemon=True).start()
     serve(s, close_first=True)
 elif role == "clients":
     # an app: connections to postgres and nginx, calls to the api
@@ -110,12 +121,29 @@ elif role == "clients":
         held.append(socket.create_connection(("::1", 443)))
     for _ in range(5):
         c = socket.create_connection(("10.20.0.5", 8080)); c.send(b"GET /\n"); c.recv(10); c.close()
+    for _ in range(3):
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); u.connect(os.path.abspath("api.sock")); held.append(u)
     while True:
         time.sleep(3600)
 elif role == "leaky":
     held = [socket.create_connection(("127.0.0.1", 6379)) for _ in range(4)]
     while True:
         time.sleep(3600)
+elif role == "capture":
+    import struct
+    p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    p.bind(("eth0", 3))
+    mreq = struct.pack("iHH8s", socket.if_nametoindex("eth0"), 1, 0, b"")  # PACKET_MR_PROMISC
+    p.setsockopt(263, 1, mreq)                                             # SOL_PACKET, PACKET_ADD_MEMBERSHIP
+    while True:
+        time.sleep(3600)
+elif role == "ping":
+    r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    while True:
+        time.sleep(3600)
+elif role == "stale":
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(os.path.abspath("old.sock")); s.listen(1)
+    # exits without unlinking it
 EOF
 
 start() { # user name role
@@ -136,6 +164,9 @@ start root api-server api
 sleep 0.5
 start root app clients
 start root leaky-worker leaky
+start root tcpdump capture
+start root ping ping
+start root old-server stale
 sleep 0.5
 echo ready
 # Hold the scene until Enter (or EOF, or a signal).

@@ -5,7 +5,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::filter::{Cidr, DurationArg, PortRange, PortSpec, SignalSpec, StateSpec, UserSpec};
+use crate::filter::{Cidr, DurationArg, PortRange, SignalSpec, StateSpec, TargetSpec, UserSpec};
 
 /// Who holds this port, and why: sockets, their processes and a diagnosis,
 /// straight from the kernel (sock_diag).
@@ -57,23 +57,26 @@ pub const VERSION: &str = match option_env!("PORTCTL_VERSION") {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// What is bound where: TCP listeners and bound UDP sockets, with owners
-    /// and exposure.
+    /// What is bound where: TCP listeners and bound UDP sockets (unix, raw
+    /// and packet sockets with -x, -w, -0), with owners and exposure.
     #[command(visible_alias = "l")]
     Listen(ListenArgs),
-    /// Who holds a port, what a new bind() would get, and what to do:
-    /// the answer to "address already in use".
+    /// Who holds a port or a unix socket, what a new bind() would get, and
+    /// what to do: the answer to "address already in use".
     #[command(visible_alias = "w")]
     Who(WhoArgs),
-    /// Free a port: signal the processes holding it (asks first; pidfd-safe).
+    /// Free a port or a unix socket: signal the processes holding it (asks
+    /// first; pidfd-safe).
     Kill(KillArgs),
-    /// Block until a listener appears on a port (or, with --free, is gone).
+    /// Block until a listener appears on a port or a unix socket (or, with
+    /// --free, is gone).
     Wait(WaitArgs),
     /// A live view of `listen` (default) or `conns`: redrawn every interval,
     /// changes marked; --events prints JSON lines instead.
     Watch(WatchArgs),
-    /// Connections: TCP and UDP sockets with their owners, established by
-    /// default, any state on request (the `ss -tuanp` question).
+    /// Connections: TCP and UDP sockets (unix, raw and packet sockets with -x,
+    /// -w, -0) with their owners and the process at the other end,
+    /// established by default, any state on request (the `ss -tuanp` question).
     #[command(visible_alias = "c")]
     Conns(ConnsArgs),
     /// Summary: counts per protocol, family and state; ephemeral port usage;
@@ -118,10 +121,11 @@ pub enum ListenFormat {
 
 #[derive(Debug, Args)]
 pub struct WhoArgs {
-    /// 8080, :8080, 8080/tcp, 8080/udp, 127.0.0.1:8080, `[::1]:8080`, or a
-    /// service name (postgresql, https/tcp).
+    /// 8080, :8080, 8080/tcp, 8080/udp, 127.0.0.1:8080, `[::1]:8080`, a
+    /// service name (postgresql, https/tcp), a unix socket's path
+    /// (/run/app.sock) or an abstract name (@name).
     #[arg(value_name = "SPEC")]
-    pub spec: PortSpec,
+    pub spec: TargetSpec,
     #[command(flatten)]
     pub ns: NetnsArgs,
     #[command(flatten)]
@@ -176,6 +180,11 @@ pub struct ConnsArgs {
     /// buffer use, drops; TCP and UDP).
     #[arg(long, short = 'e')]
     pub extended: bool,
+    /// Add a PEER column to the TCP/UDP table: the process at the other end
+    /// of connections local to this host (unix tables always have it; JSON
+    /// always has `peer`).
+    #[arg(long)]
+    pub peers: bool,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -248,9 +257,10 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct KillArgs {
-    /// Port spec, as for `who` (8080, 8080/tcp, 127.0.0.1:8080, postgresql).
+    /// Port spec, as for `who` (8080, 8080/tcp, 127.0.0.1:8080, postgresql,
+    /// /run/app.sock, @name).
     #[arg(value_name = "SPEC")]
-    pub spec: PortSpec,
+    pub spec: TargetSpec,
     /// Signal: TERM, INT, KILL, HUP, ... or a number.
     #[arg(long, short = 's', default_value = "TERM", value_name = "SIGNAL", allow_hyphen_values = true)]
     pub signal: SignalSpec,
@@ -276,8 +286,9 @@ pub struct KillArgs {
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// Port spec, as for `who`; with an address, a wildcard listener counts.
+    /// A unix socket's path: a listener bound to the file now there.
     #[arg(value_name = "SPEC")]
-    pub spec: PortSpec,
+    pub spec: TargetSpec,
     /// Wait until no listener remains instead.
     #[arg(long)]
     pub free: bool,
@@ -327,12 +338,21 @@ pub struct NetnsArgs {
 /// Protocol and address family selection shared by every command.
 #[derive(Debug, Args, Clone, Copy)]
 pub struct SelectArgs {
-    /// TCP only.
+    /// TCP. Kind flags add up; with none, TCP and UDP.
     #[arg(long, short = 't')]
     pub tcp: bool,
-    /// UDP only.
+    /// UDP.
     #[arg(long, short = 'u')]
     pub udp: bool,
+    /// Unix sockets (stream, dgram, seqpacket).
+    #[arg(long, short = 'x')]
+    pub unix: bool,
+    /// Raw IP sockets and ICMP ("ping") sockets.
+    #[arg(long, short = 'w')]
+    pub raw: bool,
+    /// Packet sockets (AF_PACKET: capture, DHCP, LLDP).
+    #[arg(long, short = '0')]
+    pub packet: bool,
     /// IPv4 only.
     #[arg(short = '4', long = "ipv4")]
     pub ipv4: bool,

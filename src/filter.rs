@@ -155,6 +155,84 @@ impl FromStr for PortSpec {
     }
 }
 
+/// The most a unix socket name can hold: `sun_path` is 108 bytes, and a
+/// path may fill it (no NUL needed); an abstract name has one NUL before it.
+pub const SUN_PATH_MAX: usize = 108;
+
+/// A unix socket named on the command line: a filesystem path (absolute)
+/// or an abstract name (`@name`, the name without the `@`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnixSpec {
+    Path(String),
+    Abstract(String),
+}
+
+impl UnixSpec {
+    /// `/run/app.sock` or `@name`, as typed.
+    pub fn label(&self) -> String {
+        match self {
+            UnixSpec::Path(p) => p.clone(),
+            UnixSpec::Abstract(n) => format!("@{n}"),
+        }
+    }
+}
+
+/// What `who`, `kill` and `wait` are about: a port (see [`PortSpec`]) or a
+/// unix socket: `/path/to.sock`, or `@name` for an abstract one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    Port(PortSpec),
+    Unix(UnixSpec),
+}
+
+impl FromStr for TargetSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        // Names are taken as typed: a path may end in a space.
+        if let Some(name) = s.strip_prefix('@') {
+            if name.is_empty() {
+                return Err("'@' alone names no socket: put the abstract name after it (@name)".to_string());
+            }
+            if name.contains('\n') {
+                return Err("a unix socket name with a newline in it: portctl does not look for those".to_string());
+            }
+            if name.len() + 1 > SUN_PATH_MAX {
+                return Err(format!(
+                    "abstract name of {} bytes: no unix socket name is longer than {} (sun_path holds {SUN_PATH_MAX} bytes, one of them the leading NUL)",
+                    name.len(),
+                    SUN_PATH_MAX - 1
+                ));
+            }
+            return Ok(TargetSpec::Unix(UnixSpec::Abstract(name.to_string())));
+        }
+        if s.starts_with('/') {
+            if s.contains('\n') {
+                return Err("a socket path with a newline in it: portctl does not look for those (no server can be told such a path reliably either)".to_string());
+            }
+            if s.len() > SUN_PATH_MAX {
+                return Err(format!(
+                    "path of {} bytes: no unix socket can be bound to it (sun_path holds {SUN_PATH_MAX}); a server given it fails with EINVAL",
+                    s.len()
+                ));
+            }
+            return Ok(TargetSpec::Unix(UnixSpec::Path(s.to_string())));
+        }
+        let t = s.trim();
+        let relative = t.starts_with("./")
+            || t.starts_with("../")
+            || t.starts_with('~')
+            || t.matches('/').count() > 1
+            || [".sock", ".socket", ".ctl"].iter().any(|ext| t.ends_with(ext));
+        if relative {
+            return Err(format!(
+                "'{t}' looks like a relative path: give the socket's absolute path (portctl who $(realpath {t}))"
+            ));
+        }
+        t.parse().map(TargetSpec::Port)
+    }
+}
+
 /// A `--user` value: a numeric uid, or a name looked up later (with I/O,
 /// in `query::resolve_user`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -474,6 +552,37 @@ mod tests {
         for (s, want) in bad {
             let e = s.parse::<PortSpec>().unwrap_err();
             assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn target_specs() {
+        let unix = |s: &str| match s.parse::<TargetSpec>() {
+            Ok(TargetSpec::Unix(u)) => u,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(unix("/run/app.sock"), UnixSpec::Path("/run/app.sock".into()));
+        assert_eq!(unix("/tmp/with space "), UnixSpec::Path("/tmp/with space ".into()));
+        assert_eq!(unix("@/org/kernel/udev"), UnixSpec::Abstract("/org/kernel/udev".into()));
+        assert_eq!(unix(&format!("/{}", "a".repeat(107))), UnixSpec::Path(format!("/{}", "a".repeat(107))));
+        assert_eq!(unix(&format!("@{}", "b".repeat(107))), UnixSpec::Abstract("b".repeat(107)));
+        assert!(matches!("8080/tcp".parse::<TargetSpec>(), Ok(TargetSpec::Port(_))));
+        assert!(matches!("postgresql".parse::<TargetSpec>(), Ok(TargetSpec::Port(_))));
+        for (bad, want) in [
+            ("@", "'@' alone"),
+            ("/tmp/a\nb", "newline"),
+            ("@a\nb", "newline"),
+            (&format!("/{}", "a".repeat(108)), "path of 109 bytes"),
+            (&format!("@{}", "b".repeat(108)), "abstract name of 108 bytes"),
+            ("./app.sock", "relative path"),
+            ("app.sock", "relative path"),
+            ("run/x/app", "relative path"),
+            ("../x", "relative path"),
+            ("8080/sctp", "unknown protocol"),
+        ] {
+            let e = bad.parse::<TargetSpec>().unwrap_err();
+            assert!(e.contains(want), "{bad:?}: {e}");
+            assert!(!e.contains('\n'), "one line: {e:?}");
         }
     }
 

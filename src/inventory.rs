@@ -14,14 +14,16 @@ use anyhow::{Context, Result};
 
 use crate::bpf::records;
 use crate::domain::order;
+use crate::domain::unix::{FileState, Lookup};
 use crate::error::UserError;
-use crate::model::{Exposure, Owner, Proto, Socket, State, StateSet, Unheld, unmapped};
+use crate::filter::UnixSpec;
+use crate::model::{Exposure, Owner, Proto, Socket, State, StateSet, Unheld, Vfs, unmapped};
 use crate::netns::Netns;
 use crate::procs::{Chosen, Job, OwnerMap, OwnerSource, ProcTable, SocketQuery, flags};
 use crate::report::Report;
 use crate::request::{ConnsRequest, ListenRequest, Namespaces};
 use crate::services;
-use crate::sock_diag;
+use crate::sock_diag::{self, Expr};
 use crate::text::plural;
 use crate::timings;
 
@@ -115,6 +117,68 @@ pub fn collect(query: &sock_diag::Query, owners: Owners<'_>, report: &mut Report
     collect_in(&Scope::Current, query, owners, None, report)
 }
 
+/// How to find the other ends of a dump's connections when the dump itself
+/// may not hold them.
+#[derive(Debug, Clone)]
+pub struct PeerPlan {
+    /// The query to run: the command's, with a one-sided filter (`--sport
+    /// 80`: the peers have remote port 80) widened to its mirror, so that one
+    /// walk of the kernel's tables finds both ends.
+    pub query: sock_diag::Query,
+    /// The command's own filter, when widened: what the widened dump holds
+    /// beyond it are peer candidates only, not listed.
+    pub keep: Option<Expr>,
+    /// Further queries for candidates: the mirrored filter alone when the
+    /// states asked for would not hold the peers (CLOSE_WAIT's are
+    /// FIN_WAIT2), and unix listeners (whose accept queues name the clients
+    /// still waiting in them) when the query has none.
+    pub extra: Vec<sock_diag::Query>,
+}
+
+/// The [`PeerPlan`] of a listing query.
+pub fn peer_plan(query: sock_diag::Query) -> PeerPlan {
+    let mut plan = PeerPlan { query, keep: None, extra: Vec::new() };
+    if let Some(f) = plan.query.filter.clone() {
+        let mirrored = f.mirrored();
+        if mirrored.canonical() != f.canonical() && plan.query.protos.iter().any(|p| p.has_ports()) {
+            // A connection's two ends are in the same state when it is
+            // established (or gone: TIME_WAIT has no peer anyway).
+            let symmetric = plan.query.states == StateSet::all()
+                || [State::Established, State::Listen, State::Unconn, State::TimeWait, State::Close]
+                    .iter()
+                    .fold(plan.query.states, |set, &st| StateSet::of(&[st]).union(set))
+                    == StateSet::of(&[State::Established, State::Listen, State::Unconn, State::TimeWait, State::Close]);
+            if symmetric {
+                plan.query.filter = Some(Expr::Or(vec![f.clone(), mirrored]));
+                plan.keep = Some(f);
+            } else {
+                // Sockets with a peer: connected, with a file (not TIME_WAIT).
+                let connected: Vec<State> =
+                    State::TCP.into_iter().filter(|s| !matches!(s, State::Listen | State::TimeWait)).collect();
+                plan.extra.push(sock_diag::Query {
+                    protos: plan.query.protos.iter().copied().filter(|p| p.has_ports()).collect(),
+                    filter: Some(mirrored),
+                    states: StateSet::of(&connected),
+                    tcp_info: false,
+                    bound_inactive: false,
+                    ..plan.query.clone()
+                });
+            }
+        }
+    }
+    let q = &plan.query;
+    if q.protos.contains(&Proto::Unix) && q.filter.is_none() && !q.states.contains(State::Listen) {
+        plan.extra.push(sock_diag::Query {
+            protos: vec![Proto::Unix],
+            states: StateSet::of(&[State::Listen]),
+            tcp_info: false,
+            bound_inactive: false,
+            ..q.clone()
+        });
+    }
+    plan
+}
+
 /// The sockets `listen` shows, sorted (also one refresh of `watch listen`).
 pub fn listen(req: &ListenRequest, report: &mut Report) -> Result<Vec<Socket>> {
     let scope = Scope::open(&req.namespaces, report)?;
@@ -138,7 +202,8 @@ pub fn conns(req: &ConnsRequest, report: &mut Report) -> Result<Vec<Socket>> {
         Owners::ResolveAll(&source)
     };
     let scope = Scope::open(&req.namespaces, report)?;
-    let inv = collect_in(&scope, &req.query(), owners, Some(order::conns), report)?;
+    let plan = peer_plan(req.query());
+    let inv = collect_with_peers(&scope, &plan, owners, Some(order::conns), report)?;
     let mut procs = inv.procs;
     let mut sockets: Vec<Socket> =
         inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, &mut procs)).collect();
@@ -149,7 +214,8 @@ pub fn conns(req: &ConnsRequest, report: &mut Report) -> Result<Vec<Socket>> {
 }
 
 /// Attaches owners to `sockets` from a fresh map of `source` (a command that
-/// dumped without owners and needs them for a few: `stats`' CLOSE_WAIT).
+/// dumped without owners and needs them for a few: `stats`' CLOSE_WAIT),
+/// and links their peers (owners from the same map).
 pub fn resolve_owners(
     sockets: &mut [Socket],
     source: &dyn OwnerSource,
@@ -162,7 +228,71 @@ pub fn resolve_owners(
     let mut map = source.build(&job)?;
     report.info(source.describe());
     attach_owners(sockets, &mut map, source, procs, scope, report);
+    link_peers(sockets, &[], &map, procs);
     Ok(())
+}
+
+/// Links peers (see `domain::peers`), owners of peers that are in neither
+/// list from the map.
+fn link_peers(sockets: &mut [Socket], candidates: &[Socket], map: &OwnerMap, procs: &mut ProcTable) {
+    let hidden = !map.denied.is_empty();
+    let mut lookup = |inodes: &[u64]| -> Vec<(std::sync::Arc<[Owner]>, bool)> {
+        owners_of(inodes, map, procs)
+            .into_iter()
+            .map(|(o, _)| {
+                let h = o.is_empty() && hidden;
+                (o, h)
+            })
+            .collect()
+    };
+    crate::domain::peers::link(sockets, candidates, &mut lookup);
+}
+
+/// What a unix spec names now: for a path, what is at it (a socket file's
+/// device and inode, or nothing, or something else) and the path with its
+/// directory resolved. Reads the filesystem (stat), so a path may change
+/// between calls (`wait`).
+pub fn lookup_unix(spec: &UnixSpec) -> Result<Lookup, UserError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let UnixSpec::Path(p) = spec else {
+        return Ok(Lookup { spec: spec.clone(), file: None, canonical: None });
+    };
+    let path = std::path::Path::new(p);
+    let kind = |t: std::fs::FileType| -> &'static str {
+        if t.is_dir() {
+            "a directory"
+        } else if t.is_file() {
+            "a regular file"
+        } else if t.is_symlink() {
+            "a symbolic link to nothing"
+        } else if t.is_fifo() {
+            "a named pipe"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "not a socket"
+        }
+    };
+    let file = match std::fs::metadata(path) {
+        Ok(m) if m.file_type().is_socket() => FileState::Socket(Vfs { dev: m.dev(), ino: m.ino() }),
+        Ok(m) => FileState::NotSocket(kind(m.file_type())),
+        Err(e) => match std::fs::symlink_metadata(path) {
+            // A dangling symbolic link: bind() still finds the name taken.
+            Ok(m) => FileState::NotSocket(kind(m.file_type())),
+            Err(_) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                FileState::Missing { dir_exists: path.parent().is_some_and(|d| d.is_dir()) }
+            }
+            Err(_) => {
+                return Err(UserError::new(format!("cannot look at {p}: {e}"))
+                    .hint("portctl needs to see the path to tell which socket is bound to it"));
+            }
+        },
+    };
+    let canonical = match (path.parent().and_then(|d| std::fs::canonicalize(d).ok()), path.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name).to_str().map(str::to_string).filter(|c| c != p),
+        _ => None,
+    };
+    Ok(Lookup { spec: spec.clone(), file: Some(file), canonical })
 }
 
 /// Polls the kernel (listeners only, no owners: microseconds a poll) until a
@@ -189,6 +319,44 @@ pub fn poll_listeners(
     }
 }
 
+/// [`poll_listeners`] for a unix name: polls until a listener (or bound
+/// socket) has it, or none has. A path is looked up again at every poll
+/// (its file may be created, removed or replaced meanwhile) and matched in
+/// every namespace portctl can enter; an abstract name in this one.
+pub fn poll_unix(spec: &UnixSpec, want_present: bool, timeout: Duration, interval: Duration) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    let query = crate::request::unix_query(StateSet::of(&[State::Listen, State::Unconn]));
+    let others: Vec<Netns> = match spec {
+        UnixSpec::Path(_) => {
+            let own = crate::netns::current_inode();
+            crate::netns::discover().0.into_iter().filter(|n| Some(n.id.inode) != own).collect()
+        }
+        UnixSpec::Abstract(_) => Vec::new(),
+    };
+    loop {
+        let lookup = lookup_unix(spec)?;
+        if let Some(FileState::NotSocket(what)) = lookup.file {
+            return Err(UserError::new(format!("{} is not a socket: it is {what}", spec.label())).into());
+        }
+        let mut sockets = sock_diag::dump(&query)?.sockets;
+        for ns in &others {
+            // A namespace that went away meanwhile has nothing bound.
+            if let Ok(Ok(d)) = ns.run(|| sock_diag::dump(&query)) {
+                sockets.extend(d.sockets);
+            }
+        }
+        let present = lookup.sockets(&sockets).iter().any(|s| crate::domain::unix::binds_name(s));
+        if present == want_present {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(interval.min(deadline - now));
+    }
+}
+
 /// Runs the query in every namespace of `scope` (each on a thread that has
 /// entered it) while one /proc walk, on other threads, maps inodes to
 /// owners: socket inodes are unique host-wide, so one walk serves all.
@@ -201,16 +369,45 @@ pub fn collect_in(
     order: Option<Order>,
     report: &mut Report,
 ) -> Result<Inventory> {
+    let plan = PeerPlan { query: query.clone(), keep: None, extra: Vec::new() };
+    collect_with_peers(scope, &plan, owners, order, report)
+}
+
+/// [`collect_in`] by a [`PeerPlan`]: the sockets its widened query found
+/// beyond its own filter, and those of its extra queries, are candidates for
+/// the other end of the connections, not in the inventory.
+pub fn collect_with_peers(
+    scope: &Scope,
+    plan: &PeerPlan,
+    owners: Owners<'_>,
+    order: Option<Order>,
+    report: &mut Report,
+) -> Result<Inventory> {
+    let query = &plan.query;
     // Everything up to the sort runs while the walk does.
-    let kernel_side = |report: &mut Report| -> Result<(Vec<Socket>, Vec<String>)> {
-        let dumps = dump_all(scope, query);
+    let kernel_side = |report: &mut Report| -> Result<(Vec<Socket>, Vec<String>, Vec<Socket>)> {
+        let dumps = dump_all(scope, query, false);
         timings::mark("kernel dump");
         let (mut sockets, failed) = merge(scope, dumps, report)?;
+        let mut candidates = Vec::new();
+        if let Some(f) = &plan.keep {
+            // The kernel evaluated `f or mirror(f)`; `matches` is the same
+            // evaluation, in user space.
+            let (keep, other): (Vec<Socket>, Vec<Socket>) = sockets.into_iter().partition(|s| sock_diag::matches(f, s));
+            sockets = keep;
+            candidates = other;
+        }
         if let Some(sort) = order {
             sort(&mut sockets);
             timings::mark("sorted");
         }
-        Ok((sockets, failed))
+        // Namespaces that failed were reported with the main query.
+        for q in &plan.extra {
+            candidates.extend(
+                merge(scope, dump_all(scope, q, true), &mut Report::default()).map(|(c, _)| c).unwrap_or_default(),
+            );
+        }
+        Ok((sockets, failed, candidates))
     };
     let (source, details) = match owners {
         Owners::Resolve(src) => (Some(src), false),
@@ -229,8 +426,9 @@ pub fn collect_in(
                 map
             });
             let sockets = kernel_side(report);
-            if let Ok((socks, _)) = &sockets {
-                job.offer(socks.iter().map(|s| s.inode).filter(|&i| i != 0).collect());
+            // The candidates for peers too: their owners are the peers' owners.
+            if let Ok((socks, _, candidates)) = &sockets {
+                job.offer(socks.iter().chain(candidates).map(|s| s.inode).filter(|&i| i != 0).collect());
             } else {
                 job.offer(Vec::new());
             }
@@ -240,7 +438,7 @@ pub fn collect_in(
         }),
         None => (kernel_side(report), None),
     };
-    let (mut sockets, failed) = sockets?;
+    let (mut sockets, failed, mut candidates) = sockets?;
     let mut unreadable_netns = Vec::new();
     if matches!(scope, Scope::WithOthers(..)) {
         unreadable_netns = failed;
@@ -262,6 +460,15 @@ pub fn collect_in(
         procs.seed(std::mem::take(&mut map.infos));
         attach_owners(&mut sockets, map, src, &mut procs, scope, report);
         timings::mark("owners attached");
+        if !candidates.is_empty() {
+            // A socket both dumps found is one socket, not two candidates.
+            let shown: std::collections::HashSet<(Option<u64>, u64)> =
+                sockets.iter().map(|s| (s.netns_inode(), s.inode)).collect();
+            candidates.retain(|c| !shown.contains(&(c.netns_inode(), c.inode)));
+            fill_owners(&mut candidates, None, map, &mut procs);
+        }
+        link_peers(&mut sockets, &candidates, map, &mut procs);
+        timings::mark("peers linked");
     }
     Ok(Inventory { sockets, procs, map, unreadable_netns })
 }
@@ -339,11 +546,21 @@ fn is_main(scope: &Scope, n: &Netns) -> bool {
 /// only: the kernel keeps one established hash and one bind hash for all
 /// namespaces and walks all of it for any dump that wants those states
 /// (50 ms at 130k sockets), while listeners have a small table of their own.
-fn dump_all<'a>(scope: &'a Scope, query: &sock_diag::Query) -> Vec<(Option<&'a Netns>, Result<sock_diag::Dump>)> {
-    let others = sock_diag::Query {
-        states: StateSet::of(&[State::Listen, State::Unconn]),
-        bound_inactive: false,
-        ..query.clone()
+fn dump_all<'a>(
+    scope: &'a Scope,
+    query: &sock_diag::Query,
+    main_only: bool,
+) -> Vec<(Option<&'a Netns>, Result<sock_diag::Dump>)> {
+    // Unix sockets have a table per namespace: no need to spare the others.
+    let others = if query.protos.iter().any(|p| p.has_ports()) {
+        sock_diag::Query {
+            states: StateSet::of(&[State::Listen, State::Unconn]),
+            bound_inactive: false,
+            any_state_raw: false,
+            ..query.clone()
+        }
+    } else {
+        query.clone()
     };
     let one = |q: &sock_diag::Query| -> Result<sock_diag::Dump> {
         let mut d = sock_diag::dump(q).context("could not read the kernel's socket table")?;
@@ -353,6 +570,7 @@ fn dump_all<'a>(scope: &'a Scope, query: &sock_diag::Query) -> Vec<(Option<&'a N
     scope
         .namespaces()
         .into_iter()
+        .filter(|ns| !main_only || !matches!((scope, ns), (Scope::WithOthers(..), Some(n)) if !is_main(scope, n)))
         .map(|ns| {
             let q = match (scope, ns) {
                 (Scope::WithOthers(..), Some(n)) if !is_main(scope, n) => &others,
@@ -554,41 +772,56 @@ pub fn kernel_flags(sockets: &mut [Socket], source: &dyn OwnerSource, port: u16,
 /// Sets the owners of the sockets at `which` (of every one when `None`)
 /// from the map.
 fn fill_owners(sockets: &mut [Socket], which: Option<&[usize]>, map: &OwnerMap, procs: &mut ProcTable) {
-    // Sockets of one process tend to come together: skip the table lookup.
-    let mut last: Option<std::sync::Arc<crate::procs::ProcInfo>> = None;
     let inodes: Vec<u64> = match which {
         Some(w) => w.iter().map(|&i| sockets[i].inode).collect(),
         None => sockets.iter().map(|s| s.inode).collect(),
     };
-    let links = map.owners_of_all(&inodes);
-    for (n, links) in links.into_iter().enumerate() {
+    for (n, (owners, flags)) in owners_of(&inodes, map, procs).into_iter().enumerate() {
         let i = which.map_or(n, |w| w[n]);
-        if let Some(first) = links.first() {
-            set_flags(&mut sockets[i], first.flags);
+        if let Some(f) = flags {
+            set_flags(&mut sockets[i], f);
         }
-        sockets[i].owners = links
-            .iter()
-            .map(|l| {
-                let p = match &last {
-                    Some(p) if p.pid == l.pid => p.clone(),
-                    _ => {
-                        let p = procs.info(l.pid);
-                        last = Some(p.clone());
-                        p
-                    }
-                };
-                Owner {
-                    pid: l.pid,
-                    name: p.name.clone(),
-                    user: p.user.clone(),
-                    fd: l.fd,
-                    tid: l.thread(),
-                    cmdline: p.cmdline.clone(),
-                    context: None,
-                }
-            })
-            .collect();
+        sockets[i].owners = owners;
     }
+}
+
+/// The owners of each inode, from the map, and the socket's flags as the
+/// first descriptor's link carries them.
+fn owners_of(inodes: &[u64], map: &OwnerMap, procs: &mut ProcTable) -> Vec<(std::sync::Arc<[Owner]>, Option<u8>)> {
+    // Sockets of one process tend to come together: skip the table lookup.
+    let mut last: Option<std::sync::Arc<crate::procs::ProcInfo>> = None;
+    let links = map.owners_of_all(inodes);
+    links
+        .into_iter()
+        .map(|links| {
+            let Some(first) = links.first() else {
+                return (crate::model::no_owners(), None);
+            };
+            let owners = links
+                .iter()
+                .map(|l| {
+                    let p = match &last {
+                        Some(p) if p.pid == l.pid => p.clone(),
+                        _ => {
+                            let p = procs.info(l.pid);
+                            last = Some(p.clone());
+                            p
+                        }
+                    };
+                    Owner {
+                        pid: l.pid,
+                        name: p.name.clone(),
+                        user: p.user.clone(),
+                        fd: l.fd,
+                        tid: l.thread(),
+                        cmdline: p.cmdline.clone(),
+                        context: None,
+                    }
+                })
+                .collect();
+            (owners, Some(first.flags))
+        })
+        .collect()
 }
 
 /// Those of `which` that have a file (so some process holds them) but no
@@ -620,10 +853,15 @@ fn likely_holders(sockets: &[Socket], missed: &[usize]) -> Vec<u32> {
 /// `--context`: each owner's systemd unit and container.
 pub fn attach_context(sockets: &mut [Socket], procs: &mut ProcTable) {
     for s in sockets.iter_mut() {
-        for o in s.owners.iter_mut() {
-            o.context = procs.context(o.pid).map(Box::new);
+        s.owners = with_context(&s.owners, procs);
+        if let Some(p) = s.peer.as_mut() {
+            p.owners = with_context(&p.owners, procs);
         }
     }
+}
+
+fn with_context(owners: &[Owner], procs: &mut ProcTable) -> std::sync::Arc<[Owner]> {
+    owners.iter().map(|o| Owner { context: procs.context(o.pid).map(Box::new), ..o.clone() }).collect()
 }
 
 /// What a user who is not root can do about hidden owners.
@@ -633,9 +871,18 @@ fn permission_hint() -> &'static str {
 
 /// Service names and interface names.
 pub fn enrich(sockets: &mut [Socket]) {
-    let mut ifaces: Option<HashMap<IpAddr, String>> = None;
+    let mut ifaces: Option<HashMap<IpAddr, std::sync::Arc<str>>> = None;
     for s in sockets.iter_mut() {
         let Some(local) = s.local_ip() else { continue };
+        if s.exposure == Exposure::Address && s.interface.is_none() {
+            let map = ifaces.get_or_insert_with(|| {
+                crate::sys::interface_addresses().into_iter().map(|(a, n)| (a, n.into())).collect()
+            });
+            s.interface = map.get(&unmapped(local.addr)).cloned();
+        }
+        if !s.proto.has_ports() {
+            continue;
+        }
         let local_name = services::name(s.proto, local.port);
         let listening = matches!(s.state, State::Listen | State::Unconn);
         s.service = match (listening, local_name) {
@@ -643,10 +890,6 @@ pub fn enrich(sockets: &mut [Socket]) {
             (false, None) => s.remote_ip().and_then(|r| services::name(s.proto, r.port)),
         }
         .map(std::borrow::Cow::Borrowed);
-        if s.exposure == Exposure::Address && s.interface.is_none() {
-            let map = ifaces.get_or_insert_with(crate::sys::interface_addresses);
-            s.interface = map.get(&unmapped(local.addr)).map(|n| n.as_str().into());
-        }
     }
 }
 

@@ -26,6 +26,11 @@ pub enum Proto {
     Unix,
     /// AF_PACKET (link layer: tcpdump, dhclient), `ss -0`.
     Packet,
+    /// ICMP datagram sockets ("ping sockets": SOCK_DGRAM with IPPROTO_ICMP
+    /// or IPPROTO_ICMPV6, what an unprivileged `ping` opens); listed with
+    /// raw sockets (`--raw`). No sock_diag module reports them: they come
+    /// from /proc/net/icmp and icmp6.
+    Icmp,
 }
 
 impl Proto {
@@ -36,7 +41,13 @@ impl Proto {
             Proto::Raw => "raw",
             Proto::Unix => "unix",
             Proto::Packet => "packet",
+            Proto::Icmp => "icmp",
         }
+    }
+
+    /// The kinds with IP addresses: TCP, UDP, raw and ICMP sockets.
+    pub fn is_ip(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Udp | Proto::Raw | Proto::Icmp)
     }
 
     /// TCP and UDP: the protocols with ports, which `who`, `kill`, `wait`
@@ -128,7 +139,8 @@ impl State {
     /// already) map to the nearest meaning.
     pub fn from_kernel(proto: Proto, n: u8) -> State {
         match (proto, n) {
-            (Proto::Udp, 7) => State::Unconn,
+            (Proto::Tcp, 7) => State::Close,
+            (_, 7) => State::Unconn,
             (_, 1) => State::Established,
             (_, 2) => State::SynSent,
             (_, 3) | (_, 12) => State::SynRecv,
@@ -250,7 +262,7 @@ impl StateSet {
             |states: &[State]| states.iter().filter(|&&s| self.contains(s)).fold(0, |m, s| m | 1 << s.kernel_number());
         match proto {
             Proto::Tcp => bits(&State::TCP),
-            Proto::Udp | Proto::Raw => bits(&[State::Established, State::Unconn]),
+            Proto::Udp | Proto::Raw | Proto::Icmp => bits(&[State::Established, State::Unconn]),
             Proto::Unix => bits(&[State::Established, State::SynSent, State::Listen, State::Unconn]),
             Proto::Packet => u32::MAX,
         }
@@ -329,6 +341,23 @@ pub struct UnixName {
     pub is_abstract: bool,
 }
 
+impl UnixName {
+    /// A filesystem path.
+    pub fn path(p: impl Into<Box<str>>) -> UnixName {
+        UnixName { name: Some(p.into()), is_abstract: false }
+    }
+
+    /// An abstract name (without the leading NUL).
+    pub fn abstract_name(n: impl Into<Box<str>>) -> UnixName {
+        UnixName { name: Some(n.into()), is_abstract: true }
+    }
+
+    /// No name: a socketpair, or most clients.
+    pub fn unnamed() -> UnixName {
+        UnixName { name: None, is_abstract: false }
+    }
+}
+
 /// The link-layer end of a packet socket: the interface it is bound to (0:
 /// every interface) and the Ethernet protocol it receives (ETH_P_*, host
 /// order; 0x0003 is ETH_P_ALL).
@@ -361,6 +390,27 @@ impl Addr {
             _ => None,
         }
     }
+
+    /// The unix name, for unix sockets.
+    pub fn unix(&self) -> Option<&UnixName> {
+        match self {
+            Addr::Unix(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The link-layer end, for packet sockets.
+    pub fn link(&self) -> Option<LinkAddr> {
+        match self {
+            Addr::Link(l) => Some(*l),
+            _ => None,
+        }
+    }
+
+    /// A unix end.
+    pub fn from_unix(u: UnixName) -> Addr {
+        Addr::Unix(Box::new(u))
+    }
 }
 
 impl From<Endpoint> for Addr {
@@ -375,9 +425,10 @@ impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Addr::Ip(e) => e.fmt(f),
+            // An abstract name's NULs show as `@`, as in `ss` (JSON keeps them).
             Addr::Unix(u) => match (&u.name, u.is_abstract) {
                 (None, _) => f.write_str("*"),
-                (Some(n), true) => write!(f, "@{n}"),
+                (Some(n), true) => write!(f, "@{}", n.replace('\0', "@")),
                 (Some(n), false) => f.write_str(n),
             },
             Addr::Link(l) => write!(f, "if{}:{:#06x}", l.ifindex, l.protocol),
@@ -650,7 +701,8 @@ pub struct SocketExt {
 }
 
 impl SocketExt {
-    fn is_empty(&self) -> bool {
+    /// None of them: such a part is no part (JSON cannot tell it apart).
+    pub fn is_empty(&self) -> bool {
         self.accept_queue.is_none() && self.tcp_info.is_none() && self.skmem.is_none()
     }
 }
@@ -743,6 +795,176 @@ impl Unheld {
     }
 }
 
+/// An empty owner list, shared: sockets are made by the hundred thousand,
+/// and an empty `Arc<[Owner]>` of their own would cost an allocation each.
+pub fn no_owners() -> Arc<[Owner]> {
+    static EMPTY: std::sync::OnceLock<Arc<[Owner]>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from([])).clone()
+}
+
+/// The other end of a connection, when it is a socket on this host: for
+/// unix sockets the kernel names it (its inode); for TCP and UDP it is the
+/// socket with the reversed 4-tuple, in the same network namespace (or, with
+/// `--all-netns`, in another one). JSON: `{"inode", "owners",
+/// "owners_hidden"}`, plus `netns` when it lives in another namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub inode: u64,
+    /// The processes holding the peer socket, as `owners`.
+    pub owners: Arc<[Owner]>,
+    /// As `owners_hidden`, for the peer.
+    pub owners_hidden: bool,
+    /// The peer's namespace, when it is not this socket's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Box<NetnsRef>>,
+}
+
+impl Peer {
+    /// A peer known by its inode only (owners filled in later).
+    pub fn inode(inode: u64) -> Peer {
+        Peer { inode, owners: no_owners(), owners_hidden: false, netns: None }
+    }
+}
+
+/// A unix socket's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnixType {
+    Stream,
+    Dgram,
+    Seqpacket,
+}
+
+impl UnixType {
+    /// From `sk_type` (SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5).
+    pub fn from_kernel(t: u8) -> Option<UnixType> {
+        match t {
+            1 => Some(UnixType::Stream),
+            2 => Some(UnixType::Dgram),
+            5 => Some(UnixType::Seqpacket),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnixType::Stream => "stream",
+            UnixType::Dgram => "dgram",
+            UnixType::Seqpacket => "seqpacket",
+        }
+    }
+
+    /// `u_str`, `u_dgr`, `u_seq`: the names `ss -x` prints.
+    pub fn ss_name(self) -> &'static str {
+        match self {
+            UnixType::Stream => "u_str",
+            UnixType::Dgram => "u_dgr",
+            UnixType::Seqpacket => "u_seq",
+        }
+    }
+}
+
+/// The file a unix socket is bound to: device and inode as stat(2) reports
+/// them for the path (`st_dev`, `st_ino`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vfs {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// What only unix sockets have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixDetail {
+    #[serde(rename = "type")]
+    pub kind: UnixType,
+    /// The bound file (filesystem names only, and only from sock_diag; a
+    /// server's accepted connections carry their listener's).
+    pub vfs: Option<Vfs>,
+    /// Listeners: inodes of the clients waiting in the accept queue.
+    pub pending: Vec<u64>,
+}
+
+/// What only raw and ICMP sockets have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDetail {
+    /// The IP protocol the socket was opened with (1 ICMP, 58 ICMPv6, 255
+    /// IPPROTO_RAW, 89 OSPF, ...): raw sockets have no port.
+    pub protocol: u8,
+}
+
+/// A packet socket's type: SOCK_RAW (link-layer headers included) or
+/// SOCK_DGRAM (cooked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacketType {
+    Raw,
+    Dgram,
+}
+
+/// A PACKET_MMAP ring (`PACKET_RX_RING`, `PACKET_TX_RING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ring {
+    pub block_size: u32,
+    pub blocks: u32,
+    pub frame_size: u32,
+    pub frames: u32,
+}
+
+/// A PACKET_FANOUT group: sockets sharing the traffic of one interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fanout {
+    pub id: u16,
+    /// PACKET_FANOUT_HASH 0, LB 1, CPU 2, ROLLOVER 3, RND 4, QM 5, CBPF 6,
+    /// EBPF 7.
+    pub mode: u8,
+}
+
+/// What only packet sockets have (PACKET_DIAG; /proc/net/packet gives the
+/// type and `running` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacketDetail {
+    #[serde(rename = "type")]
+    pub kind: PacketType,
+    /// Whether it receives (bound to a protocol, not paused).
+    pub running: bool,
+    /// Put the interface in promiscuous mode (PACKET_MR_PROMISC): it sees
+    /// traffic not addressed to this host, as tcpdump does.
+    pub promiscuous: bool,
+    /// TPACKET version of its rings (1, 2, 3).
+    pub version: u8,
+    pub rx_ring: Option<Ring>,
+    pub tx_ring: Option<Ring>,
+    pub fanout: Option<Fanout>,
+}
+
+/// What only TCP sockets have, when they have anything: an MPTCP mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpDetail {
+    /// A subflow (or the listener) of an MPTCP socket: the process holds the
+    /// MPTCP socket, whose inode it shares.
+    pub mptcp: bool,
+}
+
+/// The part of a record only one kind of socket has (JSON `detail`: present
+/// on unix, raw, ICMP and packet records, and on TCP records marked MPTCP;
+/// absent otherwise). Untagged: the record's `proto` says which it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Detail {
+    Unix(UnixDetail),
+    Packet(PacketDetail),
+    Raw(RawDetail),
+    Tcp(TcpDetail),
+}
+
 /// One socket, as the kernel reports it, plus the processes holding it.
 ///
 /// Deserialised through [`SocketRecord`] (the same fields, flat, with
@@ -769,10 +991,10 @@ pub struct Socket {
     /// SO_REUSEPORT (`sk_reuseport`), the same way.
     pub reuseport: Option<bool>,
     pub exposure: Exposure,
-    /// Interface that carries the local address, for `address` exposure,
-    /// or the device the socket is bound to. (Boxed: rare, and a record
-    /// per socket on the host is kept.)
-    pub interface: Option<Box<str>>,
+    /// Interface that carries the local address, for `address` exposure
+    /// (and a packet socket's interface), or the device the socket is
+    /// bound to.
+    pub interface: Option<Arc<str>>,
     /// The index of the device the socket is bound to (SO_BINDTODEVICE,
     /// `sk_bound_dev_if`); 0 when it is bound to none; `null` when unknown
     /// (read from /proc/net).
@@ -784,7 +1006,9 @@ pub struct Socket {
     /// Send queue: backlog limit for listeners, unacknowledged bytes otherwise.
     pub send_q: u32,
     pub timer: Option<Timer>,
-    pub owners: Vec<Owner>,
+    /// Shared (an `Arc`) so that a peer can name the same owners without a
+    /// copy.
+    pub owners: Arc<[Owner]>,
     /// True when the owners could not be read (permissions): `owners` being
     /// empty then does not mean "no process".
     pub owners_hidden: bool,
@@ -799,6 +1023,12 @@ pub struct Socket {
     /// Only with `--netns` or `--all-netns`: the namespace it lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<Box<NetnsRef>>,
+    /// Kind-specific facts (unix, raw, packet, MPTCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Box<Detail>>,
+    /// The other end, when it is a socket on this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Box<Peer>>,
 }
 
 /// [`Socket`] as JSON has it: every field flat. Deserialising checks the
@@ -834,6 +1064,10 @@ pub struct SocketRecord {
     skmem: Option<SkMem>,
     #[serde(default)]
     netns: Option<Box<NetnsRef>>,
+    #[serde(default)]
+    detail: Option<Box<Detail>>,
+    #[serde(default)]
+    peer: Option<Box<Peer>>,
 }
 
 impl From<SocketRecord> for Socket {
@@ -851,17 +1085,19 @@ impl From<SocketRecord> for Socket {
             reuseaddr: r.reuseaddr,
             reuseport: r.reuseport,
             exposure: r.exposure,
-            interface: r.interface,
+            interface: r.interface.map(Arc::from),
             bound_ifindex: r.bound_ifindex,
             service: r.service,
             recv_q: r.recv_q,
             send_q: r.send_q,
             timer: r.timer,
-            owners: r.owners,
+            owners: r.owners.into(),
             owners_hidden: r.owners_hidden,
             unheld: r.unheld,
             ext: (!ext.is_empty()).then(|| Box::new(ext)),
             netns: r.netns,
+            detail: r.detail,
+            peer: r.peer,
         }
     }
 }
@@ -885,6 +1121,40 @@ impl Socket {
     /// A dual-stack IPv6 wildcard socket also takes the IPv4 port.
     pub fn is_dual_stack(&self) -> bool {
         self.family == Family::Ipv6 && self.local_ip().is_some_and(|e| e.is_wildcard()) && self.v6only == Some(false)
+    }
+
+    /// The unix part, for unix sockets.
+    pub fn unix(&self) -> Option<&UnixDetail> {
+        match self.detail.as_deref() {
+            Some(Detail::Unix(u)) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The packet part, for packet sockets.
+    pub fn packet(&self) -> Option<&PacketDetail> {
+        match self.detail.as_deref() {
+            Some(Detail::Packet(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The IP protocol of a raw or ICMP socket.
+    pub fn raw_protocol(&self) -> Option<u8> {
+        match self.detail.as_deref() {
+            Some(Detail::Raw(r)) => Some(r.protocol),
+            _ => None,
+        }
+    }
+
+    /// A TCP subflow or listener of an MPTCP socket.
+    pub fn is_mptcp(&self) -> bool {
+        matches!(self.detail.as_deref(), Some(Detail::Tcp(TcpDetail { mptcp: true })))
+    }
+
+    /// The local unix name, for unix sockets.
+    pub fn unix_name(&self) -> Option<&UnixName> {
+        self.local.unix()
     }
 
     /// The inode of the network namespace it was tagged with (`--netns`,
@@ -928,7 +1198,11 @@ impl Socket {
     pub fn new(proto: Proto, family: Family, state: State, local: Addr, remote: Option<Addr>) -> Socket {
         let exposure = match &local {
             Addr::Ip(e) => Exposure::of(&e.addr),
-            _ => Exposure::Address,
+            // Only this host reaches a unix socket.
+            Addr::Unix(_) => Exposure::Loopback,
+            // A packet socket sees one interface, or all of them.
+            Addr::Link(l) if l.ifindex == 0 => Exposure::Wildcard,
+            Addr::Link(_) => Exposure::Address,
         };
         Socket {
             proto,
@@ -948,12 +1222,14 @@ impl Socket {
             recv_q: 0,
             send_q: 0,
             timer: None,
-            owners: Vec::new(),
+            owners: no_owners(),
             owners_hidden: false,
             unheld: None,
             ext: None,
 
             netns: None,
+            detail: None,
+            peer: None,
         }
     }
 

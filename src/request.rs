@@ -10,7 +10,7 @@ use crate::cli::{self, Cli, ColorChoice, Command, ListenFormat, NetnsArgs, Outpu
 use crate::domain::select::{OwnerFilter, Selection};
 use crate::domain::who::Target;
 use crate::error::UserError;
-use crate::filter::{Cidr, PortRef, PortSpec, SignalSpec, StateSpec, UserSpec};
+use crate::filter::{Cidr, PortRef, PortSpec, SignalSpec, StateSpec, TargetSpec, UnixSpec, UserSpec};
 use crate::model::{Family, PortRange, Proto, State, StateSet};
 pub use crate::procs::OwnersFrom;
 use crate::render::{Format, Output};
@@ -28,6 +28,26 @@ pub enum Request {
     Stats(StatsRequest),
     Completions(cli::Shell),
     Man(ManRequest),
+}
+
+/// What `who`, `kill` and `wait` are about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A port (service names resolved), protocols, maybe an address.
+    Port(Target),
+    /// A unix socket: a path (looked up in the filesystem when asked about,
+    /// it may come and go) or an abstract name.
+    Unix(UnixSpec),
+}
+
+impl Subject {
+    /// `port 8080`, `8080/tcp`, `/run/app.sock`, `@name`: for messages.
+    pub fn label(&self) -> String {
+        match self {
+            Subject::Port(t) => t.label(),
+            Subject::Unix(u) => u.label(),
+        }
+    }
 }
 
 /// Which network namespaces to read.
@@ -80,6 +100,7 @@ impl ListenRequest {
             tcp_info: false,
             skmem: vec![Proto::Udp],
             bound_inactive: false,
+            any_state_raw: true,
             source: source(),
         }
     }
@@ -97,6 +118,10 @@ pub struct ConnsRequest {
     pub owners: OwnerFilter,
     /// tcp_info essentials.
     pub extended: bool,
+    /// A PEER column in the TCP/UDP table.
+    pub peers: bool,
+    /// `--state` was given: raw and packet sockets are filtered by it too.
+    pub explicit_states: bool,
     pub context: bool,
     /// `--owners-from`.
     pub owners_from: OwnersFrom,
@@ -113,6 +138,8 @@ impl ConnsRequest {
             filter: None,
             owners: OwnerFilter::default(),
             extended: false,
+            peers: false,
+            explicit_states: false,
             context: false,
             owners_from: OwnersFrom::Auto,
             out,
@@ -130,6 +157,7 @@ impl ConnsRequest {
             tcp_info: self.extended,
             skmem: if self.extended { self.select.protos.clone() } else { Vec::new() },
             bound_inactive: false,
+            any_state_raw: !self.explicit_states,
             source: source(),
         }
     }
@@ -138,7 +166,7 @@ impl ConnsRequest {
 /// `portctl who SPEC`.
 #[derive(Debug, Clone)]
 pub struct WhoRequest {
-    pub target: Target,
+    pub target: Subject,
     /// The namespace asked about (`--netns`); the current one when `None`.
     pub netns: Option<String>,
     /// `--owners-from`.
@@ -149,7 +177,7 @@ pub struct WhoRequest {
 /// `portctl kill SPEC`.
 #[derive(Debug, Clone)]
 pub struct KillRequest {
-    pub target: Target,
+    pub target: Subject,
     pub signal: SignalSpec,
     pub dry_run: bool,
     /// Do not ask.
@@ -168,7 +196,7 @@ pub struct KillRequest {
 /// `portctl wait SPEC`.
 #[derive(Debug, Clone)]
 pub struct WaitRequest {
-    pub target: Target,
+    pub target: Subject,
     /// Until no listener remains, instead of until one appears.
     pub free: bool,
     pub timeout: Duration,
@@ -235,6 +263,22 @@ pub fn stats_query() -> sock_diag::Query {
         tcp_info: false,
         skmem: vec![Proto::Udp],
         bound_inactive: false,
+        any_state_raw: false,
+        source: source(),
+    }
+}
+
+/// Every unix socket, or those in `states` (`stats`, `who PATH`, `wait PATH`).
+pub fn unix_query(states: StateSet) -> sock_diag::Query {
+    sock_diag::Query {
+        protos: vec![Proto::Unix],
+        families: Vec::new(),
+        states,
+        filter: None,
+        tcp_info: false,
+        skmem: Vec::new(),
+        bound_inactive: false,
+        any_state_raw: false,
         source: source(),
     }
 }
@@ -250,6 +294,7 @@ pub fn port_query(target: &Target, states: StateSet, bound_inactive: bool) -> so
         tcp_info: false,
         skmem: vec![Proto::Udp],
         bound_inactive,
+        any_state_raw: false,
         source: source(),
     }
 }
@@ -269,16 +314,16 @@ impl Request {
     pub fn from_cli(cli: Cli) -> Result<Request, UserError> {
         let from = owners_from(cli.global.owners_from);
         Ok(match cli.command {
-            Command::Listen(a) => Request::Listen(listen(a, from)),
+            Command::Listen(a) => Request::Listen(listen(a, from)?),
             Command::Conns(a) => Request::Conns(conns(a, from)?),
             Command::Who(a) => Request::Who(WhoRequest {
-                target: target(&a.spec)?,
+                target: subject(&a.spec)?,
                 netns: a.ns.netns,
                 owners_from: from,
                 out: report_output(&a.out, None),
             }),
             Command::Kill(a) => Request::Kill(KillRequest {
-                target: target(&a.spec)?,
+                target: subject(&a.spec)?,
                 signal: a.signal,
                 dry_run: a.dry_run,
                 yes: a.yes,
@@ -289,14 +334,14 @@ impl Request {
                 out: report_output(&a.out, None),
             }),
             Command::Wait(a) => Request::Wait(WaitRequest {
-                target: target(&a.spec)?,
+                target: subject(&a.spec)?,
                 free: a.free,
                 timeout: a.timeout.0,
                 interval: a.interval.0,
             }),
             Command::Watch(a) => {
                 let what = match a.what {
-                    Some(cli::WatchWhat::Listen(l)) => Watched::Listen(listen(l, from)),
+                    Some(cli::WatchWhat::Listen(l)) => Watched::Listen(listen(l, from)?),
                     Some(cli::WatchWhat::Conns(c)) => Watched::Conns(conns(*c, from)?),
                     None => Watched::Listen(ListenRequest {
                         owners_from: from,
@@ -343,38 +388,55 @@ pub fn owners_from(a: cli::OwnersFromArg) -> OwnersFrom {
     }
 }
 
-fn listen(a: cli::ListenArgs, owners_from: OwnersFrom) -> ListenRequest {
+fn listen(a: cli::ListenArgs, owners_from: OwnersFrom) -> Result<ListenRequest, UserError> {
     let format = match a.format {
         Some(ListenFormat::Prometheus) => Some(Format::Prometheus),
         Some(ListenFormat::Json) => Some(Format::Json),
         Some(ListenFormat::Jsonl) => Some(Format::Jsonl),
         Some(ListenFormat::Table) | None => None,
     };
-    ListenRequest {
+    let select = selection(&a.sel);
+    if !a.port.is_empty() && !select.protos.iter().any(|p| p.is_ip()) {
+        return Err(UserError::new("--port selects IP sockets: unix and packet sockets have no ports"));
+    }
+    Ok(ListenRequest {
         namespaces: namespaces(&a.ns),
-        select: Selection::new(a.sel.tcp, a.sel.udp, a.sel.ipv4, a.sel.ipv6),
+        select,
         ports: a.port,
         context: a.context,
         owners_from,
         out: listing_output(&a.out, format),
-    }
+    })
 }
 
 fn conns(a: cli::ConnsArgs, owners_from: OwnersFrom) -> Result<ConnsRequest, UserError> {
     // Every value the user typed is checked before the kernel is asked.
     let uids = a.user.iter().map(resolve_user).collect::<Result<Vec<u32>, _>>()?;
     let owners = OwnerFilter::new(&a.pid, &a.process, a.process_regex.as_deref(), &uids)?;
+    let select = selection(&a.sel);
+    let filter = endpoint_filter(&a.port, &a.sport, &a.dport, &a.src, &a.dst);
+    if filter.is_some() && !select.protos.iter().any(|p| p.is_ip()) {
+        return Err(UserError::new(
+            "--port, --sport, --dport, --src and --dst select IP sockets: unix and packet sockets have no ports or addresses",
+        ));
+    }
     Ok(ConnsRequest {
         namespaces: namespaces(&a.ns),
-        select: Selection::new(a.sel.tcp, a.sel.udp, a.sel.ipv4, a.sel.ipv6),
+        select,
         states: states(&a.state, StateSet::of(&[State::Established])),
-        filter: endpoint_filter(&a.port, &a.sport, &a.dport, &a.src, &a.dst),
+        filter,
         owners,
         extended: a.extended,
+        peers: a.peers,
+        explicit_states: !a.state.is_empty(),
         context: a.context,
         owners_from,
         out: listing_output(&a.out, None),
     })
+}
+
+fn selection(a: &cli::SelectArgs) -> Selection {
+    Selection::with_kinds(a.tcp, a.udp, a.unix, a.raw, a.packet, a.ipv4, a.ipv6)
 }
 
 fn namespaces(a: &NetnsArgs) -> Namespaces {
@@ -412,7 +474,15 @@ fn report_output(a: &ReportArgs, format: Option<Format>) -> Output {
     Output::new(format.unwrap_or(flags), true, color(a.color.color))
 }
 
-/// A `who`/`kill`/`wait` spec with its service name resolved.
+/// A `who`/`kill`/`wait` spec, service names resolved.
+pub fn subject(spec: &TargetSpec) -> Result<Subject, UserError> {
+    match spec {
+        TargetSpec::Port(p) => target(p).map(Subject::Port),
+        TargetSpec::Unix(u) => Ok(Subject::Unix(u.clone())),
+    }
+}
+
+/// A port spec with its service name resolved.
 pub fn target(spec: &PortSpec) -> Result<Target, UserError> {
     let port = match &spec.port {
         PortRef::Number(n) => *n,
@@ -552,10 +622,20 @@ mod tests {
         assert_eq!(s.interval, Some(Duration::from_millis(500)));
         assert!(request(&["stats", "-i", "1s", "--format", "prometheus"]).unwrap_err().msg.contains("rate()"));
         let Ok(Request::Who(w)) = request(&["who", "https/tcp", "--json", "--netns", "blue"]) else { panic!() };
+        let Subject::Port(t) = &w.target else { panic!("a port") };
         assert_eq!(
-            (w.target.port, w.target.proto, w.out.format, w.netns.as_deref()),
+            (t.port, t.proto, w.out.format, w.netns.as_deref()),
             (443, Some(Proto::Tcp), Format::Json, Some("blue"))
         );
+        let Ok(Request::Kill(k)) = request(&["kill", "@bus", "--dry-run"]) else { panic!() };
+        assert_eq!(k.target, Subject::Unix(UnixSpec::Abstract("bus".into())));
+        let Ok(Request::Conns(c)) = request(&["conns", "-x", "-w"]) else { panic!() };
+        assert_eq!(c.select.protos, [Proto::Raw, Proto::Icmp, Proto::Unix]);
+        assert!(c.query().any_state_raw && !c.explicit_states);
+        let e = request(&["conns", "-x", "--port", "80"]).unwrap_err();
+        assert!(e.msg.contains("select IP sockets"), "{}", e.msg);
+        assert!(request(&["conns", "-x", "-t", "--port", "80"]).is_ok(), "TCP sockets have ports");
+        assert!(request(&["listen", "-0", "--port", "80"]).is_err());
         let Ok(Request::Watch(w)) = request(&["watch", "--count", "2"]) else { panic!() };
         assert!(matches!(w.what, Watched::Listen(ref l) if l.out.format == Format::Table));
         assert!(request(&["watch", "listen", "--json"]).unwrap_err().msg.contains("--events"));

@@ -43,8 +43,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use common::{
-    ChildGuard, Netns, Portctl, Run, in_netns, own_comm_and_cmdline, require_root, socket_inode, spawn, spawn_lock,
-    tcp_listener, udp_socket, unique_name, unused_port, wait_until,
+    ChildGuard, Netns, Portctl, Run, UnixAddr, in_netns, own_comm_and_cmdline, require_root, socket_inode, spawn,
+    spawn_lock, tcp_listener, udp_socket, unique_name, unix_accept, unix_connect, unix_pair, unix_socket, unused_port,
+    wait_until,
 };
 use schema::*;
 
@@ -83,6 +84,10 @@ mod schema {
     pub enum Proto {
         Tcp,
         Udp,
+        Raw,
+        Icmp,
+        Unix,
+        Packet,
     }
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -90,6 +95,8 @@ mod schema {
     pub enum Family {
         Ipv4,
         Ipv6,
+        Unix,
+        Packet,
     }
 
     /// `state`: the documented names, no others.
@@ -137,6 +144,146 @@ mod schema {
         pub port: u16,
     }
 
+    /// A unix end: `{"name": string|null, "abstract": bool}`.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct UnixEnd {
+        #[serde(deserialize_with = "nullable")]
+        pub name: Option<String>,
+        #[serde(rename = "abstract")]
+        pub is_abstract: bool,
+    }
+
+    /// A packet socket's end: `{"ifindex", "protocol"}`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct LinkEnd {
+        pub ifindex: u32,
+        pub protocol: u16,
+    }
+
+    /// `local` and `remote`: one of the three shapes, untagged.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[serde(untagged)]
+    pub enum End {
+        Ip(Endpoint),
+        Unix(UnixEnd),
+        Link(LinkEnd),
+    }
+
+    impl End {
+        /// The IP end; panics on another kind (tests of IP records only).
+        pub fn ip(&self) -> Endpoint {
+            match self {
+                End::Ip(e) => *e,
+                other => panic!("not an IP end: {other:?}"),
+            }
+        }
+
+        pub fn unix(&self) -> &UnixEnd {
+            match self {
+                End::Unix(u) => u,
+                other => panic!("not a unix end: {other:?}"),
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum UnixType {
+        Stream,
+        Dgram,
+        Seqpacket,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Vfs {
+        pub dev: u64,
+        pub ino: u64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct UnixDetail {
+        #[serde(rename = "type")]
+        pub kind: UnixType,
+        #[serde(deserialize_with = "nullable")]
+        pub vfs: Option<Vfs>,
+        pub pending: Vec<u64>,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawDetail {
+        pub protocol: u8,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum PacketType {
+        Raw,
+        Dgram,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ring {
+        pub block_size: u32,
+        pub blocks: u32,
+        pub frame_size: u32,
+        pub frames: u32,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Fanout {
+        pub id: u16,
+        pub mode: u8,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct PacketDetail {
+        #[serde(rename = "type")]
+        pub kind: PacketType,
+        pub running: bool,
+        pub promiscuous: bool,
+        pub version: u8,
+        #[serde(deserialize_with = "nullable")]
+        pub rx_ring: Option<Ring>,
+        #[serde(deserialize_with = "nullable")]
+        pub tx_ring: Option<Ring>,
+        #[serde(deserialize_with = "nullable")]
+        pub fanout: Option<Fanout>,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TcpDetail {
+        pub mptcp: bool,
+    }
+
+    /// `detail`: the shape its record's `proto` calls for.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[serde(untagged)]
+    pub enum Detail {
+        Unix(UnixDetail),
+        Packet(PacketDetail),
+        Raw(RawDetail),
+        Tcp(TcpDetail),
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Peer {
+        pub inode: u64,
+        pub owners: Vec<Owner>,
+        pub owners_hidden: bool,
+        #[serde(default, deserialize_with = "present")]
+        pub netns: Option<NetnsRef>,
+    }
+
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
     #[serde(rename_all = "snake_case")]
     pub enum TimerKind {
@@ -161,9 +308,9 @@ mod schema {
         pub proto: Proto,
         pub family: Family,
         pub state: State,
-        pub local: Endpoint,
+        pub local: End,
         #[serde(deserialize_with = "nullable")]
-        pub remote: Option<Endpoint>,
+        pub remote: Option<End>,
         pub inode: u64,
         pub uid: u32,
         #[serde(deserialize_with = "nullable")]
@@ -202,6 +349,12 @@ mod schema {
         /// Only with `--netns`/`--all-netns` (and in `who`'s `other_netns`).
         #[serde(default, deserialize_with = "present")]
         pub netns: Option<NetnsRef>,
+        /// Unix, raw, ICMP, packet records, and MPTCP subflows (version 3).
+        #[serde(default, deserialize_with = "present")]
+        pub detail: Option<Detail>,
+        /// When the other end is a socket on this host (version 3).
+        #[serde(default, deserialize_with = "present")]
+        pub peer: Option<Peer>,
     }
 
     /// `unheld`: the documented reasons, no others.
@@ -335,6 +488,7 @@ mod schema {
         pub spec: Spec,
         pub verdict: Verdict,
         pub holders: Vec<Holder>,
+        pub connected: Connected,
         pub sockets: Vec<Record>,
         pub other_netns: Vec<Record>,
         pub hints: Vec<String>,
@@ -367,12 +521,54 @@ mod schema {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Spec {
-        pub port: u16,
+        /// `null` for a unix socket.
+        #[serde(deserialize_with = "nullable")]
+        pub port: Option<u16>,
         pub protos: Vec<Proto>,
         #[serde(deserialize_with = "nullable")]
         pub addr: Option<IpAddr>,
         #[serde(deserialize_with = "nullable")]
         pub service: Option<String>,
+        /// Unix sockets only (version 3).
+        #[serde(default, deserialize_with = "present")]
+        pub unix: Option<UnixSpec>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct UnixSpec {
+        pub name: String,
+        #[serde(rename = "abstract")]
+        pub is_abstract: bool,
+        #[serde(deserialize_with = "nullable")]
+        pub file: Option<FileOut>,
+    }
+
+    #[derive(Debug, PartialEq, Eq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct FileOut {
+        pub exists: bool,
+        #[serde(deserialize_with = "nullable")]
+        pub dev: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub ino: Option<u64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Connected {
+        pub connections: u64,
+        pub peers: Vec<PeerGroup>,
+        pub other: u64,
+        pub pending: u64,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct PeerGroup {
+        pub name: String,
+        pub pids: Vec<u32>,
+        pub count: u64,
     }
 
     #[derive(Debug, Deserialize)]
@@ -380,7 +576,44 @@ mod schema {
     pub struct Verdict {
         pub in_use: bool,
         pub summary: Vec<String>,
-        pub binds: Vec<Bind>,
+        pub binds: Vec<AnyBind>,
+    }
+
+    /// A port bind or a unix one.
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub enum AnyBind {
+        Ip(Bind),
+        Unix(UnixBind),
+    }
+
+    impl AnyBind {
+        pub fn ip(&self) -> &Bind {
+            match self {
+                AnyBind::Ip(b) => b,
+                AnyBind::Unix(u) => panic!("not a port bind: {u:?}"),
+            }
+        }
+
+        pub fn unix(&self) -> &UnixBind {
+            match self {
+                AnyBind::Unix(u) => u,
+                AnyBind::Ip(b) => panic!("not a unix bind: {b:?}"),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct UnixBind {
+        pub proto: Proto,
+        pub name: String,
+        #[serde(rename = "abstract")]
+        pub is_abstract: bool,
+        pub plain: Plain,
+        pub reuseaddr: Plain,
+        pub blocked_by: Vec<u64>,
+        pub reason: String,
     }
 
     /// `plain`: `"ok"` or `"fails"` only.
@@ -455,8 +688,12 @@ mod schema {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Kill {
-        pub port: u16,
+        #[serde(deserialize_with = "nullable")]
+        pub port: Option<u16>,
         pub protos: Vec<Proto>,
+        /// Unix sockets only (version 3).
+        #[serde(default, deserialize_with = "present")]
+        pub unix: Option<UnixEnd>,
         pub signal: String,
         pub dry_run: bool,
         pub targets: Vec<Target>,
@@ -511,6 +748,9 @@ mod schema {
         pub udp_drops: Vec<UdpDrops>,
         #[serde(deserialize_with = "nullable")]
         pub kernel: Option<Kernel>,
+        /// Version 3.
+        #[serde(deserialize_with = "nullable")]
+        pub unix: Option<UnixCounts>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -663,6 +903,22 @@ mod schema {
         pub min: u64,
         pub pressure: u64,
         pub max: u64,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct UnixCounts {
+        pub total: u64,
+        pub states: Vec<UnixStateCount>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct UnixStateCount {
+        #[serde(rename = "type")]
+        pub kind: UnixType,
+        pub state: State,
+        pub count: u64,
     }
 
     #[derive(Debug, Deserialize)]
@@ -1075,37 +1331,46 @@ fn object<T: DeserializeOwned>(run: &Run, out: Output) -> T {
 
 /// What the socket record table says beyond the types.
 fn check_record(r: &Record) {
-    let v4 = r.local.addr.is_ipv4();
-    assert_eq!(r.family, if v4 { Family::Ipv4 } else { Family::Ipv6 }, "family follows the address: {r:?}");
-    if v4 {
-        assert_eq!(r.v6only, None, "v6only is null for IPv4: {r:?}");
+    match r.proto {
+        Proto::Tcp | Proto::Udp | Proto::Raw | Proto::Icmp => check_ip_record(r),
+        Proto::Unix => {
+            assert_eq!((r.family, r.exposure, r.v6only), (Family::Unix, Exposure::Loopback, None), "{r:?}");
+            assert!(matches!(r.local, End::Unix(_)), "a unix end: {r:?}");
+            assert!(r.remote.as_ref().is_none_or(|e| matches!(e, End::Unix(_))), "{r:?}");
+            assert!(
+                matches!(r.state, State::Listen | State::Established | State::SynSent | State::Unconn),
+                "unix states: {r:?}"
+            );
+            assert!(matches!(r.detail, Some(Detail::Unix(_))), "unix records carry their detail: {r:?}");
+            assert!(r.tcp_info.is_none() && r.skmem.is_none() && r.timer.is_none() && r.service.is_none(), "{r:?}");
+            if r.state == State::Listen {
+                assert!(r.remote.is_none() && r.peer.is_none(), "a listener has no peer: {r:?}");
+            }
+        }
+        Proto::Packet => {
+            assert_eq!(
+                (r.family, r.state, r.remote.as_ref(), r.v6only),
+                (Family::Packet, State::Unconn, None, None),
+                "{r:?}"
+            );
+            let End::Link(l) = &r.local else { panic!("a link end: {r:?}") };
+            assert_eq!(r.exposure, if l.ifindex == 0 { Exposure::Wildcard } else { Exposure::Address }, "{r:?}");
+            assert!(matches!(r.detail, Some(Detail::Packet(_))), "{r:?}");
+            assert!(r.peer.is_none(), "{r:?}");
+        }
     }
-    if let Some(remote) = r.remote {
-        assert_eq!(remote.addr.is_ipv4(), v4, "both ends of one family: {r:?}");
+    if let Some(p) = &r.peer {
+        assert!(p.inode != 0 && p.inode != r.inode, "a peer is another socket with a file: {r:?}");
+        if p.owners_hidden {
+            assert!(p.owners.is_empty(), "{r:?}");
+        }
     }
-    if matches!(r.state, State::Listen | State::Unconn) {
-        assert_eq!(r.remote, None, "listeners and unconnected UDP have remote null: {r:?}");
-    }
-    if r.proto == Proto::Udp {
-        assert!(matches!(r.state, State::Unconn | State::Established), "UDP states: {r:?}");
-    }
-    let ip = match r.local.addr {
-        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(r.local.addr, IpAddr::V4),
-        a => a,
-    };
-    let exposure = if ip.is_unspecified() {
-        Exposure::Wildcard
-    } else if ip.is_loopback() {
-        Exposure::Loopback
-    } else {
-        Exposure::Address
-    };
-    assert_eq!(r.exposure, exposure, "{r:?}");
     if r.state == State::TimeWait {
         assert_eq!((r.inode, r.owners.len(), r.owners_hidden), (0, 0, false), "TIME_WAIT: no owner: {r:?}");
         let t = r.timer.as_ref().unwrap_or_else(|| panic!("TIME_WAIT carries its timer: {r:?}"));
         assert_eq!(t.kind, TimerKind::TimeWait, "{r:?}");
         assert!(t.expires_ms <= 60_000, "{r:?}");
+        assert!(r.peer.is_none(), "TIME_WAIT has no peer: {r:?}");
     }
     if r.inode == 0 {
         assert!(r.owners.is_empty(), "no descriptor refers to inode 0: {r:?}");
@@ -1134,9 +1399,50 @@ fn check_record(r: &Record) {
     }
 }
 
+/// TCP, UDP, raw and ICMP records.
+fn check_ip_record(r: &Record) {
+    let v4 = r.local.ip().addr.is_ipv4();
+    assert_eq!(r.family, if v4 { Family::Ipv4 } else { Family::Ipv6 }, "family follows the address: {r:?}");
+    if v4 {
+        assert_eq!(r.v6only, None, "v6only is null for IPv4: {r:?}");
+    }
+    if let Some(remote) = &r.remote {
+        assert_eq!(remote.ip().addr.is_ipv4(), v4, "both ends of one family: {r:?}");
+    }
+    if matches!(r.state, State::Listen | State::Unconn) {
+        assert_eq!(r.remote, None, "listeners and unconnected UDP have remote null: {r:?}");
+    }
+    if matches!(r.proto, Proto::Udp | Proto::Raw | Proto::Icmp) {
+        assert!(matches!(r.state, State::Unconn | State::Established), "UDP and raw states: {r:?}");
+    }
+    match r.proto {
+        Proto::Raw | Proto::Icmp => {
+            assert_eq!(r.local.ip().port, 0, "raw sockets have no port: {r:?}");
+            assert!(matches!(r.detail, Some(Detail::Raw(_))), "raw records carry their protocol: {r:?}");
+        }
+        Proto::Tcp => assert!(matches!(r.detail, None | Some(Detail::Tcp(TcpDetail { mptcp: true }))), "{r:?}"),
+        _ => assert!(r.detail.is_none(), "no detail on UDP records: {r:?}"),
+    }
+    let ip = match r.local.ip().addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(r.local.ip().addr, IpAddr::V4),
+        a => a,
+    };
+    let exposure = if ip.is_unspecified() {
+        Exposure::Wildcard
+    } else if ip.is_loopback() {
+        Exposure::Loopback
+    } else {
+        Exposure::Address
+    };
+    assert_eq!(r.exposure, exposure, "{r:?}");
+}
+
 /// The records of `run` on `port` (either end).
 fn on_port(records: &[Record], port: u16) -> Vec<&Record> {
-    records.iter().filter(|r| r.local.port == port || r.remote.is_some_and(|e| e.port == port)).collect()
+    records
+        .iter()
+        .filter(|r| r.local.ip().port == port || r.remote.as_ref().is_some_and(|e| e.ip().port == port))
+        .collect()
 }
 
 fn find<'a>(records: &'a [Record], what: &str, f: impl Fn(&Record) -> bool) -> &'a Record {
@@ -1381,21 +1687,25 @@ fn listen_json_and_jsonl_records() {
     for format in ["--json", "--jsonl"] {
         let run = Portctl::new(["listen", format]).args(&args).run();
         let records = if format == "--json" { json_records(&run) } else { jsonl_records(&run) };
-        let mine: Vec<Record> = records.into_iter().filter(|r| ports.contains(&r.local.port)).collect();
+        let mine: Vec<Record> = records.into_iter().filter(|r| ports.contains(&r.local.ip().port)).collect();
         assert_eq!(mine.len(), 5, "{format}: {mine:#?}");
         let tcp = |l: &TcpListener, backlog: u64, v6only: Option<bool>, exposure: Exposure| {
-            let r = find(&mine, "tcp listener", |r| r.proto == Proto::Tcp && r.local.port == port_of(l));
+            let r = find(&mine, "tcp listener", |r| r.proto == Proto::Tcp && r.local.ip().port == port_of(l));
             assert_eq!((r.state, r.send_q, r.v6only, r.exposure), (State::Listen, backlog, v6only, exposure), "{r:?}");
             assert_owned_by_me(r, l.as_raw_fd());
         };
         tcp(&v4, 37, None, Exposure::Loopback);
         tcp(&dual, 38, Some(false), Exposure::Wildcard);
         tcp(&v6, 39, Some(true), Exposure::Loopback);
-        let u = find(&mine, "udp", |r| r.proto == Proto::Udp && r.local.port == udp_port);
+        let u = find(&mine, "udp", |r| r.proto == Proto::Udp && r.local.ip().port == udp_port);
         assert_eq!((u.state, u.family, u.v6only), (State::Unconn, Family::Ipv4, None), "{u:?}");
         assert_owned_by_me(u, udp.as_raw_fd());
-        let u6 = find(&mine, "udp6", |r| r.proto == Proto::Udp && r.local.port == udp6_port);
-        assert_eq!((u6.family, u6.v6only, u6.local.addr), (Family::Ipv6, Some(true), sa("[::1]:0").ip()), "{u6:?}");
+        let u6 = find(&mine, "udp6", |r| r.proto == Proto::Udp && r.local.ip().port == udp6_port);
+        assert_eq!(
+            (u6.family, u6.v6only, u6.local.ip().addr),
+            (Family::Ipv6, Some(true), sa("[::1]:0").ip()),
+            "{u6:?}"
+        );
         assert_owned_by_me(u6, udp6.as_raw_fd());
         for r in &mine {
             assert!(r.tcp_info.is_none() && r.netns.is_none(), "no tcp_info or netns without their flags: {r:?}");
@@ -1412,7 +1722,7 @@ fn listen_context_json_adds_the_owner_context() {
     let port = port_of(&l).to_string();
     let run = Portctl::new(["listen", "--context", "--json", "--port", &port]).run();
     let records = json_records(&run);
-    let r = find(&records, "the listener", |r| r.local.port == port_of(&l));
+    let r = find(&records, "the listener", |r| r.local.ip().port == port_of(&l));
     assert_owned_by_me(r, l.as_raw_fd());
     let ctx = r.owners[0].context.as_ref().expect("--context adds `context` to each owner");
     let ctx = ctx.as_ref().expect("this process's cgroup is readable");
@@ -1480,17 +1790,21 @@ fn conns_json_state_all_and_extended() {
     let local = |s: &TcpStream| s.local_addr().unwrap().port();
     let listen = find(&records, "listener", |r| r.state == State::Listen);
     assert_owned_by_me(listen, f.listener.as_raw_fd());
-    let client = find(&records, "keepalive client", |r| r.local.port == local(&f.client) && r.proto == Proto::Tcp);
-    assert_eq!((client.state, client.remote.map(|e| e.port)), (State::Established, Some(p)), "{client:?}");
+    let client = find(&records, "keepalive client", |r| r.local.ip().port == local(&f.client) && r.proto == Proto::Tcp);
+    assert_eq!(
+        (client.state, client.remote.as_ref().map(|e| e.ip().port)),
+        (State::Established, Some(p)),
+        "{client:?}"
+    );
     assert_owned_by_me(client, f.client.as_raw_fd());
     let timer = client.timer.as_ref().expect("SO_KEEPALIVE runs a keepalive timer");
     assert_eq!(timer.kind, TimerKind::Keepalive, "{client:?}");
-    let server = find(&records, "server end", |r| r.remote.is_some_and(|e| e.port == local(&f.client)));
+    let server = find(&records, "server end", |r| r.remote.as_ref().is_some_and(|e| e.ip().port == local(&f.client)));
     assert_owned_by_me(server, f.server.as_raw_fd());
     let cw = find(&records, "CLOSE_WAIT", |r| r.state == State::CloseWait);
     assert_owned_by_me(cw, f.close_wait.as_raw_fd());
-    let tw = find(&records, "TIME_WAIT", |r| r.state == State::TimeWait && r.local.port == f.time_wait_port);
-    assert_eq!(tw.remote.map(|e| e.port), Some(p), "{tw:?}");
+    let tw = find(&records, "TIME_WAIT", |r| r.state == State::TimeWait && r.local.ip().port == f.time_wait_port);
+    assert_eq!(tw.remote.as_ref().map(|e| e.ip().port), Some(p), "{tw:?}");
     let udp = find(&records, "bound UDP", |r| r.proto == Proto::Udp && r.state == State::Unconn);
     assert_owned_by_me(udp, f.udp_bound.as_raw_fd());
     let udp = find(&records, "connected UDP", |r| r.proto == Proto::Udp && r.state == State::Established);
@@ -1517,9 +1831,10 @@ fn conns_json_state_all_and_extended() {
                 assert!(r.skmem.is_some(), "--extended: socket memory: {r:?}");
                 assert!(info.bytes_sent.is_some() && info.bytes_received.is_some(), "Linux 4.19+: {r:?}");
             }
+            (other, _) => panic!("only TCP and UDP without kind flags, got {other:?}: {r:?}"),
         }
     }
-    let est = find(&ext, "keepalive client", |r| r.local.port == local(&f.client) && r.proto == Proto::Tcp);
+    let est = find(&ext, "keepalive client", |r| r.local.ip().port == local(&f.client) && r.proto == Proto::Tcp);
     assert!(est.tcp_info.as_ref().is_some_and(|i| i.rtt_us > 0), "an exchanged handshake has an RTT: {est:?}");
 
     // The default (established) and --jsonl: the same contract.
@@ -1560,18 +1875,19 @@ fn who_json_verdict_binds_holders_and_sockets() {
     });
     let r = r.unwrap();
     r.sockets.iter().for_each(check_record);
-    assert_eq!((r.spec.port, r.spec.protos.as_slice(), r.spec.addr), (port, &[Proto::Tcp, Proto::Udp][..], None));
+    assert_eq!((r.spec.port, r.spec.protos.as_slice(), r.spec.addr), (Some(port), &[Proto::Tcp, Proto::Udp][..], None));
+    assert!(r.spec.unix.is_none(), "no unix part for a port");
     assert!(r.verdict.in_use);
     assert_eq!(r.verdict.summary.len(), 2, "one line per protocol: {:?}", r.verdict.summary);
 
     // binds: (protocol, candidate) pairs; v6only only for `::`.
     let l_inode = socket_inode(l.as_raw_fd());
     let candidates: Vec<IpAddr> = ["0.0.0.0", "::", "127.0.0.1"].iter().map(|a| a.parse().unwrap()).collect();
-    let got: Vec<(Proto, IpAddr)> = r.verdict.binds.iter().map(|b| (b.proto, b.addr)).collect();
+    let got: Vec<(Proto, IpAddr)> = r.verdict.binds.iter().map(|b| (b.ip().proto, b.ip().addr)).collect();
     let want: Vec<(Proto, IpAddr)> =
         [Proto::Tcp, Proto::Udp].iter().flat_map(|&p| candidates.iter().map(move |&a| (p, a))).collect();
     assert_eq!(got, want, "{:#?}", r.verdict.binds);
-    for b in &r.verdict.binds {
+    for b in r.verdict.binds.iter().map(AnyBind::ip) {
         assert_eq!(b.port, port);
         assert_eq!(b.v6only.is_some(), b.addr.is_unspecified() && b.addr.is_ipv6(), "{b:?}");
         assert_eq!(b.plain, Plain::Fails, "{b:?}");
@@ -1584,6 +1900,7 @@ fn who_json_verdict_binds_holders_and_sockets() {
                 assert_eq!(b.reuseaddr, Reuse::OnlyIfTheirsToo, "{b:?}");
                 assert_eq!(b.blocked_by, [socket_inode(udp.as_raw_fd())], "{b:?}");
             }
+            other => panic!("a port bind for {other:?}: {b:?}"),
         }
         assert_eq!((b.reuseport, b.reuseport_uid), (Reuseport::OnlyIfTheirsToo, Some(common::euid())), "{b:?}");
         assert!(!b.reason.is_empty());
@@ -1627,7 +1944,7 @@ fn who_json_verdict_binds_holders_and_sockets() {
     run.expect_code(0);
     let r: Who = object(&run, Output::Who);
     assert_eq!((r.spec.addr, r.spec.protos.as_slice()), (Some("::1".parse().unwrap()), &[Proto::Udp][..]));
-    let addrs: Vec<String> = r.verdict.binds.iter().map(|b| b.addr.to_string()).collect();
+    let addrs: Vec<String> = r.verdict.binds.iter().map(|b| b.ip().addr.to_string()).collect();
     assert_eq!(addrs, ["0.0.0.0", "::", "127.0.0.1", "::1"]);
     assert!(r.listen_backlog.is_none(), "UDP only: no listen_backlog");
     drop(child);
@@ -1639,7 +1956,7 @@ fn who_json_names_the_service() {
     // holds it here, the spec names it.
     let run = Portctl::new(["who", "ssh/tcp", "--json"]).run();
     let r: Who = object(&run, Output::Who);
-    assert_eq!((r.spec.port, r.spec.service.as_deref()), (22, Some("ssh")), "{}", run.dump());
+    assert_eq!((r.spec.port, r.spec.service.as_deref()), (Some(22), Some("ssh")), "{}", run.dump());
     assert_eq!(run.code(), if r.verdict.in_use { 0 } else { 1 });
 }
 
@@ -1660,7 +1977,7 @@ fn kill_json_dry_run_lists_would_signal_and_refused() {
     let k: Kill = object(&run, Output::Kill);
     assert_eq!(
         (k.port, k.protos.as_slice(), k.signal.as_str(), k.dry_run),
-        (port, &[Proto::Tcp, Proto::Udp][..], "SIGTERM", true)
+        (Some(port), &[Proto::Tcp, Proto::Udp][..], "SIGTERM", true)
     );
     assert_eq!((k.freed, k.waited_ms, k.time_wait_left), (None, None, None), "null without --wait");
     let target = |pid: u32| k.targets.iter().find(|t| t.pid == pid).unwrap_or_else(|| panic!("{pid}: {k:?}"));
@@ -1687,7 +2004,7 @@ fn kill_json_signals_the_holder_and_waits() {
     let run = Portctl::new(["kill", &format!("{port}/tcp"), "--yes", "--wait=10s", "--json"]).run();
     run.expect_code(0);
     let k: Kill = object(&run, Output::Kill);
-    assert_eq!((k.port, k.protos.as_slice(), k.dry_run), (port, &[Proto::Tcp][..], false));
+    assert_eq!((k.port, k.protos.as_slice(), k.dry_run), (Some(port), &[Proto::Tcp][..], false));
     assert_eq!(k.targets.len(), 1, "{k:?}");
     let t = &k.targets[0];
     assert_eq!(
@@ -1748,6 +2065,11 @@ fn stats_json_sections_are_filled() {
     assert!(k.sample.is_none(), "no sample without --interval");
     assert!(k.problems.iter().all(|p| p.value > 0 && p.delta.is_none()), "{:?}", k.problems);
     assert!(k.sockstat.sockets_used.is_some() && k.sockstat.tcp_inuse.is_some());
+    // Unix sockets: every (type, state) pair, zeros included; this test
+    // process holds none of its own, but the pairs are all there.
+    let u = st.unix.as_ref().expect("unix sockets are counted");
+    assert_eq!(u.states.len(), 12, "{u:?}");
+    assert_eq!(u.total, u.states.iter().map(|c| c.count).sum::<u64>(), "{u:?}");
     let protos: Vec<Proto> = st.protocols.iter().map(|p| p.proto).collect();
     assert_eq!(protos, [Proto::Tcp, Proto::Udp]);
     assert_eq!(st.total, st.protocols.iter().map(|p| p.total).sum::<u64>());
@@ -1796,13 +2118,16 @@ fn watch_events_report_a_listener_added_and_removed() {
         let inode = socket_inode(new.as_raw_fd());
         (new, inode)
     });
-    assert_eq!((added.socket.state, added.socket.local.port, added.from), (State::Listen, new_port, None));
+    assert_eq!((added.socket.state, added.socket.local.ip().port, added.from), (State::Listen, new_port, None));
     assert_owned_by_me(&added.socket, new.as_raw_fd());
     drop(old);
     let removed =
         next_event(&rx, Duration::from_secs(20), |e| e.event == EventKind::Removed && e.socket.inode == old_inode)
             .expect("a `removed` event for the closed listener");
-    assert_eq!((removed.socket.state, removed.socket.local.port, removed.from), (State::Listen, port_of_old, None));
+    assert_eq!(
+        (removed.socket.state, removed.socket.local.ip().port, removed.from),
+        (State::Listen, port_of_old, None)
+    );
     // The record is the one last seen, which may have been read as the
     // socket closed: in the kernel's table, gone before the /proc walk (no
     // owners then), so its owners are not checked.
@@ -1880,13 +2205,13 @@ fn netns_records_carry_the_namespace() {
     let records = json_records(&run);
     assert_eq!(records.len(), 2, "the listener and the UDP socket: {records:#?}");
     assert!(records.iter().all(|r| r.netns.as_ref() == Some(&f.netns())), "{records:#?}");
-    let l = find(&records, "listener on 80", |r| r.local.port == 80);
+    let l = find(&records, "listener on 80", |r| r.local.ip().port == 80);
     assert_eq!(
         (l.exposure, l.interface.as_deref(), l.service.as_deref()),
         (Exposure::Address, Some("lo"), Some("http"))
     );
     assert_owned_by_me(l, f.listener.as_raw_fd());
-    let u = find(&records, "UDP on 53", |r| r.local.port == 53);
+    let u = find(&records, "UDP on 53", |r| r.local.ip().port == 53);
     assert_eq!((u.v6only, u.exposure, u.service.as_deref()), (Some(false), Exposure::Wildcard, Some("domain")));
     assert_owned_by_me(u, f.udp.as_raw_fd());
 
@@ -1905,9 +2230,9 @@ fn netns_records_carry_the_namespace() {
         assert_eq!(r.netns.as_ref(), Some(&f.netns()), "{r:?}");
         assert!(r.tcp_info.is_some() && r.service.as_deref() == Some("http"), "{r:?}");
     }
-    let server = find(&records, "server end", |r| r.local.port == 80);
+    let server = find(&records, "server end", |r| r.local.ip().port == 80);
     assert_owned_by_me(server, f.conn.1.as_raw_fd());
-    let client = find(&records, "client end", |r| r.remote.is_some_and(|e| e.port == 80));
+    let client = find(&records, "client end", |r| r.remote.as_ref().is_some_and(|e| e.ip().port == 80));
     assert_owned_by_me(client, f.conn.0.as_raw_fd());
 }
 
@@ -1921,7 +2246,7 @@ fn who_json_other_netns_carries_the_namespace() {
     let run = Portctl::new(["who", "http/tcp", "--json", "--netns", f.ns.name()]).run();
     run.expect_code(0);
     let r: Who = object(&run, Output::Who);
-    assert_eq!((r.spec.port, r.spec.service.as_deref()), (80, Some("http")));
+    assert_eq!((r.spec.port, r.spec.service.as_deref()), (Some(80), Some("http")));
     let here = find(&r.sockets, "listener asked about", |s| s.state == State::Listen);
     assert_owned_by_me(here, f.listener.as_raw_fd());
     assert!(r.sockets.iter().all(|s| s.netns.as_ref().is_none_or(|n| *n == f.netns())), "{:#?}", r.sockets);
@@ -2086,4 +2411,234 @@ fn stats_and_who_json_queues_drops_and_kernel_counters() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     knocker.join().unwrap();
     drop((q, udp));
+}
+
+// ---------------------------------------------------------------------------
+// Unix, raw, ICMP and packet records; peers (schema 3)
+
+fn unix_detail(r: &Record) -> &UnixDetail {
+    match &r.detail {
+        Some(Detail::Unix(u)) => u,
+        other => panic!("a unix detail: {other:?} in {r:?}"),
+    }
+}
+
+fn path_end(p: &Path) -> UnixEnd {
+    UnixEnd { name: Some(p.to_str().unwrap().to_string()), is_abstract: false }
+}
+
+fn unnamed() -> UnixEnd {
+    UnixEnd { name: None, is_abstract: false }
+}
+
+/// The peer's inode and its owners' pids.
+fn peer_of(r: &Record) -> (u64, Vec<u32>) {
+    let p = r.peer.as_ref().unwrap_or_else(|| panic!("a peer: {r:?}"));
+    (p.inode, p.owners.iter().map(|o| o.pid).collect())
+}
+
+#[test]
+fn unix_listen_and_conns_records_with_peers() {
+    let dir = common::TempDir::new();
+    let path = dir.path().join("app.sock");
+    let dgram_path = dir.path().join("dgram.sock");
+    let name = unique_name();
+    let l = unix_socket(libc::SOCK_STREAM, UnixAddr::Path(&path), Some(9));
+    let c1 = unix_connect(libc::SOCK_STREAM, UnixAddr::Path(&path));
+    let a1 = unix_accept(&l);
+    let waiting = unix_connect(libc::SOCK_STREAM, UnixAddr::Path(&path));
+    let seq = unix_socket(libc::SOCK_SEQPACKET, UnixAddr::Abstract(name.as_bytes()), Some(3));
+    let dg = unix_socket(libc::SOCK_DGRAM, UnixAddr::Path(&dgram_path), None);
+    let (p1, p2) = unix_pair(libc::SOCK_STREAM);
+    let ino = |fd: &std::os::fd::OwnedFd| socket_inode(fd.as_raw_fd());
+    let me = std::process::id();
+
+    // listen -x: the listeners and the bound dgram socket, each with its kind.
+    let records = json_records(&Portctl::new(["listen", "-x", "--json"]).run());
+    assert!(records.iter().all(|r| r.proto == Proto::Unix), "only unix sockets with -x alone");
+    let lr = find(&records, "the listener", |r| r.inode == ino(&l));
+    assert_owned_by_me(lr, l.as_raw_fd());
+    assert_eq!((lr.state, lr.recv_q, lr.send_q, &lr.local), (State::Listen, 1, 9, &End::Unix(path_end(&path))));
+    let file = std::fs::metadata(&path).unwrap();
+    let u = unix_detail(lr);
+    assert_eq!(
+        (u.kind, u.vfs),
+        (UnixType::Stream, Some(Vfs { dev: file.dev(), ino: file.ino() })),
+        "stat(2)'s numbers"
+    );
+    assert_eq!(u.pending, [ino(&waiting)], "the client waiting to be accepted");
+    let sr = find(&records, "the seqpacket listener", |r| r.inode == ino(&seq));
+    assert_eq!(sr.local, End::Unix(UnixEnd { name: Some(name.clone()), is_abstract: true }));
+    assert_eq!((unix_detail(sr).kind, unix_detail(sr).vfs), (UnixType::Seqpacket, None));
+    let dr = find(&records, "the dgram socket", |r| r.inode == ino(&dg));
+    assert_eq!((dr.state, unix_detail(dr).kind), (State::Unconn, UnixType::Dgram));
+    assert!(records.iter().all(|r| r.state != State::Established), "listen shows no connections");
+
+    // conns -x: connections, each with the process at the other end.
+    let records = json_records(&Portctl::new(["conns", "-x", "--json"]).run());
+    let client = find(&records, "the client", |r| r.inode == ino(&c1));
+    assert_eq!((client.local.unix(), client.remote.as_ref()), (&unnamed(), Some(&End::Unix(path_end(&path)))));
+    assert_eq!(peer_of(client), (ino(&a1), vec![me]));
+    let server = find(&records, "the accepted end", |r| r.inode == ino(&a1));
+    assert_eq!((server.local.unix(), server.remote.as_ref()), (&path_end(&path), Some(&End::Unix(unnamed()))));
+    assert_eq!(unix_detail(server).vfs, unix_detail(lr).vfs, "accepted connections carry their listener's file");
+    assert_eq!(peer_of(server), (ino(&c1), vec![me]));
+    let w = find(&records, "the waiting client", |r| r.inode == ino(&waiting));
+    assert_eq!((w.state, w.remote.as_ref()), (State::Established, Some(&End::Unix(path_end(&path)))));
+    assert_eq!(peer_of(w), (ino(&l), vec![me]), "a client not accepted yet: its other end is the listener");
+    assert_eq!(peer_of(find(&records, "pair end 1", |r| r.inode == ino(&p1))), (ino(&p2), vec![me]));
+    assert_eq!(peer_of(find(&records, "pair end 2", |r| r.inode == ino(&p2))), (ino(&p1), vec![me]));
+    assert!(records.iter().all(|r| r.state != State::Listen), "established only by default");
+
+    // --state all: listeners too; --jsonl: the same records.
+    let all = jsonl_records(&Portctl::new(["conns", "-x", "--state", "all", "--jsonl"]).run());
+    find(&all, "the listener", |r| r.inode == ino(&l) && r.state == State::Listen);
+    find(&all, "the client", |r| r.inode == ino(&c1));
+}
+
+#[test]
+fn tcp_peers_are_the_reversed_tuple() {
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 8);
+    let port = port_of(&l);
+    let (c, s) = {
+        let _lock = spawn_lock();
+        connect(&l)
+    };
+    let child = sleeper_holding(&[c.as_raw_fd()]);
+    let run = Portctl::new(["conns", "--port", &port.to_string(), "--json"]).run();
+    let records = json_records(&run);
+    let client = find(&records, "the client", |r| r.inode == socket_inode(c.as_raw_fd()));
+    let server = find(&records, "the server end", |r| r.inode == socket_inode(s.as_raw_fd()));
+    assert_eq!(peer_of(client), (server.inode, vec![std::process::id()]));
+    let mut holders = peer_of(server).1;
+    holders.sort();
+    let mut want = vec![std::process::id(), child.pid()];
+    want.sort();
+    assert_eq!((peer_of(server).0, holders), (client.inode, want), "both holders of the client");
+    // A one-sided filter: the peers come from a dump of the other side.
+    let run = Portctl::new(["conns", "--sport", &port.to_string(), "--json"]).run();
+    let records = json_records(&run);
+    let server = find(&records, "the server end", |r| r.inode == socket_inode(s.as_raw_fd()));
+    assert_eq!(peer_of(server).0, socket_inode(c.as_raw_fd()));
+    assert!(records.iter().all(|r| r.local.ip().port == port), "the client itself is not listed");
+
+    // who on the listener: who is connected.
+    let run = Portctl::new(["who", &format!("{port}/tcp"), "--json"]).run();
+    run.expect_code(0);
+    let who: Who = object(&run, Output::Who);
+    assert_eq!(
+        (who.connected.connections, who.connected.other, who.connected.pending),
+        (1, 0, 0),
+        "{:?}",
+        who.connected
+    );
+    let (comm, _) = own_comm_and_cmdline();
+    let g = &who.connected.peers[0];
+    assert_eq!(g.count, 1);
+    assert!(g.name == comm || g.name == "sleep", "{g:?}");
+    drop(child);
+}
+
+#[test]
+fn who_and_kill_json_for_unix_sockets() {
+    let dir = common::TempDir::new();
+    let path = dir.path().join("srv.sock");
+    let spec = path.to_str().unwrap().to_string();
+    let l = unix_socket(libc::SOCK_STREAM, UnixAddr::Path(&path), Some(4));
+    let c = unix_connect(libc::SOCK_STREAM, UnixAddr::Path(&path));
+    let a = unix_accept(&l);
+    let file = std::fs::metadata(&path).unwrap();
+
+    let run = Portctl::new(["who", &spec, "--json"]).run();
+    run.expect_code(0);
+    let r: Who = object(&run, Output::Who);
+    assert_eq!((r.spec.port, r.spec.protos.as_slice(), r.spec.addr), (None, &[Proto::Unix][..], None));
+    let u = r.spec.unix.as_ref().expect("spec.unix");
+    assert_eq!((u.name.as_str(), u.is_abstract), (spec.as_str(), false));
+    assert_eq!(u.file, Some(FileOut { exists: true, dev: Some(file.dev()), ino: Some(file.ino()) }));
+    assert!(r.verdict.in_use);
+    let b = r.verdict.binds[0].unix();
+    assert_eq!((b.proto, b.plain, b.reuseaddr), (Proto::Unix, Plain::Fails, Plain::Fails), "{b:?}");
+    assert_eq!(b.blocked_by, [socket_inode(l.as_raw_fd())]);
+    let inodes: BTreeSet<u64> = r.sockets.iter().map(|s| s.inode).collect();
+    assert_eq!(inodes, BTreeSet::from([socket_inode(l.as_raw_fd()), socket_inode(a.as_raw_fd())]));
+    r.sockets.iter().for_each(check_record);
+    assert_eq!((r.connected.connections, r.connected.peers.len()), (1, 1), "{:?}", r.connected);
+    assert_eq!(r.connected.peers[0].pids, [std::process::id()]);
+    assert_eq!(r.holders.iter().map(|h| h.pid).collect::<Vec<_>>(), [std::process::id()]);
+
+    // kill --dry-run: the server (here, this process: refused as an ancestor).
+    let run = Portctl::new(["kill", &spec, "--dry-run", "--json"]).run();
+    let k: Kill = object(&run, Output::Kill);
+    assert_eq!((k.port, k.protos.as_slice()), (None, &[Proto::Unix][..]));
+    assert_eq!(k.unix, Some(path_end(&path)));
+    assert_eq!(
+        k.targets.iter().map(|t| (t.pid, t.result)).collect::<Vec<_>>(),
+        [(std::process::id(), KillResult::Refused)]
+    );
+
+    // The server gone, its file left behind: a stale file, not in use, and
+    // a bind() there fails.
+    drop((l, a, c));
+    let run = Portctl::new(["who", &spec, "--json"]).run();
+    run.expect_code(1);
+    let r: Who = object(&run, Output::Who);
+    assert!(!r.verdict.in_use && r.sockets.is_empty() && r.holders.is_empty(), "{r:?}");
+    assert_eq!(r.verdict.binds[0].unix().plain, Plain::Fails);
+    assert!(r.verdict.summary[0].contains("stale"), "{:?}", r.verdict.summary);
+
+    // Abstract names: spec.unix.file is null.
+    let name = unique_name();
+    let abs = unix_socket(libc::SOCK_DGRAM, UnixAddr::Abstract(name.as_bytes()), None);
+    let run = Portctl::new(["who", &format!("@{name}"), "--json"]).run();
+    run.expect_code(0);
+    let r: Who = object(&run, Output::Who);
+    let u = r.spec.unix.as_ref().unwrap();
+    assert_eq!((u.name.as_str(), u.is_abstract, u.file.as_ref()), (name.as_str(), true, None));
+    assert_eq!(r.verdict.binds[0].unix().blocked_by, [socket_inode(abs.as_raw_fd())]);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn raw_icmp_and_packet_records() {
+    require_root();
+    let ns = Netns::new();
+    sysctl_in(&ns, "net.ipv4.ping_group_range", "0 2147483647");
+    let (raw, ping, packet) = in_netns(&ns, || {
+        let raw = common::try_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP).unwrap();
+        // A ping socket is in the kernel's table (and /proc/net/icmp) once bound.
+        let ping = common::try_socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP).unwrap();
+        let any = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: 0 },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: `any` is a valid sockaddr_in of the size given.
+        let rc = unsafe {
+            libc::bind(ping.as_raw_fd(), (&any as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&any) as u32)
+        };
+        assert_eq!(rc, 0, "bind the ping socket: {}", io::Error::last_os_error());
+        let packet = common::packet_socket(libc::SOCK_RAW, 1, libc::ETH_P_ALL as u16, true);
+        (raw, ping, packet)
+    });
+    let run = Portctl::new(["conns", "-w", "-0", "--json"]).netns(&ns).run();
+    let records = json_records(&run);
+    let r = find(&records, "the raw socket", |r| r.inode == socket_inode(raw.as_raw_fd()));
+    assert_eq!(
+        (r.proto, r.state, &r.detail),
+        (Proto::Raw, State::Unconn, &Some(Detail::Raw(RawDetail { protocol: 1 })))
+    );
+    assert_owned_by_me(r, raw.as_raw_fd());
+    let p = find(&records, "the ping socket", |r| r.inode == socket_inode(ping.as_raw_fd()));
+    assert_eq!((p.proto, &p.detail), (Proto::Icmp, &Some(Detail::Raw(RawDetail { protocol: 1 }))));
+    let k = find(&records, "the packet socket", |r| r.inode == socket_inode(packet.as_raw_fd()));
+    assert_eq!((k.proto, &k.local), (Proto::Packet, &End::Link(LinkEnd { ifindex: 1, protocol: 3 })));
+    assert_eq!(k.interface.as_deref(), Some("lo"));
+    let Some(Detail::Packet(d)) = &k.detail else { panic!("{k:?}") };
+    assert_eq!((d.kind, d.running, d.promiscuous), (PacketType::Raw, true, true), "{d:?}");
+    assert_owned_by_me(k, packet.as_raw_fd());
+    // listen -w -0 lists them too (nothing there is connected).
+    let records = json_records(&Portctl::new(["listen", "-w", "-0", "--json"]).netns(&ns).run());
+    assert_eq!(records.len(), 3, "{records:#?}");
 }

@@ -208,3 +208,55 @@ fn proc_net_fallback_reads_the_namespace_asked_about() {
     assert_eq!(ports, BTreeSet::from([7000, 7001]), "{}", run.dump());
     assert!(!t.pop_b.holders.is_empty());
 }
+
+/// A TCP connection between two namespaces over a veth pair: with
+/// `--all-netns`, each end's peer is the other, tagged with its namespace;
+/// loopback connections in two namespaces with the same 4-tuple are not
+/// taken for each other.
+#[test]
+#[ignore = "needs root"]
+fn tcp_peers_across_namespaces_over_veth() {
+    use std::os::fd::AsRawFd;
+    common::require_root();
+    let a = Netns::new();
+    let b = Netns::new();
+    let veth_a = format!("pv{}", std::process::id() % 100_000);
+    let veth_b = format!("{veth_a}b");
+    let ip = |args: &[&str]| {
+        let run = common::output(std::process::Command::new("ip").args(args));
+        assert!(run.status.success(), "ip {args:?}\n{}", run.dump());
+    };
+    ip(&["link", "add", &veth_a, "netns", a.name(), "type", "veth", "peer", "name", &veth_b, "netns", b.name()]);
+    ip(&["-n", a.name(), "addr", "add", "10.197.0.1/24", "dev", &veth_a]);
+    ip(&["-n", b.name(), "addr", "add", "10.197.0.2/24", "dev", &veth_b]);
+    ip(&["-n", a.name(), "link", "set", &veth_a, "up"]);
+    ip(&["-n", b.name(), "link", "set", &veth_b, "up"]);
+    let listener = common::in_netns(&a, || common::tcp_listener("10.197.0.1:0".parse().unwrap(), None, 4));
+    let port = listener.local_addr().unwrap().port();
+    let client = common::in_netns(&b, || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            // The link may take a moment to come up (DAD is off for IPv4).
+            match std::net::TcpStream::connect(("10.197.0.1", port)) {
+                Ok(c) => break c,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "connect over the veth: {e}"),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let (server, _) = listener.accept().unwrap();
+    let run = Portctl::new(["conns", "--all-netns", "--port", &port.to_string(), "--json"]).run();
+    run.expect_code(0);
+    let v = run.sockets();
+    let find = |fd: i32| v.iter().find(|s| s.inode == common::socket_inode(fd)).unwrap_or_else(|| panic!("{v:?}"));
+    let (c, s) = (find(client.as_raw_fd()), find(server.as_raw_fd()));
+    let pc = c.peer.as_ref().expect("the client's peer: the server in the other namespace");
+    assert_eq!((pc.inode, pc.netns.as_ref().map(|n| n.inode)), (s.inode, Some(ns_inode(&a))));
+    let ps = s.peer.as_ref().expect("the server's peer");
+    assert_eq!((ps.inode, ps.netns.as_ref().map(|n| n.inode)), (c.inode, Some(ns_inode(&b))));
+    // Without --all-netns, from the client's namespace: no peer is known.
+    let run = Portctl::new(["conns", "--port", &port.to_string(), "--json"]).netns(&b).run();
+    let v = run.sockets();
+    assert!(v.iter().all(|s| s.peer.is_none()), "{v:?}");
+    drop((client, server));
+}

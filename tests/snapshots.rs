@@ -34,7 +34,7 @@ fn owner(pid: u32, name: &str, user: &str, fd: u32, cmdline: &str) -> Owner {
 
 fn sock(proto: Proto, state: State, local: &str, remote: Option<&str>, inode: u64, owners: Vec<Owner>) -> Socket {
     let mut s = Socket::sample(proto, state, local, remote, inode);
-    s.owners = owners;
+    s.owners = owners.into();
     s
 }
 
@@ -180,28 +180,38 @@ fn listen_table() {
 fn listen_table_with_context_and_namespaces() {
     let mut v: Vec<Socket> = population().into_iter().filter(|s| s.state == State::Listen).collect();
     order::listen(&mut v);
-    v[0].owners[0].context = Some(Box::new(Context {
-        cgroup: "/system.slice/ssh.service".into(),
-        unit: Some("ssh.service".into()),
-        container: None,
-    }));
-    v[1].owners[0].context = Some(Box::new(Context {
-        cgroup: "/system.slice/docker-4f1c0a4e3b7d2e9f.scope".into(),
-        unit: None,
-        container: Some(Container {
-            runtime: "docker".into(),
-            id: "4f1c0a4e3b7d2e9f8a6b".into(),
-            pod_uid: None,
-            name: Some("web".into()),
-        }),
-    }));
-    v[2].owners[0].context = Some(Box::new(Context {
-        cgroup: "/lxc.payload.xéééééééééééé".into(),
-        unit: None,
-        container: Some(Container {
-            runtime: "lxc".into(), id: "xéééééééééééé".into(), pod_uid: None, name: None
-        }),
-    }));
+    let with_context = |s: &mut Socket, c: Context| {
+        let mut owners = s.owners.to_vec();
+        owners[0].context = Some(Box::new(c));
+        s.owners = owners.into();
+    };
+    with_context(
+        &mut v[0],
+        Context { cgroup: "/system.slice/ssh.service".into(), unit: Some("ssh.service".into()), container: None },
+    );
+    with_context(
+        &mut v[1],
+        Context {
+            cgroup: "/system.slice/docker-4f1c0a4e3b7d2e9f.scope".into(),
+            unit: None,
+            container: Some(Container {
+                runtime: "docker".into(),
+                id: "4f1c0a4e3b7d2e9f8a6b".into(),
+                pod_uid: None,
+                name: Some("web".into()),
+            }),
+        },
+    );
+    with_context(
+        &mut v[2],
+        Context {
+            cgroup: "/lxc.payload.xéééééééééééé".into(),
+            unit: None,
+            container: Some(Container {
+                runtime: "lxc".into(), id: "xéééééééééééé".into(), pod_uid: None, name: None
+            }),
+        },
+    );
     v[0].netns = Some(Box::new(portctl::model::NetnsRef { inode: 4026532001, name: Some("blue".into()) }));
     insta::assert_snapshot!(text(|w| render::listen::write(w, &v, &table(), true)));
 }
@@ -231,8 +241,8 @@ fn conns_table_and_extended() {
         sndbuf_limited_us: Some(0),
     });
     v[0].ext_mut().skmem = Some(portctl::model::SkMem { rcvbuf: 131_072, sndbuf: 87_040, ..Default::default() });
-    let plain = text(|w| render::conns::write(w, &v, &table(), false, false));
-    let extended = text(|w| render::conns::write(w, &v, &table(), true, false));
+    let plain = text(|w| render::conns::write(w, &v, &table(), false, false, false));
+    let extended = text(|w| render::conns::write(w, &v, &table(), true, false, false));
     insta::assert_snapshot!("conns_table", plain);
     insta::assert_snapshot!("conns_table_extended", extended);
 }
@@ -249,7 +259,7 @@ fn listen_table_with_full_queues_and_drops() {
     order::conns(&mut l);
     insta::assert_snapshot!(
         "conns_table_listeners_full",
-        text(|w| render::conns::write(w, &l, &table(), false, false))
+        text(|w| render::conns::write(w, &l, &table(), false, false, false))
     );
 }
 
@@ -328,7 +338,7 @@ fn who_text() {
     // Not root: the same sockets, the advice of someone who may not look.
     let mut hidden = here;
     for s in &mut hidden {
-        s.owners.clear();
+        s.owners = portctl::model::no_owners();
         s.owners_hidden = s.inode != 0;
     }
     let user = who::answer(&target, found(hidden), &mut procs, &sysctls(), who::Viewer { root: false });
@@ -443,7 +453,7 @@ fn listen_table_unheld_and_threads() {
     v[2].unheld = Some(Unheld::NoProcess);
     let mut t = owner(6000, "java", "app", 12, "java -jar app.jar");
     t.tid = Some(6042);
-    v[3].owners = vec![t];
+    v[3].owners = vec![t].into();
     insta::assert_snapshot!(text(|w| render::listen::write(w, &v, &table(), false)));
 }
 
@@ -514,8 +524,9 @@ fn kill_text() {
         sockets: vec![1002],
     };
     let mut r = KillReport {
-        port: 443,
+        port: Some(443),
         protos: vec![Proto::Tcp],
+        unix: None,
         signal: "SIGTERM".into(),
         dry_run: false,
         targets: vec![
@@ -545,7 +556,7 @@ fn watch_frame() {
         "watch_frame_empty",
         text(|w| frame(
             w,
-            Table::Conns { extended: false, context: false },
+            Table::Conns { extended: false, peers: false, context: false },
             &[],
             &[],
             "every 1.0s: portctl conns: 0 sockets (+0 -0)",
@@ -560,4 +571,202 @@ fn colour_on() {
     let v: Vec<Socket> = population().into_iter().filter(|s| s.state == State::Listen).take(2).collect();
     let out = Output { color: true, ..table() };
     insta::assert_snapshot!(text(|w| render::listen::write(w, &v, &out, false)).replace('\x1b', "<ESC>"));
+}
+
+// ---------------------------------------------------------------------------
+// Unix, raw and packet sockets; peers (issue 15)
+
+fn unix_sock(
+    kind: portctl::model::UnixType,
+    state: State,
+    name: portctl::model::UnixName,
+    inode: u64,
+    owners: Vec<Owner>,
+) -> Socket {
+    use portctl::model::{Addr, Detail, Family, UnixDetail};
+    let mut s = Socket::new(Proto::Unix, Family::Unix, state, Addr::from_unix(name), None);
+    s.inode = inode;
+    s.owners = owners.into();
+    s.detail = Some(Box::new(Detail::Unix(UnixDetail { kind, vfs: None, pending: Vec::new() })));
+    s
+}
+
+fn peer_of(s: &mut Socket, other: &Socket) {
+    s.peer = Some(Box::new(portctl::model::Peer {
+        inode: other.inode,
+        owners: other.owners.clone(),
+        owners_hidden: other.owners_hidden,
+        netns: None,
+    }));
+    s.remote = Some(other.local.clone());
+}
+
+/// docker.sock with a waiting client and two connections (one of them from
+/// a hostile name), journald's dgram socket, an abstract seqpacket name with
+/// a NUL in it, a socketpair; a raw ICMP socket, a ping socket, a packet
+/// socket capturing on eth0 (tcpdump) and dhclient's.
+fn other_kinds() -> Vec<Socket> {
+    use portctl::model::{Detail, Family, LinkAddr, PacketDetail, PacketType, RawDetail, Ring, UnixName, UnixType};
+    let dockerd = || owner(812, "dockerd", "root", 5, "/usr/bin/dockerd -H fd://");
+    let curl = owner(4100, "curl", "alice", 3, "curl --unix-socket /run/docker.sock http://x/v1.45/info");
+    let evil = owner(4242, "evil\n1 root", "root", 4, "evil");
+    let mut listener =
+        unix_sock(UnixType::Stream, State::Listen, UnixName::path("/run/docker.sock"), 11, vec![dockerd()]);
+    listener.recv_q = 3;
+    listener.send_q = 4;
+    let mut v = vec![listener];
+    for (i, client) in [curl, evil].into_iter().enumerate() {
+        let i = i as u64;
+        let mut server = unix_sock(
+            UnixType::Stream,
+            State::Established,
+            UnixName::path("/run/docker.sock"),
+            20 + i,
+            vec![dockerd()],
+        );
+        let mut c = unix_sock(UnixType::Stream, State::Established, UnixName::unnamed(), 30 + i, vec![client]);
+        peer_of(&mut c, &server);
+        peer_of(&mut server, &c);
+        v.extend([server, c]);
+    }
+    v.push(unix_sock(
+        UnixType::Dgram,
+        State::Unconn,
+        UnixName::path("/run/systemd/journal/socket"),
+        40,
+        vec![owner(300, "systemd-journal", "root", 3, "/lib/systemd/systemd-journald")],
+    ));
+    v.push(unix_sock(
+        UnixType::Seqpacket,
+        State::Listen,
+        UnixName::abstract_name("/org/kernel/udev\0x"),
+        41,
+        vec![owner(400, "systemd-udevd", "root", 6, "/lib/systemd/systemd-udevd")],
+    ));
+    let mut a = unix_sock(UnixType::Stream, State::Established, UnixName::unnamed(), 50, vec![]);
+    a.owners_hidden = true;
+    let mut b = unix_sock(UnixType::Stream, State::Established, UnixName::unnamed(), 51, vec![dockerd()]);
+    peer_of(&mut a, &b);
+    peer_of(&mut b, &a);
+    v.extend([a, b]);
+    let mut raw = sock(Proto::Raw, State::Unconn, "0.0.0.0:0", None, 60, vec![owner(500, "bird", "bird", 7, "bird")]);
+    raw.detail = Some(Box::new(Detail::Raw(RawDetail { protocol: 89 })));
+    let mut ping =
+        sock(Proto::Icmp, State::Unconn, "[::]:0", None, 61, vec![owner(501, "ping", "alice", 3, "ping ::1")]);
+    ping.detail = Some(Box::new(Detail::Raw(RawDetail { protocol: 58 })));
+    v.extend([raw, ping]);
+    let packet = |ifindex, protocol, kind, promiscuous, ring: bool, inode, o: Owner| {
+        let mut s = Socket::new(
+            Proto::Packet,
+            Family::Packet,
+            State::Unconn,
+            portctl::model::Addr::Link(LinkAddr { ifindex, protocol }),
+            None,
+        );
+        s.inode = inode;
+        s.owners = vec![o].into();
+        s.interface = (ifindex == 2).then(|| "eth0".into());
+        let r = Ring { block_size: 4096 * 1024, blocks: 2, frame_size: 65536, frames: 128 };
+        s.detail = Some(Box::new(Detail::Packet(PacketDetail {
+            kind,
+            running: true,
+            promiscuous,
+            version: 3,
+            rx_ring: ring.then_some(r),
+            tx_ring: None,
+            fanout: None,
+        })));
+        s
+    };
+    v.push(packet(2, 0x0003, PacketType::Raw, true, true, 70, owner(600, "tcpdump", "tcpdump", 4, "tcpdump -i eth0")));
+    v.push(packet(0, 0x0800, PacketType::Dgram, false, false, 71, owner(601, "dhclient", "root", 6, "dhclient eth0")));
+    v
+}
+
+#[test]
+fn listen_and_conns_tables_of_every_kind() {
+    let mut v: Vec<Socket> = other_kinds();
+    v.extend(population().into_iter().filter(|s| s.state == State::Listen).take(2));
+    let mut l: Vec<Socket> = v.iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).cloned().collect();
+    order::listen(&mut l);
+    insta::assert_snapshot!("listen_tables_of_every_kind", text(|w| render::listen::write(w, &l, &table(), false)));
+    let mut c = v.clone();
+    order::conns(&mut c);
+    insta::assert_snapshot!(
+        "conns_tables_of_every_kind",
+        text(|w| render::conns::write(w, &c, &table(), false, false, false))
+    );
+}
+
+#[test]
+fn conns_table_with_peers() {
+    let mut v: Vec<Socket> = population().into_iter().filter(|s| s.remote.is_some()).collect();
+    // A local client of the hostile process's port.
+    let mut client = sock(
+        Proto::Tcp,
+        State::FinWait2,
+        "127.0.0.1:45000",
+        Some("127.0.0.1:8080"),
+        2004,
+        vec![owner(4500, "curl", "alice", 5, "curl http://127.0.0.1:8080/")],
+    );
+    let server = v.iter_mut().find(|s| s.inode == 2003).unwrap();
+    client.peer = Some(Box::new(portctl::model::Peer {
+        inode: server.inode,
+        owners: server.owners.clone(),
+        owners_hidden: false,
+        netns: None,
+    }));
+    server.peer = Some(Box::new(portctl::model::Peer {
+        inode: 2004,
+        owners: client.owners.clone(),
+        owners_hidden: false,
+        netns: Some(Box::new(portctl::model::NetnsRef { inode: 1, name: Some("blue".into()) })),
+    }));
+    v.push(client);
+    order::conns(&mut v);
+    insta::assert_snapshot!(text(|w| render::conns::write(w, &v, &table(), false, true, false)));
+}
+
+#[test]
+fn who_text_for_unix_sockets() {
+    use portctl::domain::unix::{FileState, Lookup};
+    use portctl::filter::UnixSpec;
+    use portctl::model::Vfs;
+    let proc_dir = fake_proc(&[(812, "dockerd", 1, "/usr/bin/dockerd -H fd://")]);
+    let mut procs = ProcTable::new(proc_dir.path());
+    let file = Vfs { dev: 25, ino: 1234 };
+    let mut v = other_kinds();
+    for s in v.iter_mut().filter(|s| s.local.to_string() == "/run/docker.sock") {
+        if let Some(portctl::model::Detail::Unix(u)) = s.detail.as_deref_mut() {
+            u.vfs = Some(file);
+        }
+    }
+    let live = Lookup {
+        spec: UnixSpec::Path("/run/docker.sock".into()),
+        file: Some(FileState::Socket(file)),
+        canonical: None,
+    };
+    let found =
+        |sockets| who::Found { sockets, other_netns: vec![], unreadable_netns: vec![], counters: Default::default() };
+    let r = portctl::domain::unix::answer(&live, found(v.clone()), &mut procs, who::Viewer { root: true });
+    insta::assert_snapshot!("who_unix_live", redacted(text(|w| render::who::write(w, &r, Style { color: false }))));
+    let stale = Lookup {
+        spec: UnixSpec::Path("/run/app.sock".into()),
+        file: Some(FileState::Socket(Vfs { dev: 25, ino: 99 })),
+        canonical: None,
+    };
+    let r = portctl::domain::unix::answer(&stale, found(v.clone()), &mut procs, who::Viewer { root: true });
+    insta::assert_snapshot!("who_unix_stale", text(|w| render::who::write(w, &r, Style { color: false })));
+    let abs = Lookup::abstract_name("/org/kernel/udev@x");
+    let r = portctl::domain::unix::answer(&abs, found(v), &mut procs, who::Viewer { root: false });
+    insta::assert_snapshot!("who_unix_abstract", redacted(text(|w| render::who::write(w, &r, Style { color: false }))));
+}
+
+#[test]
+fn stats_text_with_unix_sockets() {
+    let v = population();
+    let mut st = stats::summarise(&v, &sysctls(), 5);
+    st.unix = Some(stats::unix_counts(&other_kinds()));
+    insta::assert_snapshot!(text(|w| render::stats::write(w, &st, &table())));
 }

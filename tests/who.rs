@@ -103,7 +103,7 @@ fn try_bind_with(proto: Proto, addr: SocketAddr, v6only: bool, reuseaddr: bool, 
 fn verdicts_match_the_kernel(r: &WhoReport) {
     // Probe sockets are bound and closed in turn: no fork may keep one alive.
     let _lock = common::spawn_lock();
-    for b in &r.verdict.binds {
+    for b in r.verdict.binds.iter().filter_map(|b| b.ip()) {
         let addr = SocketAddr::new(b.addr, b.port);
         let v6only = b.v6only.unwrap_or(false);
         let real = try_bind(b.proto, addr, v6only, false);
@@ -144,7 +144,7 @@ fn verdicts_match_the_kernel(r: &WhoReport) {
 
 /// Every verdict definite (the sockets' options were read).
 fn definite(r: &WhoReport) {
-    for b in &r.verdict.binds {
+    for b in r.verdict.binds.iter().filter_map(|b| b.ip()) {
         assert!(
             b.reuseaddr != Outcome::OnlyIfTheirsToo && b.reuseport != Outcome::OnlyIfTheirsToo,
             "options known, verdicts definite: {b:?}"
@@ -160,6 +160,7 @@ fn bind_of<'a>(r: &'a WhoReport, proto: Proto, addr: &str) -> &'a portctl::domai
     r.verdict
         .binds
         .iter()
+        .filter_map(|b| b.ip())
         .find(|b| b.proto == proto && b.addr == addr)
         .unwrap_or_else(|| panic!("no verdict for {addr}"))
 }
@@ -385,7 +386,7 @@ fn issue3_udp_socket_blocks_udp_only() {
     verdicts_match_the_kernel(&r);
     let (run, r) = who(&format!("{port}/tcp"));
     run.expect_code(1);
-    assert!(r.verdict.binds.iter().all(|b| b.plain == Outcome::Ok));
+    assert!(r.verdict.binds.iter().all(|b| b.plain() == Outcome::Ok));
     verdicts_match_the_kernel(&r);
     // Without a protocol: one verdict line per protocol.
     let (run, r) = who(&format!("{port}"));
@@ -430,7 +431,7 @@ fn issue3_privileged_port_needs_cap_net_bind_service_when_not_root() {
 #[test]
 fn issue3_service_names_resolve() {
     let (run, r) = who("https/tcp");
-    assert_eq!(r.spec.port, 443);
+    assert_eq!(r.spec.port, Some(443));
     assert!([0, 1].contains(&run.code()));
 }
 

@@ -19,7 +19,9 @@ pub fn run(req: &ConnsRequest, w: &mut impl Write, report: &mut Report) -> Resul
     match req.out.format {
         Format::Json | Format::Jsonl => json::sockets(w, &sockets, req.out.format)?,
         // conns has no Prometheus output: clap offers no such --format.
-        Format::Table | Format::Prometheus => render::conns::write(w, &sockets, &req.out, req.extended, req.context)?,
+        Format::Table | Format::Prometheus => {
+            render::conns::write(w, &sockets, &req.out, req.extended, req.peers, req.context)?
+        }
     }
     crate::timings::mark("rendered");
     let status = report::status(!sockets.is_empty());

@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use crate::inventory;
+use crate::model::{Proto, State};
 use crate::render::{self, Format, json, prometheus};
 use crate::report::{self, Report};
 use crate::request::ListenRequest;
@@ -29,6 +30,20 @@ pub fn run(req: &ListenRequest, w: &mut impl Write, report: &mut Report) -> Resu
         }
         Format::Json | Format::Jsonl => json::sockets(w, &sockets, req.out.format)?,
         Format::Table => render::listen::write(w, &sockets, &req.out, req.context)?,
+    }
+    // A unix listener whose accept queue is half full or more: its server
+    // is not accepting (clients block, or get EAGAIN once it is full).
+    for s in sockets.iter().filter(|s| s.proto == Proto::Unix && s.state == State::Listen) {
+        if s.recv_q > 0 && u64::from(s.recv_q) * 2 >= u64::from(s.send_q) {
+            report.warn(format!(
+                "{} connection{} wait{} in the accept queue of {} (backlog {}): its server is not accepting",
+                s.recv_q,
+                crate::text::plural(s.recv_q as usize),
+                if s.recv_q == 1 { "s" } else { "" },
+                s.local,
+                s.send_q
+            ));
+        }
     }
     Ok(report::status(!sockets.is_empty()))
 }

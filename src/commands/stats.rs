@@ -3,7 +3,8 @@
 //! overflow and backlogs somaxconn capped; UDP sockets that drop; the
 //! kernel's counters and socket memory.
 //!
-//! The socket table comes from one kernel dump of every state. Owners are
+//! The socket table comes from one kernel dump of every state (and one of
+//! the unix sockets, counted per type and state). Owners are
 //! looked up only for the sockets a section names (CLOSE_WAIT, listeners
 //! with full queues or capped backlogs, UDP sockets that dropped), only when
 //! there is one, and never with `--no-owners`. The kernel's counters are
@@ -22,7 +23,7 @@ use anyhow::Result;
 use crate::counters::{Counters, Sockstat};
 use crate::domain::stats;
 use crate::inventory::{self, Owners, Scope};
-use crate::model::{Proto, Socket, State};
+use crate::model::{Proto, Socket, State, StateSet};
 use crate::netns::Netns;
 use crate::procs::Chosen;
 use crate::render::{self, Format, json, prometheus};
@@ -64,6 +65,11 @@ pub fn run(req: &StatsRequest, w: &mut impl Write, report: &mut Report) -> Resul
     if !counters.is_empty() {
         let first = first.map(|(c, at)| (c, read_at.duration_since(at)));
         summary.kernel = Some(stats::kernel(counters, first, sockstat, &sys));
+    }
+    // Unix sockets: one more dump (their own table per namespace), counted only.
+    match inventory::collect_in(&scope, &request::unix_query(StateSet::all()), Owners::Skip, None, report) {
+        Ok(u) => summary.unix = Some(stats::unix_counts(&u.sockets)),
+        Err(e) => report.warn(format!("unix sockets left out: {e:#}")),
     }
     match (&summary.ephemeral, &sys.local_port_range) {
         (Some(e), _) => stats::exhaustion_warnings(e).into_iter().for_each(|m| report.warn(m)),

@@ -1,5 +1,5 @@
-//! `portctl wait SPEC`: block until a listener appears (or, with `--free`,
-//! until none remains). Polls the state- and port-filtered sock_diag query
+//! `portctl wait SPEC`: block until a listener appears on a port or a unix
+//! socket (or, with `--free`, until none remains). Polls the state- and port-filtered sock_diag query
 //! only: no owner source, so each poll costs microseconds even on busy hosts.
 
 use std::io::Write;
@@ -10,14 +10,18 @@ use anyhow::Result;
 use crate::inventory;
 use crate::model::{State, StateSet};
 use crate::report::{EXIT_MATCHED, EXIT_NO_MATCH, Report};
-use crate::request::{self, WaitRequest};
+use crate::request::{self, Subject, WaitRequest};
 
 pub fn run(req: &WaitRequest, w: &mut impl Write, _report: &mut Report) -> Result<i32> {
-    let t = &req.target;
     let started = Instant::now();
-    let query = request::port_query(t, StateSet::of(&[State::Listen, State::Unconn]), false);
-    let met = inventory::poll_listeners(&query, |s| t.served_by(s), !req.free, req.timeout, req.interval)?;
-    let what = t.place();
+    let (met, what) = match &req.target {
+        Subject::Port(t) => {
+            let query = request::port_query(t, StateSet::of(&[State::Listen, State::Unconn]), false);
+            let met = inventory::poll_listeners(&query, |s| t.served_by(s), !req.free, req.timeout, req.interval)?;
+            (met, t.place())
+        }
+        Subject::Unix(spec) => (inventory::poll_unix(spec, !req.free, req.timeout, req.interval)?, spec.label()),
+    };
     let took = started.elapsed().as_secs_f64();
     let line = match (met, req.free) {
         (true, false) => format!("{what}: listening after {took:.2}s"),

@@ -52,7 +52,9 @@ struct Event<'a> {
 pub fn run(req: &WatchRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     let (name, table) = match &req.what {
         Watched::Listen(r) => ("listen", watch::Table::Listen { context: r.context }),
-        Watched::Conns(r) => ("conns", watch::Table::Conns { extended: r.extended, context: r.context }),
+        Watched::Conns(r) => {
+            ("conns", watch::Table::Conns { extended: r.extended, peers: r.peers, context: r.context })
+        }
     };
     let mut prev: Option<BTreeMap<Key, Socket>> = None;
     let mut refreshes = 0u64;

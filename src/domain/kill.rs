@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Proto, Socket, State, longest_timer_ms};
+use crate::model::{Proto, Socket, State, UnixName, longest_timer_ms};
 use crate::procs::ProcTable;
 use crate::procs::pidfd::Held;
 use crate::report::{EXIT_ERROR, EXIT_MATCHED, EXIT_NO_MATCH};
@@ -17,8 +17,12 @@ use crate::text::{duration_ms, plural};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KillReport {
-    pub port: u16,
+    /// `null` for a unix socket.
+    pub port: Option<u16>,
     pub protos: Vec<Proto>,
+    /// The unix socket asked about (schema 3; absent for ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix: Option<UnixName>,
     pub signal: String,
     pub dry_run: bool,
     pub targets: Vec<Target>,
@@ -55,11 +59,12 @@ pub struct Holder {
     pub links: Vec<Held>,
 }
 
-/// The holders of the sockets on `port`, by pid.
-pub fn holders(sockets: &[Socket], port: u16) -> BTreeMap<u32, Holder> {
+/// The holders of `sockets` (those on the port, or bound to the unix name),
+/// by pid.
+pub fn holders<'a>(sockets: impl IntoIterator<Item = &'a Socket>) -> BTreeMap<u32, Holder> {
     let mut holders: BTreeMap<u32, Holder> = BTreeMap::new();
-    for s in sockets.iter().filter(|s| s.port() == port) {
-        for o in &s.owners {
+    for s in sockets {
+        for o in s.owners.iter() {
             let h = holders.entry(o.pid).or_insert_with(|| Holder {
                 pid: o.pid,
                 name: o.name.to_string(),
@@ -218,14 +223,15 @@ mod tests {
                 cmdline: Arc::from("srv"),
                 context: None,
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         s
     }
 
     #[test]
     fn holders_are_planned_refused_or_left_to_signal() {
         let sockets = [held(80, 11, &[(1, 3), (500, 4)]), held(80, 12, &[(500, 5)]), held(81, 13, &[(600, 3)])];
-        let h = holders(&sockets, 80);
+        let h = holders(sockets.iter().filter(|s| s.port() == 80));
         assert_eq!(h.keys().copied().collect::<Vec<_>>(), [1, 500]);
         let links: Vec<(u32, u64)> = h[&500].links.iter().map(|l| (l.fd, l.inode)).collect();
         assert_eq!(links, [(4, 11), (5, 12)]);
@@ -241,8 +247,9 @@ mod tests {
     #[test]
     fn summary_and_status() {
         let mut r = KillReport {
-            port: 80,
+            port: Some(80),
             protos: vec![Proto::Tcp],
+            unix: None,
             signal: "SIGTERM".into(),
             dry_run: false,
             targets: vec![Target {

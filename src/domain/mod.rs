@@ -6,6 +6,8 @@
 pub mod bind;
 pub mod kill;
 pub mod order;
+pub mod peers;
 pub mod select;
 pub mod stats;
+pub mod unix;
 pub mod who;

@@ -10,7 +10,8 @@ use crate::error::UserError;
 use crate::model::{Family, Proto, Socket};
 use crate::procs::ProcTable;
 
-/// Protocols and families from `--tcp/--udp/-4/-6` (none given: all).
+/// Protocols and families from `--tcp/--udp/--unix/--raw/--packet/-4/-6`
+/// (no protocol given: TCP and UDP; no family: both).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
     pub protos: Vec<Proto>,
@@ -28,11 +29,28 @@ impl Default for Selection {
 
 impl Selection {
     pub fn new(tcp: bool, udp: bool, ipv4: bool, ipv6: bool) -> Selection {
-        let protos = match (tcp, udp) {
-            (true, false) => vec![Proto::Tcp],
-            (false, true) => vec![Proto::Udp],
-            _ => vec![Proto::Tcp, Proto::Udp],
-        };
+        Selection::with_kinds(tcp, udp, false, false, false, ipv4, ipv6)
+    }
+
+    /// As `ss`: the kinds given (`-t -u -x -w -0`), or TCP and UDP when none
+    /// is. `raw` takes ICMP ("ping") sockets too. `-4`/`-6` choose among the
+    /// IP kinds and leave unix and packet sockets alone.
+    pub fn with_kinds(tcp: bool, udp: bool, unix: bool, raw: bool, packet: bool, ipv4: bool, ipv6: bool) -> Selection {
+        let mut protos = Vec::new();
+        for (on, p) in [(tcp, Proto::Tcp), (udp, Proto::Udp), (raw, Proto::Raw), (raw, Proto::Icmp)] {
+            if on {
+                protos.push(p);
+            }
+        }
+        if unix {
+            protos.push(Proto::Unix);
+        }
+        if packet {
+            protos.push(Proto::Packet);
+        }
+        if protos.is_empty() {
+            protos = vec![Proto::Tcp, Proto::Udp];
+        }
         let (families, v4_with_dual_stack) = match (ipv4, ipv6) {
             // Dual-stack IPv6 wildcard sockets take IPv4 too: ask for IPv6 as
             // well and keep only those.
@@ -48,6 +66,7 @@ impl Selection {
     /// /proc/net) is kept too: it may well take IPv4.
     pub fn keeps(&self, s: &Socket) -> bool {
         !self.v4_with_dual_stack
+            || !s.proto.is_ip()
             || s.family == Family::Ipv4
             || s.is_dual_stack()
             || (s.v6only.is_none() && s.local_ip().is_some_and(|e| e.is_wildcard()))
@@ -214,5 +233,19 @@ mod tests {
         let s = Selection::new(false, false, true, false);
         assert_eq!((s.families.len(), s.v4_with_dual_stack), (2, true));
         assert_eq!(Selection::default().protos, vec![Proto::Tcp, Proto::Udp]);
+        let s = Selection::with_kinds(false, false, true, true, true, true, false);
+        assert_eq!(s.protos, vec![Proto::Raw, Proto::Icmp, Proto::Unix, Proto::Packet]);
+        let unix = Socket::new(
+            Proto::Unix,
+            Family::Unix,
+            crate::model::State::Listen,
+            crate::model::Addr::from_unix(crate::model::UnixName::path("/run/x")),
+            None,
+        );
+        assert!(s.keeps(&unix), "-4 leaves unix sockets alone");
+        assert_eq!(
+            Selection::with_kinds(false, true, true, false, false, false, false).protos,
+            [Proto::Udp, Proto::Unix]
+        );
     }
 }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::counters::{Counters, Sockstat};
 use crate::model::{
-    AcceptQueue, Endpoint, Family, JSON_SCHEMA_VERSION, NetnsRef, PortRange, Proto, Socket, State, unmapped_endpoint,
+    AcceptQueue, Endpoint, Family, JSON_SCHEMA_VERSION, NetnsRef, PortRange, Proto, Socket, State, UnixType,
+    unmapped_endpoint,
 };
 use crate::services;
 use crate::sysctl::{Sysctls, TcpMem};
@@ -51,6 +52,50 @@ pub struct Stats {
     /// The kernel's counters and socket memory of the namespace asked about
     /// (schema 3); `null` when none could be read.
     pub kernel: Option<Kernel>,
+    /// Unix sockets per type and state (schema 3); `null` when they could
+    /// not be read.
+    pub unix: Option<UnixCounts>,
+}
+
+/// Unix sockets of the namespace(s): every (type, state) pair listed,
+/// zeros included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixCounts {
+    pub total: usize,
+    pub states: Vec<UnixStateCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixStateCount {
+    #[serde(rename = "type")]
+    pub kind: UnixType,
+    pub state: State,
+    pub count: usize,
+}
+
+/// The states a unix socket is reported in: listening (stream and
+/// seqpacket), connected, connecting, and neither (`unconn`: bound or not).
+pub const UNIX_STATES: [State; 4] = [State::Listen, State::Established, State::SynSent, State::Unconn];
+
+/// Counts unix sockets per type and state.
+pub fn unix_counts(sockets: &[Socket]) -> UnixCounts {
+    let mut by: HashMap<(UnixType, State), usize> = HashMap::new();
+    let mut total = 0;
+    for s in sockets.iter().filter(|s| s.proto == Proto::Unix) {
+        total += 1;
+        if let Some(u) = s.unix() {
+            *by.entry((u.kind, s.state)).or_default() += 1;
+        }
+    }
+    let mut states = Vec::new();
+    for kind in [UnixType::Stream, UnixType::Dgram, UnixType::Seqpacket] {
+        for state in UNIX_STATES {
+            states.push(UnixStateCount { kind, state, count: by.get(&(kind, state)).copied().unwrap_or(0) });
+        }
+    }
+    UnixCounts { total, states }
 }
 
 /// A process holding a socket.
@@ -490,6 +535,7 @@ pub fn summarise(sockets: &[Socket], sys: &Sysctls, top: usize) -> Stats {
         listeners: listen_queues(sockets, sys, |_| sys.somaxconn),
         udp_drops: udp_drops(sockets),
         kernel: None,
+        unix: None,
     }
 }
 
@@ -553,7 +599,7 @@ pub fn udp_drops(sockets: &[Socket]) -> Vec<UdpDrops> {
 /// The distinct processes holding a socket, in pid order.
 fn processes(s: &Socket) -> Vec<ProcessRef> {
     let mut v: Vec<ProcessRef> = Vec::new();
-    for o in &s.owners {
+    for o in s.owners.iter() {
         if !v.iter().any(|p| p.pid == o.pid) {
             v.push(ProcessRef { pid: o.pid, name: o.name.to_string(), user: o.user.to_string() });
         }
@@ -838,7 +884,7 @@ pub fn close_wait_by_process(sockets: &[Socket]) -> CloseWait {
             unowned += 1;
         }
         let mut pids: Vec<u32> = Vec::new();
-        for o in &s.owners {
+        for o in s.owners.iter() {
             if pids.contains(&o.pid) {
                 continue; // one process, several descriptors: one socket
             }
@@ -1198,6 +1244,7 @@ pub(crate) mod tests {
         let sockstat = crate::counters::parse_sockstat(crate::counters::tests::SOCKSTAT);
         s.kernel = Some(kernel(counters.clone(), Some((counters, std::time::Duration::from_secs(1))), sockstat, &sys));
         assert!(!s.listeners.full.is_empty() && !s.udp_drops.is_empty());
+        s.unix = Some(unix_counts(&v));
         let buf = serde_json::to_vec_pretty(&s).unwrap();
         let back: Stats = serde_json::from_slice(&buf).unwrap();
         assert_eq!(back, s);

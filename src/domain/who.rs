@@ -58,13 +58,16 @@ impl Target {
     }
 }
 
-/// The JSON answer (`who --json`), documented in docs/json.md.
+/// The JSON answer (`who --json`), documented in docs/json.md; the same
+/// object for a port and for a unix socket (`who PATH`, `who @NAME`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhoReport {
     pub spec: SpecOut,
     pub verdict: Verdict,
     pub holders: Vec<Holder>,
+    /// Who is connected to the listeners (schema 3).
+    pub connected: Connected,
     /// Every socket on the port, any state, in the namespace asked about.
     pub sockets: Vec<Socket>,
     /// Sockets on the port in other network namespaces (each with `netns`):
@@ -116,10 +119,106 @@ pub struct OverflowCounters {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecOut {
-    pub port: u16,
+    /// `null` for a unix socket.
+    pub port: Option<u16>,
     pub protos: Vec<Proto>,
     pub addr: Option<IpAddr>,
     pub service: Option<String>,
+    /// A unix socket's name (schema 3; absent for ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix: Option<UnixSpecOut>,
+}
+
+/// The unix socket `who` was asked about.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixSpecOut {
+    /// The path as given, or the abstract name without its `@`.
+    pub name: String,
+    #[serde(rename = "abstract")]
+    pub is_abstract: bool,
+    /// Paths: what is at the path now; `null` for abstract names.
+    pub file: Option<FileOut>,
+}
+
+/// What a path holds: `exists`, and for a socket file its device and
+/// inode (what sockets bound to it report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOut {
+    pub exists: bool,
+    pub dev: Option<u64>,
+    pub ino: Option<u64>,
+}
+
+/// Who is connected to a listener: its accepted connections, counted per
+/// process at the other end (when that end is on this host).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connected {
+    /// Connections (the listeners' side of them) on the target.
+    pub connections: usize,
+    /// Per process name at the other end, most connections first; a
+    /// connection whose other end processes of several names hold counts
+    /// for each.
+    pub peers: Vec<PeerGroup>,
+    /// Connections whose other end is no process visible here: another
+    /// host, a process whose descriptors could not be read, or an end no
+    /// process holds.
+    pub other: usize,
+    /// Unix listeners: clients waiting in the accept queue.
+    pub pending: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerGroup {
+    pub name: String,
+    pub pids: Vec<u32>,
+    /// Connections with a process of this name at the other end.
+    pub count: usize,
+}
+
+/// One `verdict.binds` entry: a port bind or a unix one (untagged: `addr`
+/// and `port` for one, `name` and `abstract` for the other).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Bind {
+    Ip(BindCheck),
+    Unix(UnixBind),
+}
+
+impl Bind {
+    /// The port bind, for a port target.
+    pub fn ip(&self) -> Option<&BindCheck> {
+        match self {
+            Bind::Ip(b) => Some(b),
+            Bind::Unix(_) => None,
+        }
+    }
+
+    pub fn plain(&self) -> Outcome {
+        match self {
+            Bind::Ip(b) => b.plain,
+            Bind::Unix(b) => b.plain,
+        }
+    }
+}
+
+/// What a bind() to a unix name would get. SO_REUSEADDR changes nothing
+/// for unix sockets: `reuseaddr` is `plain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixBind {
+    pub proto: Proto,
+    pub name: String,
+    #[serde(rename = "abstract")]
+    pub is_abstract: bool,
+    pub plain: Outcome,
+    pub reuseaddr: Outcome,
+    /// Inodes of the sockets bound to the name.
+    pub blocked_by: Vec<u64>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,7 +231,7 @@ pub struct Verdict {
     /// The verdict lines, one per protocol.
     pub summary: Vec<String>,
     /// What a new bind() would get on each candidate address.
-    pub binds: Vec<BindCheck>,
+    pub binds: Vec<Bind>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,13 +308,15 @@ pub fn answer(target: &Target, found: Found, procs: &mut ProcTable, sys: &Sysctl
     hints.extend(udp_drop_hints(&sockets));
     WhoReport {
         spec: SpecOut {
-            port,
+            port: Some(port),
             protos,
             addr: target.addr,
             service: services::name(target.proto.unwrap_or(Proto::Tcp), port).map(str::to_string),
+            unix: None,
         },
-        verdict: Verdict { in_use, summary, binds },
+        verdict: Verdict { in_use, summary, binds: binds.into_iter().map(Bind::Ip).collect() },
         holders,
+        connected: connected(sockets.iter().filter(|s| target.served_by(s))),
         sockets,
         other_netns,
         hints,
@@ -321,6 +422,82 @@ fn udp_drop_hints(sockets: &[Socket]) -> Vec<String> {
         .collect()
 }
 
+/// Who is connected through `sockets` (the sockets on a target): their
+/// connected ones, grouped by the process at the other end.
+pub fn connected<'a>(sockets: impl IntoIterator<Item = &'a Socket>) -> Connected {
+    let mut c = Connected::default();
+    let mut groups: BTreeMap<&str, (BTreeSet<u32>, usize)> = BTreeMap::new();
+    for s in sockets {
+        if s.state == State::Listen {
+            c.pending += s.unix().map_or(0, |u| u.pending.len()).max(s.recv_q as usize);
+        }
+        let connection = s.remote.is_some()
+            && s.inode != 0
+            && !matches!(s.state, State::Listen | State::Unconn | State::TimeWait | State::Close);
+        if !connection {
+            continue;
+        }
+        c.connections += 1;
+        match s.peer.as_ref().filter(|p| !p.owners.is_empty()) {
+            // Counted once per process name holding the other end (a
+            // client that forked counts for both names).
+            Some(p) => {
+                let names: BTreeSet<&str> = p.owners.iter().map(|o| &*o.name).collect();
+                for name in names {
+                    let g = groups.entry(name).or_default();
+                    g.0.extend(p.owners.iter().filter(|o| &*o.name == name).map(|o| o.pid));
+                    g.1 += 1;
+                }
+            }
+            None => c.other += 1,
+        }
+    }
+    c.peers = groups
+        .into_iter()
+        .map(|(name, (pids, count))| PeerGroup { name: name.to_string(), pids: pids.into_iter().collect(), count })
+        .collect();
+    c.peers.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+    c
+}
+
+/// `12 × nginx (pids 812, 813), 3 × curl (pid 900); 40 with no visible
+/// process at the other end; 2 waiting to be accepted`; `None` when nothing
+/// is connected.
+pub fn connected_line(c: &Connected) -> Option<String> {
+    if c.connections == 0 && c.pending == 0 {
+        return None;
+    }
+    let mut peers: Vec<String> = c
+        .peers
+        .iter()
+        .take(5)
+        .map(|g| {
+            let pids: Vec<String> = g.pids.iter().take(4).map(u32::to_string).collect();
+            let more = if g.pids.len() > 4 { ", ..." } else { "" };
+            let label = if g.pids.len() == 1 { "pid" } else { "pids" };
+            format!("{} × {} ({label} {}{more})", g.count, g.name, pids.join(", "))
+        })
+        .collect();
+    let rest: usize = c.peers.iter().skip(5).map(|g| g.count).sum();
+    if rest > 0 {
+        peers.push(format!("{rest} × other processes"));
+    }
+    let mut parts = Vec::new();
+    if !peers.is_empty() {
+        parts.push(peers.join(", "));
+    }
+    if c.connections == 0 {
+        parts.push("none accepted".to_string());
+    }
+    if c.other > 0 {
+        parts.push(format!("{} with no visible process at the other end (another host, or hidden)", c.other));
+    }
+    if c.pending > 0 {
+        parts.push(format!("{} waiting to be accepted", c.pending));
+    }
+    Some(parts.join("; "))
+}
+
 /// The addresses a server would usually try, plus the one asked about.
 fn candidates(asked: Option<IpAddr>) -> Vec<IpAddr> {
     let mut v =
@@ -335,10 +512,10 @@ fn candidates(asked: Option<IpAddr>) -> Vec<IpAddr> {
 
 /// One entry per process, in pid order, with what may explain why it holds
 /// a socket it did not open.
-fn holders(sockets: &[Socket], procs: &mut ProcTable) -> Vec<Holder> {
+pub(crate) fn holders(sockets: &[Socket], procs: &mut ProcTable) -> Vec<Holder> {
     let mut by_pid: BTreeMap<u32, Vec<&Socket>> = BTreeMap::new();
     for s in sockets {
-        for o in &s.owners {
+        for o in s.owners.iter() {
             let v = by_pid.entry(o.pid).or_default();
             if !v.iter().any(|x| x.inode == s.inode) {
                 v.push(s);

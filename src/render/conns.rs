@@ -5,16 +5,47 @@ use std::io::{self, Write};
 use comfy_table::Color;
 
 use super::table::{self, col, num};
-use super::{Output, owner_columns};
+use super::{Group, Output, owner_columns};
 use crate::model::{Socket, State, Timer};
 
-pub fn write(w: &mut impl Write, sockets: &[Socket], out: &Output, extended: bool, context: bool) -> io::Result<()> {
-    let (columns, rows) = rows(sockets, extended, context);
-    table::write(w, &columns, rows, out)
+pub fn write(
+    w: &mut impl Write,
+    sockets: &[Socket],
+    out: &Output,
+    extended: bool,
+    peers: bool,
+    context: bool,
+) -> io::Result<()> {
+    for (i, (group, socks)) in super::groups(sockets).into_iter().enumerate() {
+        if i > 0 {
+            writeln!(w)?;
+        }
+        let (columns, rows) = rows(group, &socks, extended, peers, context);
+        table::write(w, &columns, rows, out)?;
+    }
+    Ok(())
 }
 
-/// Columns and rows of the table.
-pub fn rows(sockets: &[Socket], extended: bool, context: bool) -> (Vec<table::Column>, Vec<Vec<table::Styled>>) {
+/// Columns and rows of one kind's table. `peers` adds the PEER column to
+/// the TCP/UDP table (the unix table always has it).
+pub fn rows(
+    group: Group,
+    sockets: &[&Socket],
+    extended: bool,
+    peers: bool,
+    context: bool,
+) -> (Vec<table::Column>, Vec<Vec<table::Styled>>) {
+    let (mut columns, mut rows) = match group {
+        Group::Ip => ip(sockets, extended, peers),
+        Group::Raw => super::raw_rows(sockets, true),
+        Group::Unix => unix(sockets),
+        Group::Packet => super::packet_rows(sockets),
+    };
+    super::decorate(&mut columns, &mut rows, sockets, context);
+    (columns, rows)
+}
+
+fn ip(sockets: &[&Socket], extended: bool, peers: bool) -> (Vec<table::Column>, Vec<Vec<table::Styled>>) {
     let mut columns = vec![
         col("PROTO"),
         col("STATE"),
@@ -42,7 +73,10 @@ pub fn rows(sockets: &[Socket], extended: bool, context: bool) -> (Vec<table::Co
             num("DROPS"),
         ]);
     }
-    let rows = sockets
+    if peers {
+        columns.push(col("PEER"));
+    }
+    let mut rows = sockets
         .iter()
         .map(|s| {
             let (pids, names, users) = owner_columns(s);
@@ -61,12 +95,53 @@ pub fn rows(sockets: &[Socket], extended: bool, context: bool) -> (Vec<table::Co
             if extended {
                 row.extend(extended_cells(s));
             }
+            if peers {
+                row.push(super::peer_cell(s));
+            }
             row
         })
         .collect::<Vec<_>>();
-    let mut rows = rows;
     super::accept_queue_column(&mut columns, &mut rows, sockets);
-    super::decorate(&mut columns, &mut rows, sockets, context);
+    (columns, rows)
+}
+
+/// Unix sockets: both names (a client's own is usually `*`, its REMOTE the
+/// server's path), the inodes `ss -x` shows, and the process at the other end.
+fn unix(sockets: &[&Socket]) -> (Vec<table::Column>, Vec<Vec<table::Styled>>) {
+    let columns = vec![
+        col("TYPE"),
+        col("STATE"),
+        col("LOCAL"),
+        col("REMOTE"),
+        num("RECV-Q"),
+        num("SEND-Q"),
+        num("INODE"),
+        col("PID"),
+        col("PROCESS"),
+        col("USER"),
+        num("PEER-INODE"),
+        col("PEER"),
+    ];
+    let rows = sockets
+        .iter()
+        .map(|s| {
+            let (pids, names, users) = owner_columns(s);
+            vec![
+                super::proto_label(s).into(),
+                state_cell(s.state),
+                s.local.to_string().into(),
+                s.remote.as_ref().map_or_else(|| "-".to_string(), |r| r.to_string()).into(),
+                s.recv_q.to_string().into(),
+                s.send_q.to_string().into(),
+                s.inode.to_string().into(),
+                pids.into(),
+                names.into(),
+                users.into(),
+                s.peer.as_ref().map_or_else(|| "-".to_string(), |p| p.inode.to_string()).into(),
+                super::peer_cell(s),
+            ]
+        })
+        .collect();
     (columns, rows)
 }
 

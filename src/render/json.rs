@@ -106,7 +106,8 @@ fn encode_parallel<T: Sync, E: Encoder<T>>(
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(chunk) = chunks.get(i) else { break };
-                    let mut buf = Vec::with_capacity(chunk.len() * 400);
+                    // About 400 bytes a record, twice that with a peer's owners.
+                    let mut buf = Vec::with_capacity(chunk.len() * 800);
                     encode(&mut enc, &mut buf, chunk, i * CHUNK, array);
                     if tx.send((i, buf)).is_err() {
                         break;

@@ -102,7 +102,7 @@ pub fn listen(w: &mut impl Write, sockets: &[Socket]) -> io::Result<()> {
             hidden[slot].1 += 1;
         }
         let mut owners: Vec<(&str, &str)> = Vec::new();
-        for o in &s.owners {
+        for o in s.owners.iter() {
             if !owners.contains(&(&*o.name, &*o.user)) {
                 owners.push((&o.name, &o.user));
             }
@@ -114,6 +114,7 @@ pub fn listen(w: &mut impl Write, sockets: &[Socket]) -> io::Result<()> {
             let labels: Labels = vec![
                 ("proto", s.proto.as_str().to_string()),
                 ("family", family_label(s.family).to_string()),
+                // Unix sockets: the path, or `@name` (NULs as `@`, as ss shows them).
                 ("addr", s.local_ip().map_or_else(|| s.local.to_string(), |e| e.addr.to_string())),
                 ("port", s.local_ip().map_or_else(String::new, |e| e.port.to_string())),
                 ("exposure", s.exposure.as_str().to_string()),
@@ -132,8 +133,8 @@ pub fn listen(w: &mut impl Write, sockets: &[Socket]) -> io::Result<()> {
     family(
         w,
         "portctl_listen_info",
-        "A TCP listener or bound UDP socket and a process holding it: one series per socket, process name \
-         and user (process and user are empty when no holder is visible). Always 1.",
+        "A TCP listener, bound UDP socket or unix listener (listen -x) and a process holding it: one series \
+         per socket, process name and user (process and user are empty when no holder is visible). Always 1.",
         &info,
     )?;
     let hidden: Vec<(Labels, String)> = hidden.into_iter().map(|(n, c)| (vec![("netns", n)], c.to_string())).collect();
@@ -293,6 +294,20 @@ pub fn stats(w: &mut impl Write, st: &Stats) -> io::Result<()> {
         "CLOSE_WAIT sockets per holding process name and user (the peer closed, the process has not): a \
          steady rise is a descriptor leak. process=\"\" counts those with no visible holder.",
         &close_wait,
+    )?;
+    let unix: Vec<(Labels, String)> = st
+        .unix
+        .iter()
+        .flat_map(|u| &u.states)
+        .map(|c| {
+            (vec![("type", c.kind.as_str().to_string()), ("state", c.state.as_str().to_string())], c.count.to_string())
+        })
+        .collect();
+    family(
+        w,
+        "portctl_unix_sockets",
+        "Unix sockets per type (stream, dgram, seqpacket) and state (every pair, zeros included).",
+        &unix,
     )?;
     kernel(w, st)
 }
@@ -475,6 +490,7 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
                     ProcessCount { pid: 2, name: "app".into(), user: "u".into(), count: 1 },
                 ],
             }),
+            unix: Some(crate::domain::stats::unix_counts(&[unix_listener()])),
         };
         let mut out = Vec::new();
         stats(&mut out, &st).unwrap();
@@ -487,10 +503,53 @@ portctl_listen_info{proto=\"udp\",family=\"ipv6\",addr=\"::1\",port=\"53\",expos
             "portctl_ephemeral_ports_used_ratio{proto=\"tcp\",remote_addr=\"10.0.0.9\",remote_port=\"443\"} 0.25",
             "portctl_close_wait_sockets{process=\"app\",user=\"u\"} 3",
             "portctl_close_wait_sockets{process=\"\",user=\"\"} 1",
+            "portctl_unix_sockets{type=\"stream\",state=\"listen\"} 1",
+            "portctl_unix_sockets{type=\"dgram\",state=\"unconn\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
         assert_eq!(text.lines().filter(|l| l.starts_with("portctl_sockets{")).count(), 26);
+        assert_eq!(text.lines().filter(|l| l.starts_with("portctl_unix_sockets{")).count(), 12);
+    }
+
+    fn unix_listener() -> Socket {
+        use crate::model::{Addr, Detail, Family, Proto, State, UnixDetail, UnixName, UnixType};
+        let mut s = Socket::new(
+            Proto::Unix,
+            Family::Unix,
+            State::Listen,
+            Addr::from_unix(UnixName::path("/run/a\"b.sock")),
+            None,
+        );
+        s.inode = 5;
+        s.detail = Some(Box::new(Detail::Unix(UnixDetail { kind: UnixType::Stream, vfs: None, pending: vec![] })));
+        s
+    }
+
+    #[test]
+    fn unix_listeners_are_listen_info_series() {
+        let mut s = unix_listener();
+        s.owners = vec![crate::model::Owner {
+            pid: 3,
+            name: "dockerd".into(),
+            user: "root".into(),
+            fd: 4,
+            tid: None,
+            cmdline: "dockerd".into(),
+            context: None,
+        }]
+        .into();
+        let mut abs = unix_listener();
+        abs.local = crate::model::Addr::from_unix(crate::model::UnixName::abstract_name("bus\0x"));
+        let mut out = Vec::new();
+        listen(&mut out, &[s, abs]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in [
+            "portctl_listen_info{proto=\"unix\",family=\"unix\",addr=\"/run/a\\\"b.sock\",port=\"\",exposure=\"loopback\",process=\"dockerd\",user=\"root\",netns=\"\"} 1",
+            "portctl_listen_info{proto=\"unix\",family=\"unix\",addr=\"@bus@x\",port=\"\",exposure=\"loopback\",process=\"\",user=\"\",netns=\"\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
     }
 
     #[test]

@@ -93,6 +93,18 @@ pub fn write(w: &mut impl Write, st: &Stats, out: &Output) -> io::Result<()> {
         .collect();
     write_or_none(w, &[col("SIDE"), col("PEER"), num("PORT"), col("SERVICE"), num("TIME_WAIT")], rows, out)?;
 
+    if let Some(u) = &st.unix {
+        writeln!(w)?;
+        title(w, &format!("UNIX SOCKETS  {} in total", u.total))?;
+        let rows = u
+            .states
+            .iter()
+            .filter(|c| c.count > 0)
+            .map(|c| vec![c.kind.as_str().into(), c.state.as_str().into(), c.count.to_string().into()])
+            .collect();
+        write_or_none(w, &[col("TYPE"), col("STATE"), num("COUNT")], rows, out)?;
+    }
+
     writeln!(w)?;
     match &st.close_wait {
         None => title(w, "CLOSE_WAIT BY PROCESS  not looked up (--no-owners)")?,

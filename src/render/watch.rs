@@ -7,14 +7,14 @@ use std::io::{self, Write};
 use comfy_table::Color;
 
 use super::table::{self, Styled};
-use super::{Output, Style};
+use super::{Group, Output, Style};
 use crate::model::Socket;
 
 /// Which table to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     Listen { context: bool },
-    Conns { extended: bool, context: bool },
+    Conns { extended: bool, peers: bool, context: bool },
 }
 
 /// What changed for one row.
@@ -57,30 +57,49 @@ pub fn frame(
     heading: &str,
     out: &Output,
 ) -> io::Result<()> {
-    let (mut columns, cells) = match what {
-        Table::Listen { context } => super::listen::rows(rows, context),
-        Table::Conns { extended, context } => super::conns::rows(rows, extended, context),
-    };
-    columns.insert(0, table::col(" "));
-    let cells: Vec<Vec<Styled>> = cells
-        .into_iter()
-        .zip(marks)
-        .map(|(mut row, &m)| {
-            if let Some(c) = m.color() {
-                for cell in row.iter_mut() {
-                    cell.color = Some(c);
-                }
-            }
-            row.insert(0, Styled { text: m.text().to_string(), color: m.color() });
-            row
-        })
-        .collect();
     if out.terminal {
         write!(w, "\x1b[H\x1b[2J")?;
     }
     Style { color: false }.line(w, heading)?;
-    if cells.is_empty() {
+    if rows.is_empty() {
         return writeln!(w, "(none)");
     }
-    table::write(w, &columns, cells, out)
+    // One table per kind of socket, as the command itself prints them.
+    let mut groups: Vec<(Group, Vec<&Socket>, Vec<Mark>)> = Vec::new();
+    for (s, &m) in rows.iter().zip(marks) {
+        let g = Group::of(s);
+        match groups.iter_mut().find(|(x, _, _)| *x == g) {
+            Some((_, v, ms)) => {
+                v.push(s);
+                ms.push(m);
+            }
+            None => groups.push((g, vec![s], vec![m])),
+        }
+    }
+    groups.sort_by_key(|(g, _, _)| *g);
+    for (i, (group, socks, ms)) in groups.into_iter().enumerate() {
+        if i > 0 {
+            writeln!(w)?;
+        }
+        let (mut columns, cells) = match what {
+            Table::Listen { context } => super::listen::rows(group, &socks, context),
+            Table::Conns { extended, peers, context } => super::conns::rows(group, &socks, extended, peers, context),
+        };
+        columns.insert(0, table::col(" "));
+        let cells: Vec<Vec<Styled>> = cells
+            .into_iter()
+            .zip(ms)
+            .map(|(mut row, m)| {
+                if let Some(c) = m.color() {
+                    for cell in row.iter_mut() {
+                        cell.color = Some(c);
+                    }
+                }
+                row.insert(0, Styled { text: m.text().to_string(), color: m.color() });
+                row
+            })
+            .collect();
+        table::write(w, &columns, cells, out)?;
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use super::{Style, owner_columns, proto_label, sanitize};
 use crate::domain::bind::{BindCheck, Outcome};
-use crate::domain::who::WhoReport;
+use crate::domain::who::{Bind, WhoReport, connected_line};
 use crate::model::{Endpoint, Proto, Socket, State, longest_timer_ms};
 use crate::text::duration_ms;
 
@@ -18,6 +18,10 @@ pub fn write(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
     for line in &r.verdict.summary {
         st.heading(w, line)?;
     }
+    if let Some(line) = connected_line(&r.connected) {
+        st.line(w, &format!("connected: {line}"))?;
+    }
+    let target = target_label(r);
     if !r.holders.is_empty() {
         writeln!(w)?;
         st.heading(w, "holders")?;
@@ -37,9 +41,10 @@ pub fn write(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
         }
     }
     let others: Vec<&Socket> = r.sockets.iter().filter(|s| !matches!(s.state, State::Listen | State::Unconn)).collect();
-    if !others.is_empty() {
+    // A unix listener's connections are what `connected` counts already.
+    if !others.is_empty() && r.spec.unix.is_none() {
         writeln!(w)?;
-        st.heading(w, &format!("other sockets on port {}", r.spec.port))?;
+        st.heading(w, &format!("other sockets on {target}"))?;
         other_sockets(w, &others, st)?;
     }
     if !r.other_netns.is_empty() {
@@ -58,17 +63,24 @@ pub fn write(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
         }
     }
     writeln!(w)?;
-    st.heading(w, &format!("a new bind() on port {}", r.spec.port))?;
-    let width = r.verdict.binds.iter().map(|b| bind_target(b).len()).max().unwrap_or(0);
+    st.heading(w, &format!("a new bind() on {target}"))?;
+    let width = r.verdict.binds.iter().map(|b| sanitize::width(&bind_target(b))).max().unwrap_or(0);
     for b in &r.verdict.binds {
-        let plain = if b.plain == Outcome::Ok { "ok" } else { "fails" };
-        let reuse = if b.plain == Outcome::Ok {
-            String::new()
-        } else {
-            format!("  with SO_REUSEADDR: {}  with SO_REUSEPORT: {}", b.reuseaddr.as_str(), reuseport(b))
+        let ok = b.plain() == Outcome::Ok;
+        let plain = if ok { "ok" } else { "fails" };
+        let (reuse, why) = match b {
+            Bind::Ip(b) if !ok => (
+                format!("  with SO_REUSEADDR: {}  with SO_REUSEPORT: {}", b.reuseaddr.as_str(), reuseport(b)),
+                format!("  ({})", b.reason),
+            ),
+            Bind::Ip(_) => (String::new(), String::new()),
+            // SO_REUSEADDR does nothing for unix sockets; the reason says
+            // why it fails, or that it would create the file.
+            Bind::Unix(b) => (String::new(), format!("  ({})", b.reason)),
         };
-        let why = if b.plain == Outcome::Ok { String::new() } else { format!("  ({})", b.reason) };
-        let line = format!("  {:<width$}  {plain:<5}{reuse}{why}", bind_target(b));
+        let name = bind_target(b);
+        let pad = " ".repeat(width.saturating_sub(sanitize::width(&name)));
+        let line = format!("  {name}{pad}  {plain:<5}{reuse}{why}");
         st.line(w, line.trim_end())?;
     }
     if !r.hints.is_empty() {
@@ -117,11 +129,21 @@ fn holders(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
                 st.line(w, &format!("    container {} {}{name}", ct.runtime, crate::model::short_id(&ct.id)))?;
             }
         }
-        let held: Vec<String> = r
+        // Listeners and bound sockets first, then by descriptor.
+        let mut mine: Vec<(u8, u32, &Socket)> = r
             .sockets
             .iter()
             .filter(|s| h.sockets.contains(&s.inode))
             .map(|s| {
+                let rank = u8::from(!matches!(s.state, State::Listen | State::Unconn));
+                let fd = s.owners.iter().filter(|o| o.pid == h.pid).map(|o| o.fd).min().unwrap_or(0);
+                (rank, fd, s)
+            })
+            .collect();
+        mine.sort_by_key(|&(rank, fd, _)| (rank, fd));
+        let held: Vec<String> = mine
+            .into_iter()
+            .map(|(_, _, s)| {
                 let fds: Vec<String> = s
                     .owners
                     .iter()
@@ -178,10 +200,26 @@ fn other_sockets(w: &mut dyn Write, others: &[&Socket], st: Style) -> io::Result
     Ok(())
 }
 
-fn bind_target(b: &BindCheck) -> String {
-    let ep = Endpoint { addr: b.addr, port: b.port };
-    let v6 = if b.v6only == Some(true) { " v6only" } else { "" };
-    format!("{}/{}{v6}", ep, b.proto)
+fn bind_target(b: &Bind) -> String {
+    match b {
+        Bind::Ip(b) => {
+            let ep = Endpoint { addr: b.addr, port: b.port };
+            let v6 = if b.v6only == Some(true) { " v6only" } else { "" };
+            format!("{}/{}{v6}", ep, b.proto)
+        }
+        Bind::Unix(b) if b.is_abstract => format!("@{}", b.name.replace('\0', "@")),
+        Bind::Unix(b) => b.name.clone(),
+    }
+}
+
+/// `port 8080`, `/run/app.sock`, `@name`.
+fn target_label(r: &WhoReport) -> String {
+    match (&r.spec.unix, r.spec.port) {
+        (Some(u), _) if u.is_abstract => format!("@{}", u.name),
+        (Some(u), _) => u.name.clone(),
+        (None, Some(p)) => format!("port {p}"),
+        (None, None) => "it".to_string(),
+    }
 }
 
 /// At most `max` characters, with `…` when cut.

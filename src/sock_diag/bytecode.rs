@@ -95,7 +95,7 @@ const OP_LEN: usize = 4;
 ///   IPv4 address, including mapped ones", `::/0` means "any IPv6 socket".
 ///
 /// Port ranges are inclusive; an empty range (`lo > hi`) matches nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Cond {
     /// Local port within `lo..=hi` (`lo == hi` for equality).
     SPort {
@@ -131,7 +131,7 @@ pub enum Cond {
 /// A boolean combination of [`Cond`]s.
 ///
 /// `And(vec![])` is true and `Or(vec![])` is false.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Expr {
     /// A single condition.
     Cond(Cond),
@@ -159,7 +159,48 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// The same test with the two ends swapped (source for destination):
+    /// what the other end of each matching connection matches. `conns`
+    /// dumps it to find the peers of what a one-sided filter selected.
+    pub fn mirrored(&self) -> Expr {
+        match self {
+            Expr::Cond(c) => Expr::Cond(c.mirrored()),
+            Expr::And(v) => Expr::And(v.iter().map(Expr::mirrored).collect()),
+            Expr::Or(v) => Expr::Or(v.iter().map(Expr::mirrored).collect()),
+            Expr::Not(e) => Expr::Not(Box::new(e.mirrored())),
+        }
+    }
+
+    /// The same test with the operands of every `And` and `Or` in one
+    /// order: two expressions that differ only in that order are equal
+    /// once canonical (`sport 80 or dport 80` mirrored is itself).
+    pub fn canonical(&self) -> Expr {
+        let sorted = |v: &[Expr]| {
+            let mut v: Vec<Expr> = v.iter().map(Expr::canonical).collect();
+            v.sort();
+            v
+        };
+        match self {
+            Expr::Cond(c) => Expr::Cond(*c),
+            Expr::And(v) => Expr::And(sorted(v)),
+            Expr::Or(v) => Expr::Or(sorted(v)),
+            Expr::Not(e) => Expr::Not(Box::new(e.canonical())),
+        }
+    }
+}
+
 impl Cond {
+    /// Local for remote and remote for local.
+    pub fn mirrored(&self) -> Cond {
+        match *self {
+            Cond::SPort { lo, hi } => Cond::DPort { lo, hi },
+            Cond::DPort { lo, hi } => Cond::SPort { lo, hi },
+            Cond::Src { addr, prefix } => Cond::Dst { addr, prefix },
+            Cond::Dst { addr, prefix } => Cond::Src { addr, prefix },
+        }
+    }
+
     /// See [`Expr::matches`].
     pub fn matches(&self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> bool {
         match *self {
@@ -456,6 +497,22 @@ mod tests {
     fn src(net: &str) -> Expr {
         let (addr, prefix) = cidr(net);
         Expr::Cond(Cond::Src { addr, prefix })
+    }
+
+    /// The mirror of a filter selects the other ends of what the filter
+    /// selects; `--port` (either end) is its own mirror.
+    #[test]
+    fn mirrored_filters_swap_the_ends() {
+        let l: IpAddr = "10.0.0.1".parse().unwrap();
+        let r: IpAddr = "10.0.0.2".parse().unwrap();
+        let f = Expr::And(vec![sport(80, 80), src("10.0.0.0/24")]);
+        assert!(f.matches((l, 80), (r, 5000)));
+        assert!(!f.matches((r, 5000), (l, 80)));
+        assert!(f.mirrored().matches((r, 5000), (l, 80)), "the other end matches the mirror");
+        let either = Expr::Or(vec![sport(80, 80), dport(80, 80)]);
+        assert_ne!(either.mirrored(), either);
+        assert_eq!(either.mirrored().canonical(), either.canonical());
+        assert_ne!(f.mirrored().canonical(), f.canonical());
     }
 
     fn dst(net: &str) -> Expr {

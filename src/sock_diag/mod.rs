@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use netlink_packet_core::Emitable;
 use netlink_packet_sock_diag::SOCK_DIAG_BY_FAMILY;
@@ -44,6 +45,10 @@ pub struct Query {
     /// much as the main dump (30 ms per family at 130k sockets), and a
     /// listener already answers "who blocks this port".
     pub bound_inactive: bool,
+    /// Raw, ICMP and packet sockets in every state, whatever `states` says:
+    /// their states mean little (a raw socket is "unconnected" unless it
+    /// called connect()), and `conns --raw` without `--state` shows them all.
+    pub any_state_raw: bool,
     /// Where to read from.
     pub source: Source,
 }
@@ -122,6 +127,11 @@ impl DiagError {
 
 /// Dumps every (protocol, family) pair the query names, in the kernel when it
 /// can, from /proc/net when it cannot (with a note saying so).
+///
+/// Endpoint filters are about addresses and ports: unix and packet sockets
+/// have neither and never match one, so a filtered query skips them; raw
+/// and ICMP sockets (no ports) are filtered here, not in the kernel, whose
+/// raw "port" is the protocol number.
 pub fn dump(query: &Query) -> Result<Dump, DiagError> {
     let mut out = Dump::default();
     let mut reader = match query.source {
@@ -137,23 +147,118 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
             None
         }
     };
-    for &proto in query.protos.iter().filter(|p| p.has_ports()) {
-        let states = query.states.kernel_mask(proto);
+    let families = || query.families.iter().copied().filter(|f| Family::IP.contains(f));
+    for &proto in &query.protos {
+        let states = match proto {
+            Proto::Raw | Proto::Icmp | Proto::Packet if query.any_state_raw => StateSet::all(),
+            _ => query.states,
+        }
+        .kernel_mask(proto);
         if states == 0 {
             continue;
         }
-        for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
-            if let Some(r) = reader.as_mut() {
-                let ext = Extensions { tcp_info: query.tcp_info, skmem: query.skmem.contains(&proto) };
-                match r.dump(proto, family, states, query.filter.as_ref(), ext, &mut out.sockets) {
-                    Ok(()) => continue,
-                    Err(e) if e.is_unavailable() => {
-                        out.notes.push(format!("{e}; reading /proc/net for {proto} instead"));
+        match proto {
+            Proto::Tcp | Proto::Udp => {
+                for family in families() {
+                    if let Some(r) = reader.as_mut() {
+                        let req = Request::Inet {
+                            proto,
+                            family,
+                            states,
+                            filter: query.filter.as_ref(),
+                            ext: Extensions { tcp_info: query.tcp_info, skmem: query.skmem.contains(&proto) },
+                        };
+                        match r.dump(&req, &mut out.sockets) {
+                            Ok(()) => continue,
+                            Err(e) if e.is_unavailable() => {
+                                out.notes.push(format!("{e}; reading /proc/net for {proto} instead"));
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
-                    Err(e) => return Err(e),
+                    procnet::read(proto, family, states, query.filter.as_ref(), &mut out.sockets)
+                        .map_err(DiagError::Io)?;
                 }
             }
-            procnet::read(proto, family, states, query.filter.as_ref(), &mut out.sockets).map_err(DiagError::Io)?;
+            Proto::Raw | Proto::Icmp => {
+                let start = out.sockets.len();
+                for family in families() {
+                    // Raw sockets from sock_diag when the kernel has raw_diag
+                    // (CONFIG_INET_RAW_DIAG), else /proc/net/raw, which holds
+                    // the same facts (so no note). ICMP ("ping") sockets have
+                    // no diag module at all.
+                    if proto == Proto::Raw
+                        && let Some(r) = reader.as_mut()
+                    {
+                        let req = Request::Inet { proto, family, states, filter: None, ext: Extensions::NONE };
+                        match r.dump(&req, &mut out.sockets) {
+                            Ok(()) => continue,
+                            Err(e) if e.is_unavailable() => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    procnet::read(proto, family, states, None, &mut out.sockets).map_err(DiagError::Io)?;
+                }
+                if let Some(f) = &query.filter {
+                    let mut i = start;
+                    while i < out.sockets.len() {
+                        if matches(f, &out.sockets[i]) {
+                            i += 1;
+                        } else {
+                            out.sockets.swap_remove(i);
+                        }
+                    }
+                }
+            }
+            Proto::Unix | Proto::Packet if query.filter.is_some() => {}
+            Proto::Unix | Proto::Packet => {
+                // A bound dgram socket becomes ESTABLISHED when a client
+                // connects to it (Linux 5.13+ sets both ends), peer or not:
+                // asked for unconnected sockets, it is one of them.
+                let bound_dgram = proto == Proto::Unix
+                    && query.states.contains(crate::model::State::Unconn)
+                    && !query.states.contains(crate::model::State::Established);
+                let states = if bound_dgram { states | 1 << 1 } else { states };
+                let start = out.sockets.len();
+                let keep = |s: &Socket| {
+                    !bound_dgram
+                        || s.state != crate::model::State::Established
+                        || (s.peer.is_none()
+                            && s.unix().is_some_and(|u| u.kind == crate::model::UnixType::Dgram)
+                            && s.unix_name().is_some_and(|n| n.name.is_some()))
+                };
+                if let Some(r) = reader.as_mut() {
+                    let req = if proto == Proto::Unix { Request::Unix { states } } else { Request::Packet };
+                    match r.dump(&req, &mut out.sockets) {
+                        Ok(()) => {
+                            let mut i = start;
+                            while i < out.sockets.len() {
+                                if keep(&out.sockets[i]) {
+                                    i += 1;
+                                } else {
+                                    out.sockets.swap_remove(i);
+                                }
+                            }
+                            continue;
+                        }
+                        Err(e) if e.is_unavailable() => {
+                            let lost = if proto == Proto::Unix {
+                                "no peers, queues, uids or bound files"
+                            } else {
+                                "no rings, fanout or promiscuity"
+                            };
+                            out.notes.push(format!("{e}; reading /proc/net/{proto} instead ({lost})"));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                let read = if proto == Proto::Unix {
+                    procnet::read_unix(states, &mut out.sockets)
+                } else {
+                    procnet::read_packet(&mut out.sockets)
+                };
+                read.map_err(DiagError::Io)?;
+            }
         }
     }
     let tcp_listener = out.sockets.iter().any(|s| s.proto == Proto::Tcp && s.state == crate::model::State::Listen);
@@ -162,12 +267,48 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
         && !tcp_listener
         && let Some(r) = reader.as_mut()
     {
-        for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
+        for family in families() {
             // Older kernels answer an unknown state bit with nothing at all.
-            r.dump(Proto::Tcp, family, TCPF_BOUND_INACTIVE, query.filter.as_ref(), Extensions::NONE, &mut out.sockets)?;
+            let req = Request::Inet {
+                proto: Proto::Tcp,
+                family,
+                states: TCPF_BOUND_INACTIVE,
+                filter: query.filter.as_ref(),
+                ext: Extensions::NONE,
+            };
+            r.dump(&req, &mut out.sockets)?;
         }
     }
+    if query.protos.contains(&Proto::Tcp)
+        && let Some(r) = reader.as_mut()
+    {
+        mark_mptcp(r, families(), query.states.kernel_mask(Proto::Tcp), &mut out.sockets);
+    }
     Ok(out)
+}
+
+/// Marks the TCP sockets that are subflows (or listeners) of an MPTCP
+/// socket: the kernel grafts every subflow onto the MPTCP socket the
+/// process holds, so they share its inode, and an MPTCP dump lists those
+/// inodes. Kernels without MPTCP diag (or with MPTCP off) mark nothing.
+fn mark_mptcp(r: &mut Reader, families: impl Iterator<Item = Family>, states: u32, sockets: &mut [Socket]) {
+    if states == 0 || !sockets.iter().any(|s| s.proto == Proto::Tcp && s.inode != 0) {
+        return;
+    }
+    let mut msk = Vec::new();
+    for family in families {
+        let _ = r.dump(&Request::Mptcp { family, states }, &mut msk);
+    }
+    let mut inodes: Vec<u64> = msk.iter().map(|s| s.inode).filter(|&i| i != 0).collect();
+    if inodes.is_empty() {
+        return;
+    }
+    inodes.sort_unstable();
+    for s in sockets.iter_mut().filter(|s| s.proto == Proto::Tcp && s.inode != 0) {
+        if inodes.binary_search(&s.inode).is_ok() {
+            s.detail = Some(Box::new(crate::model::Detail::Tcp(crate::model::TcpDetail { mptcp: true })));
+        }
+    }
 }
 
 /// `1 << TCP_BOUND_INACTIVE`: the kernel dumps bound-only sockets only when
@@ -201,6 +342,16 @@ impl Extensions {
 
 /// Netlink attribute carrying a bytecode filter in a request.
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
+/// Netlink attribute carrying the protocol when it does not fit the
+/// request's `u8` (IPPROTO_MPTCP is 262).
+const INET_DIAG_REQ_PROTOCOL: u16 = 3;
+const IPPROTO_MPTCP: u32 = 262;
+/// Everything unix_diag can say that we show: name, bound file, peer,
+/// pending connections, queue lengths, uid.
+const UDIAG_SHOW: u32 = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x40;
+/// packet_diag: info (with the uid), multicast list (promiscuity), rings,
+/// fanout.
+const PACKET_SHOW: u32 = 0x01 | 0x02 | 0x04 | 0x08;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 /// Tries before giving up on a dump that keeps being interrupted.
@@ -209,12 +360,95 @@ const DUMP_TRIES: u32 = 5;
 /// avoids MSG_TRUNC on any kernel.
 const RECV_BUF: usize = 64 * 1024;
 
+/// One dump request.
+#[derive(Debug, Clone, Copy)]
+pub enum Request<'a> {
+    /// inet_diag: TCP, UDP or raw sockets of one family.
+    Inet { proto: Proto, family: Family, states: u32, filter: Option<&'a Expr>, ext: Extensions },
+    /// inet_diag for IPPROTO_MPTCP: the MPTCP sockets themselves.
+    Mptcp { family: Family, states: u32 },
+    /// unix_diag.
+    Unix { states: u32 },
+    /// packet_diag (no state).
+    Packet,
+}
+
+impl Request<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Request::Inet { proto, family, .. } => describe(*proto, *family),
+            Request::Mptcp { family, .. } => describe(Proto::Tcp, *family).replace("tcp", "mptcp"),
+            Request::Unix { .. } => "unix".to_string(),
+            Request::Packet => "packet".to_string(),
+        }
+    }
+
+    /// The request's bytes; the sequence number (bytes 8..12) is filled in
+    /// per send.
+    pub fn bytes(&self) -> Result<Vec<u8>, DiagError> {
+        match *self {
+            Request::Inet { proto, family, states, filter, ext } => request_bytes(proto, family, states, filter, ext),
+            Request::Mptcp { family, states } => {
+                let mut b = inet_request(Proto::Tcp, family, states, None, Extensions::NONE, IPPROTO_MPTCP as u8)?;
+                let attr_len = 8usize;
+                let total = b.len() + attr_len;
+                b.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+                b.extend_from_slice(&INET_DIAG_REQ_PROTOCOL.to_ne_bytes());
+                b.extend_from_slice(&IPPROTO_MPTCP.to_ne_bytes());
+                b[0..4].copy_from_slice(&(total as u32).to_ne_bytes());
+                Ok(b)
+            }
+            Request::Unix { states } => {
+                // struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2].
+                let mut body = vec![libc::AF_UNIX as u8, 0, 0, 0];
+                body.extend_from_slice(&states.to_ne_bytes());
+                body.extend_from_slice(&0u32.to_ne_bytes());
+                body.extend_from_slice(&UDIAG_SHOW.to_ne_bytes());
+                body.extend_from_slice(&[0xff; 8]);
+                Ok(with_header(&body))
+            }
+            Request::Packet => {
+                // struct packet_diag_req: family, protocol, pad, ino, show, cookie[2].
+                let mut body = vec![libc::AF_PACKET as u8, 0, 0, 0];
+                body.extend_from_slice(&0u32.to_ne_bytes());
+                body.extend_from_slice(&PACKET_SHOW.to_ne_bytes());
+                body.extend_from_slice(&[0xff; 8]);
+                Ok(with_header(&body))
+            }
+        }
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<(Socket, u32), String> {
+        match *self {
+            Request::Inet { proto, .. } => Ok((decode::socket(proto, payload)?, decode::bound_ifindex(payload))),
+            Request::Mptcp { .. } => Ok((decode::socket(Proto::Tcp, payload)?, 0)),
+            Request::Unix { .. } => Ok((decode::unix_socket(payload)?, 0)),
+            Request::Packet => {
+                let s = decode::packet_socket(payload)?;
+                let ifindex = s.local.link().map_or(0, |l| l.ifindex);
+                Ok((s, ifindex))
+            }
+        }
+    }
+}
+
+/// `nlmsghdr` (dump request) + `body`.
+fn with_header(body: &[u8]) -> Vec<u8> {
+    let total = decode::NLMSG_HDRLEN + body.len();
+    let mut buf = vec![0u8; decode::NLMSG_HDRLEN];
+    buf[0..4].copy_from_slice(&(total as u32).to_ne_bytes());
+    buf[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    buf[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    buf.extend_from_slice(body);
+    buf
+}
+
 /// A sock_diag netlink socket with its receive buffer, reused across dumps.
 pub struct Reader {
     sock: NlSocket,
     buf: Vec<u8>,
     seq: u32,
-    ifnames: HashMap<u32, Option<String>>,
+    ifnames: HashMap<u32, Option<Arc<str>>>,
 }
 
 impl Reader {
@@ -227,26 +461,18 @@ impl Reader {
         Ok(Reader { sock, buf: Vec::with_capacity(RECV_BUF), seq: 0, ifnames: HashMap::new() })
     }
 
-    /// One dump of (proto, family) with a kernel state mask, appended to `out`.
-    /// Retries from scratch when the kernel flags the dump as interrupted.
-    pub fn dump(
-        &mut self,
-        proto: Proto,
-        family: Family,
-        states: u32,
-        filter: Option<&Expr>,
-        ext: Extensions,
-        out: &mut Vec<Socket>,
-    ) -> Result<(), DiagError> {
-        let request = request_bytes(proto, family, states, filter, ext)?;
+    /// One dump, appended to `out`. Retries from scratch when the kernel
+    /// flags the dump as interrupted.
+    pub fn dump(&mut self, request: &Request<'_>, out: &mut Vec<Socket>) -> Result<(), DiagError> {
+        let bytes = request.bytes()?;
         for _ in 0..DUMP_TRIES {
             let start = out.len();
             self.seq = self.seq.wrapping_add(1);
             let seq = self.seq;
-            let mut req = request.clone();
+            let mut req = bytes.clone();
             req[8..12].copy_from_slice(&seq.to_ne_bytes());
             self.sock.send(&req, 0).map_err(DiagError::Io)?;
-            match self.receive(proto, family, seq, out) {
+            match self.receive(request, seq, out) {
                 Ok(true) => return Ok(()),
                 Ok(false) => out.truncate(start),
                 Err(e) => {
@@ -259,7 +485,7 @@ impl Reader {
     }
 
     /// Reads one dump's replies. Ok(false) when the kernel marked it interrupted.
-    fn receive(&mut self, proto: Proto, family: Family, seq: u32, out: &mut Vec<Socket>) -> Result<bool, DiagError> {
+    fn receive(&mut self, request: &Request<'_>, seq: u32, out: &mut Vec<Socket>) -> Result<bool, DiagError> {
         let mut intact = true;
         loop {
             self.buf.clear();
@@ -287,7 +513,7 @@ impl Reader {
                     decode::NLMSG_DONE => {
                         let errno = decode::error_code(msg.payload);
                         if errno != 0 {
-                            return Err(DiagError::Kernel { errno, request: describe(proto, family) });
+                            return Err(DiagError::Kernel { errno, request: request.describe() });
                         }
                         done = true;
                         break;
@@ -295,12 +521,11 @@ impl Reader {
                     decode::NLMSG_ERROR => {
                         let errno = decode::error_code(msg.payload);
                         if errno != 0 {
-                            return Err(DiagError::Kernel { errno, request: describe(proto, family) });
+                            return Err(DiagError::Kernel { errno, request: request.describe() });
                         }
                     }
                     SOCK_DIAG_BY_FAMILY => {
-                        let s = decode::socket(proto, msg.payload).map_err(DiagError::Decode)?;
-                        let ifindex = decode::bound_ifindex(msg.payload);
+                        let (s, ifindex) = request.decode(msg.payload).map_err(DiagError::Decode)?;
                         if ifindex != 0 {
                             bound.push((out.len(), ifindex));
                         }
@@ -310,7 +535,7 @@ impl Reader {
                 }
             }
             for (i, ifindex) in bound {
-                out[i].interface = self.ifname(ifindex).map(Into::into);
+                out[i].interface = self.ifname(ifindex);
             }
             if done {
                 return Ok(intact);
@@ -318,8 +543,8 @@ impl Reader {
         }
     }
 
-    fn ifname(&mut self, index: u32) -> Option<String> {
-        self.ifnames.entry(index).or_insert_with(|| crate::sys::interface_name(index)).clone()
+    fn ifname(&mut self, index: u32) -> Option<Arc<str>> {
+        self.ifnames.entry(index).or_insert_with(|| crate::sys::interface_name(index).map(Arc::from)).clone()
     }
 }
 
@@ -342,16 +567,30 @@ pub fn request_bytes(
     filter: Option<&Expr>,
     ext: Extensions,
 ) -> Result<Vec<u8>, DiagError> {
+    let protocol = match proto {
+        Proto::Tcp => libc::IPPROTO_TCP as u8,
+        Proto::Udp => libc::IPPROTO_UDP as u8,
+        Proto::Raw => libc::IPPROTO_RAW as u8,
+        _ => return Err(DiagError::Filter(format!("{proto} is not an inet_diag protocol"))),
+    };
+    inet_request(proto, family, states, filter, ext, protocol)
+}
+
+fn inet_request(
+    proto: Proto,
+    family: Family,
+    states: u32,
+    filter: Option<&Expr>,
+    ext: Extensions,
+    protocol: u8,
+) -> Result<Vec<u8>, DiagError> {
     let (af, sid) = match family {
         Family::Ipv4 => (libc::AF_INET as u8, SocketId::new_v4()),
         Family::Ipv6 => (libc::AF_INET6 as u8, SocketId::new_v6()),
         _ => return Err(DiagError::Filter(format!("{family:?} is not an inet family"))),
     };
-    let protocol = match proto {
-        Proto::Tcp => libc::IPPROTO_TCP as u8,
-        Proto::Udp => libc::IPPROTO_UDP as u8,
-        _ => return Err(DiagError::Filter(format!("{proto} is not an inet_diag protocol"))),
-    };
+    // Raw sockets: the request's pad byte is `sdiag_raw_protocol`, 0 (every
+    // protocol) as InetRequest emits it.
     let req = InetRequest {
         family: af,
         protocol,
@@ -422,6 +661,28 @@ mod tests {
         assert_eq!(u16::from_ne_bytes(b[72..74].try_into().unwrap()) as usize, 4 + bc.len());
         assert_eq!(u16::from_ne_bytes(b[74..76].try_into().unwrap()), INET_DIAG_REQ_BYTECODE);
         assert_eq!(&b[76..76 + bc.len()], &bc[..]);
+    }
+
+    /// The requests ss sends (strace of `ss -Mln`, `ss -xa`, `ss -0a`): the
+    /// MPTCP protocol in an INET_DIAG_REQ_PROTOCOL (3) attribute, since
+    /// 262 does not fit `sdiag_protocol`.
+    #[test]
+    fn mptcp_unix_and_packet_requests() {
+        let b = Request::Mptcp { family: Family::Ipv4, states: 1 << 10 }.bytes().unwrap();
+        assert_eq!(b.len(), 80);
+        assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 80);
+        assert_eq!(&b[16..18], &[libc::AF_INET as u8, libc::IPPROTO_TCP as u8]);
+        assert_eq!(&b[72..80], &[8, 0, 3, 0, 6, 1, 0, 0]);
+        let b = Request::Unix { states: 0xfff }.bytes().unwrap();
+        assert_eq!(b.len(), 16 + 24);
+        assert_eq!(b[16], libc::AF_UNIX as u8);
+        assert_eq!(u32::from_ne_bytes(b[20..24].try_into().unwrap()), 0xfff);
+        assert_eq!(u32::from_ne_bytes(b[28..32].try_into().unwrap()), UDIAG_SHOW);
+        let b = Request::Packet.bytes().unwrap();
+        assert_eq!((b.len(), b[16], b[17]), (16 + 20, libc::AF_PACKET as u8, 0));
+        assert_eq!(u32::from_ne_bytes(b[24..28].try_into().unwrap()), PACKET_SHOW);
+        let raw = request_bytes(Proto::Raw, Family::Ipv6, 1 << 7, None, Extensions::NONE).unwrap();
+        assert_eq!(&raw[16..20], &[libc::AF_INET6 as u8, libc::IPPROTO_RAW as u8, 0, 0]);
     }
 
     #[test]

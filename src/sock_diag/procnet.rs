@@ -1,4 +1,7 @@
-//! Fallback for kernels without sock_diag: `/proc/net/{tcp,tcp6,udp,udp6}`.
+//! Fallback for kernels without sock_diag: `/proc/net/{tcp,tcp6,udp,udp6}`,
+//! `unix` and `packet`; and the only source of ICMP ("ping") sockets
+//! (`icmp`, `icmp6`) and, on kernels without raw_diag, of raw ones (`raw`,
+//! `raw6`).
 //!
 //! Slower (the kernel formats text for every socket, and nothing is filtered
 //! in the kernel) and poorer (no IPV6_V6ONLY, no tcp_info), so it is only used
@@ -8,7 +11,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Expr, matches};
-use crate::model::{Endpoint, Family, Proto, Socket, State, Timer, TimerKind};
+use crate::model::{
+    Addr, Detail, Endpoint, Family, LinkAddr, PacketDetail, PacketType, Proto, RawDetail, Socket, State, Timer,
+    TimerKind, UnixDetail, UnixName, UnixType,
+};
 
 pub fn read(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, out: &mut Vec<Socket>) -> io::Result<()> {
     let file = match (proto, family) {
@@ -16,15 +22,14 @@ pub fn read(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, ou
         (Proto::Tcp, Family::Ipv6) => "tcp6",
         (Proto::Udp, Family::Ipv4) => "udp",
         (Proto::Udp, Family::Ipv6) => "udp6",
+        (Proto::Raw, Family::Ipv4) => "raw",
+        (Proto::Raw, Family::Ipv6) => "raw6",
+        (Proto::Icmp, Family::Ipv4) => "icmp",
+        (Proto::Icmp, Family::Ipv6) => "icmp6",
         // Nothing else has a table of this shape.
         _ => return Ok(()),
     };
-    let text = match std::fs::read_to_string(format!("/proc/thread-self/net/{file}")) {
-        Ok(t) => t,
-        // No IPv6 on this host: nothing to list, not an error.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
+    let Some(text) = read_table(file)? else { return Ok(()) };
     let ms_per_tick = 1000 / clock_ticks();
     for line in text.lines().skip(1) {
         let Some(s) = parse_line(proto, family, line, ms_per_tick) else { continue };
@@ -36,6 +41,133 @@ pub fn read(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, ou
         }
     }
     Ok(())
+}
+
+/// `/proc/net/NAME`; `None` when the kernel has no such table (no IPv6,
+/// no packet sockets): nothing to list, not an error.
+fn read_table(name: &str) -> io::Result<Option<String>> {
+    // The calling thread's namespace: a thread may have entered another
+    // one (setns) while /proc/net names the process's.
+    match std::fs::read(format!("/proc/thread-self/net/{name}")) {
+        // Names in /proc/net/unix are bytes, not always UTF-8.
+        Ok(t) => Ok(Some(String::from_utf8_lossy(&t).into_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `/proc/net/unix`: sockets in the kernel states of `states`. No peers,
+/// queues, uid or bound file there: those need sock_diag.
+pub fn read_unix(states: u32, out: &mut Vec<Socket>) -> io::Result<()> {
+    let Some(text) = read_table("unix")? else { return Ok(()) };
+    for line in text.lines().skip(1) {
+        let Some(s) = parse_unix_line(line) else { continue };
+        if states & (1 << s.state.kernel_number()) != 0 {
+            out.push(s);
+        }
+    }
+    Ok(())
+}
+
+/// `Num RefCount Protocol Flags Type St Inode [Path]`, e.g.
+/// `0000000000000000: 00000002 00000000 00010000 0001 01 12345 /run/a.sock`.
+/// Flags 0x10000 (`__SO_ACCEPTCON`) marks a listener; `St` is the socket
+/// state (1 unconnected, 2 connecting, 3 connected, 4 disconnecting). The
+/// kernel prints an abstract name with `@` for its leading NUL (and for any
+/// other NUL in it), and a path as it is, spaces included; a path with a
+/// newline in it breaks the line, whose pieces are then skipped.
+fn parse_unix_line(line: &str) -> Option<Socket> {
+    let mut rest = line.trim_start();
+    let mut field = || -> Option<&str> {
+        let end = rest.find(' ')?;
+        let f = &rest[..end];
+        rest = rest[end..].trim_start_matches(' ');
+        Some(f)
+    };
+    let num = field()?;
+    if !num.ends_with(':') {
+        return None;
+    }
+    let _refcount = field()?;
+    let _protocol = field()?;
+    let flags = u32::from_str_radix(field()?, 16).ok()?;
+    let kind = UnixType::from_kernel(u8::from_str_radix(field()?, 16).ok()?)?;
+    let st = u8::from_str_radix(field()?, 16).ok()?;
+    // The inode is the last field when there is no path.
+    let (inode, path) = match rest.find(' ') {
+        Some(end) => (&rest[..end], Some(&rest[end + 1..])),
+        None => (rest, None),
+    };
+    let inode: u64 = inode.trim_end().parse().ok()?;
+    let name = match path {
+        None | Some("") => UnixName::unnamed(),
+        Some(p) => match p.strip_prefix('@') {
+            Some(a) => UnixName::abstract_name(a),
+            None => UnixName::path(p),
+        },
+    };
+    let state = if flags & 0x10000 != 0 {
+        State::Listen
+    } else {
+        match st {
+            2 => State::SynSent,
+            3 => State::Established,
+            _ => State::Unconn,
+        }
+    };
+    let mut s = Socket::new(Proto::Unix, Family::Unix, state, Addr::from_unix(name), None);
+    s.inode = inode;
+    s.detail = Some(Box::new(Detail::Unix(UnixDetail { kind, vfs: None, pending: Vec::new() })));
+    Some(s)
+}
+
+/// `/proc/net/packet`: `sk RefCnt Type Proto Iface R Rmem User Inode`.
+pub fn read_packet(out: &mut Vec<Socket>) -> io::Result<()> {
+    let Some(text) = read_table("packet")? else { return Ok(()) };
+    let mut names = std::collections::HashMap::new();
+    for line in text.lines().skip(1) {
+        let Some(mut s) = parse_packet_line(line) else { continue };
+        let ifindex = s.local.link().map_or(0, |l| l.ifindex);
+        if ifindex != 0 {
+            s.interface = names
+                .entry(ifindex)
+                .or_insert_with(|| crate::sys::interface_name(ifindex).map(std::sync::Arc::from))
+                .clone();
+        }
+        out.push(s);
+    }
+    Ok(())
+}
+
+fn parse_packet_line(line: &str) -> Option<Socket> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 9 {
+        return None;
+    }
+    let kind = match f[2].parse::<i32>().ok()? {
+        libc::SOCK_RAW => PacketType::Raw,
+        libc::SOCK_DGRAM => PacketType::Dgram,
+        _ => return None,
+    };
+    let protocol = u16::from_str_radix(f[3], 16).ok()?;
+    let ifindex: u32 = f[4].parse().ok()?;
+    let running = f[5] == "1";
+    let uid = f[7].parse().ok()?;
+    let inode = f[8].parse().ok()?;
+    let local = Addr::Link(LinkAddr { ifindex, protocol });
+    let mut s = Socket::new(Proto::Packet, Family::Packet, State::Unconn, local, None);
+    s.inode = inode;
+    s.uid = uid;
+    s.detail = Some(Box::new(Detail::Packet(PacketDetail {
+        kind,
+        running,
+        promiscuous: false,
+        version: 1,
+        rx_ring: None,
+        tx_ring: None,
+        fanout: None,
+    })));
+    Some(s)
 }
 
 fn clock_ticks() -> u64 {
@@ -70,9 +202,23 @@ fn parse_line(proto: Proto, family: Family, line: &str, ms_per_tick: u64) -> Opt
         expires_ms: (ticks * ms_per_tick).min(u32::MAX as u64) as u32,
         retrans: if kind == TimerKind::Retransmit { retrans } else { 0 },
     });
+    // Raw sockets' "port" is their protocol; ICMP sockets' the echo id.
+    let (local, remote, detail) = match proto {
+        Proto::Raw | Proto::Icmp => {
+            let protocol = match (proto, family) {
+                (Proto::Icmp, Family::Ipv4) => libc::IPPROTO_ICMP as u8,
+                (Proto::Icmp, _) => libc::IPPROTO_ICMPV6 as u8,
+                _ => local.port as u8,
+            };
+            let detail = Some(Box::new(Detail::Raw(RawDetail { protocol })));
+            (Endpoint { port: 0, ..local }, Endpoint { port: 0, ..remote }, detail)
+        }
+        _ => (local, remote, None),
+    };
     let unconnected =
         matches!(state, State::Listen | State::Unconn) && remote.port == 0 && remote.addr.is_unspecified();
     let mut s = Socket::new(proto, family, state, local.into(), (!unconnected).then_some(remote.into()));
+    s.detail = detail;
     s.inode = inode;
     s.uid = uid;
     // For listeners rx_queue is the accept queue, as in sock_diag; the
@@ -152,17 +298,76 @@ mod tests {
         assert!(parse_line(Proto::Tcp, Family::Ipv6, TCP_LISTEN, 10).is_none());
     }
 
+    // Rows recorded from /proc/net/unix, packet, raw and icmp on Linux 6.18.
+    const UNIX_ROWS: &str = "\
+Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 2093975 /tmp/pt15/app.sock
+0000000000000000: 00000002 00000000 00000000 0002 01 2093982 /tmp/pt15/dgram.sock
+0000000000000000: 00000002 00000000 00010000 0005 01 2093981 @portctl-test-abs
+0000000000000000: 00000003 00000000 00000000 0001 03 2093943
+0000000000000000: 00000003 00000000 00000000 0001 03  1072
+0000000000000000: 00000002 00000000 00000000 0001 01 2093990 /tmp/with two  spaces
+";
+    const PACKET_ROW: &str = "ffff8a1bc3f4a000 3        3      0003   0     1      0 0      2093988";
+    const RAW_ROW: &str = "   1: 00000000:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2093986 2 0000000000000000 0";
+    const ICMP_ROW: &str = "  25: 0100007F:3039 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 77 2 0000000000000000 0";
+
+    #[test]
+    fn unix_rows() {
+        let v: Vec<Socket> = UNIX_ROWS.lines().skip(1).filter_map(parse_unix_line).collect();
+        let seen: Vec<(String, State, u64)> = v.iter().map(|s| (s.local.to_string(), s.state, s.inode)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("/tmp/pt15/app.sock".to_string(), State::Listen, 2093975),
+                ("/tmp/pt15/dgram.sock".to_string(), State::Unconn, 2093982),
+                ("@portctl-test-abs".to_string(), State::Listen, 2093981),
+                ("*".to_string(), State::Established, 2093943),
+                ("*".to_string(), State::Established, 1072),
+                ("/tmp/with two  spaces".to_string(), State::Unconn, 2093990),
+            ]
+        );
+        assert_eq!(v[1].unix().map(|u| u.kind), Some(UnixType::Dgram));
+        assert_eq!(v[2].unix().map(|u| u.kind), Some(UnixType::Seqpacket));
+        assert!(v[2].unix_name().unwrap().is_abstract);
+        assert!(parse_unix_line("Num       RefCount Protocol Flags    Type St Inode Path").is_none());
+    }
+
+    #[test]
+    fn packet_raw_and_icmp_rows() {
+        let p = parse_packet_line(PACKET_ROW).unwrap();
+        assert_eq!((p.inode, p.local.link().map(|l| (l.ifindex, l.protocol))), (2093988, Some((0, 3))));
+        assert_eq!(p.packet().map(|d| (d.kind, d.running)), Some((PacketType::Raw, true)));
+        let r = parse_line(Proto::Raw, Family::Ipv4, RAW_ROW, 10).unwrap();
+        assert_eq!(
+            (r.local.to_string(), r.raw_protocol(), r.state, r.remote),
+            ("0.0.0.0:0".into(), Some(1), State::Unconn, None)
+        );
+        let i = parse_line(Proto::Icmp, Family::Ipv4, ICMP_ROW, 10).unwrap();
+        assert_eq!((i.local.to_string(), i.raw_protocol(), i.uid), ("127.0.0.1:0".into(), Some(1), 1000));
+    }
+
     proptest::proptest! {
         /// /proc/net rows come from the kernel, but any text must parse or
         /// be skipped, never panic.
         #[test]
         fn random_rows_never_panic(line in "\\PC{0,200}") {
-            for proto in [Proto::Tcp, Proto::Udp] {
+            for proto in [Proto::Tcp, Proto::Udp, Proto::Raw, Proto::Icmp] {
                 for family in Family::IP {
                     let _ = parse_line(proto, family, &line, 10);
                 }
             }
             let _ = kernel_state(&line);
+            let _ = parse_unix_line(&line);
+            let _ = parse_packet_line(&line);
+        }
+
+        /// Unix rows with random names (paths may hold anything but a NUL).
+        #[test]
+        fn unix_rows_with_any_name_parse(name in "[^\\x00\\n]{0,120}", flags in 0u32..0x20000, st in 0u8..6) {
+            let line = format!("0000000000000000: 00000002 00000000 {flags:08X} 0001 {st:02X} 123 {name}");
+            let s = parse_unix_line(&line);
+            proptest::prop_assert!(s.is_some());
         }
 
         #[test]

@@ -466,6 +466,135 @@ pub fn udp_socket(addr: SocketAddr, v6only: Option<bool>) -> UdpSocket {
     try_udp_socket(addr, v6only).unwrap_or_else(|e| panic!("UDP socket on {addr}: {e}"))
 }
 
+/// A unix socket's name as a test gives it: a path, an abstract name (no
+/// leading NUL), or none (left unbound).
+#[derive(Debug, Clone, Copy)]
+pub enum UnixAddr<'a> {
+    Path(&'a Path),
+    Abstract(&'a [u8]),
+    Unbound,
+}
+
+fn sockaddr_un(addr: UnixAddr<'_>) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_un is a valid value (family 0, empty path).
+    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes: Vec<u8> = match addr {
+        UnixAddr::Path(p) => {
+            use std::os::unix::ffi::OsStrExt;
+            p.as_os_str().as_bytes().to_vec()
+        }
+        UnixAddr::Abstract(n) => std::iter::once(0).chain(n.iter().copied()).collect(),
+        UnixAddr::Unbound => Vec::new(),
+    };
+    assert!(bytes.len() <= sun.sun_path.len(), "name too long for sun_path");
+    for (d, b) in sun.sun_path.iter_mut().zip(&bytes) {
+        *d = *b as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len();
+    (sun, len as libc::socklen_t)
+}
+
+/// A close-on-exec unix socket of type `ty` (SOCK_STREAM, SOCK_DGRAM,
+/// SOCK_SEQPACKET), bound to `addr`, listening with `backlog` if given.
+pub fn unix_socket(ty: libc::c_int, addr: UnixAddr<'_>, backlog: Option<i32>) -> OwnedFd {
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0) };
+    check(fd).unwrap_or_else(|e| panic!("unix socket: {e}"));
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if !matches!(addr, UnixAddr::Unbound) {
+        let (sun, len) = sockaddr_un(addr);
+        // SAFETY: sun is a valid sockaddr_un and len does not exceed its size.
+        let rc = unsafe { libc::bind(fd.as_raw_fd(), (&sun as *const libc::sockaddr_un).cast(), len) };
+        check(rc).unwrap_or_else(|e| panic!("bind {addr:?}: {e}"));
+    }
+    if let Some(b) = backlog {
+        // SAFETY: plain syscall on a descriptor we own.
+        check(unsafe { libc::listen(fd.as_raw_fd(), b) }).unwrap_or_else(|e| panic!("listen: {e}"));
+    }
+    fd
+}
+
+/// A unix client of type `ty` connected to `addr`.
+pub fn unix_connect(ty: libc::c_int, addr: UnixAddr<'_>) -> OwnedFd {
+    let fd = unix_socket(ty, UnixAddr::Unbound, None);
+    let (sun, len) = sockaddr_un(addr);
+    // SAFETY: sun is a valid sockaddr_un and len does not exceed its size.
+    let rc = unsafe { libc::connect(fd.as_raw_fd(), (&sun as *const libc::sockaddr_un).cast(), len) };
+    check(rc).unwrap_or_else(|e| panic!("connect {addr:?}: {e}"));
+    fd
+}
+
+/// Accepts one connection (close-on-exec).
+pub fn unix_accept(listener: &OwnedFd) -> OwnedFd {
+    // SAFETY: null address pointers are allowed; the result is checked.
+    let fd =
+        unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+    check(fd).unwrap_or_else(|e| panic!("accept: {e}"));
+    // SAFETY: a fresh descriptor we own.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A close-on-exec unix socketpair of type `ty`.
+pub fn unix_pair(ty: libc::c_int) -> (OwnedFd, OwnedFd) {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors.
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    check(rc).unwrap_or_else(|e| panic!("socketpair: {e}"));
+    // SAFETY: two fresh descriptors we own.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// A close-on-exec socket of any family, type and protocol (raw, ICMP,
+/// packet sockets); the error when the kernel refuses it.
+pub fn try_socket(family: libc::c_int, ty: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, protocol) };
+    check(fd)?;
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An AF_PACKET socket on interface `ifindex` for Ethernet protocol
+/// `protocol` (host order), made promiscuous there when `promisc` (what
+/// tcpdump does, through PACKET_ADD_MEMBERSHIP).
+pub fn packet_socket(ty: libc::c_int, ifindex: i32, protocol: u16, promisc: bool) -> OwnedFd {
+    let fd = try_socket(libc::AF_PACKET, ty, i32::from(protocol.to_be())).unwrap_or_else(|e| panic!("AF_PACKET: {e}"));
+    // SAFETY: an all-zero sockaddr_ll is a valid value; fields set below.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex;
+    // SAFETY: sll is a valid sockaddr_ll of the size given.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    check(rc).unwrap_or_else(|e| panic!("bind AF_PACKET: {e}"));
+    if promisc {
+        // SAFETY: an all-zero packet_mreq is valid; fields set below.
+        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+        mreq.mr_ifindex = ifindex;
+        mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+        // SAFETY: mreq lives across the call; the size matches.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                (&mreq as *const libc::packet_mreq).cast(),
+                std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+            )
+        };
+        check(rc).unwrap_or_else(|e| panic!("PACKET_ADD_MEMBERSHIP: {e}"));
+    }
+    fd
+}
+
 /// The inode of the socket behind a descriptor (what sock_diag calls
 /// `idiag_inode`).
 pub fn socket_inode(fd: RawFd) -> u64 {
@@ -869,6 +998,56 @@ fn parse_ss_users(s: &str) -> Vec<SsUser> {
     out
 }
 
+/// One unix socket as `ss -xpaH` prints it: `Netid State Recv-Q Send-Q
+/// Local Inode Peer PeerInode [users]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsUnix {
+    /// `u_str`, `u_dgr`, `u_seq`.
+    pub netid: String,
+    pub state: String,
+    pub recv_q: u32,
+    pub send_q: u32,
+    /// The name as ss shows it: a path, `@name`, or `*`.
+    pub local: String,
+    pub inode: u64,
+    pub peer: String,
+    pub peer_inode: u64,
+    pub users: Vec<SsUser>,
+}
+
+/// `ss -xpaH` (in a namespace or not), parsed. Names with spaces would
+/// confuse it: tests do not make those.
+pub fn ss_unix(netns: Option<&Netns>) -> Vec<SsUnix> {
+    let mut cmd = match netns {
+        Some(ns) => ns.command("ss"),
+        None => Command::new("ss"),
+    };
+    cmd.arg("-xpaH");
+    let run = output(&mut cmd);
+    run.expect_code(0);
+    run.stdout.lines().filter(|l| !l.trim().is_empty()).map(parse_ss_unix_line).collect()
+}
+
+fn parse_ss_unix_line(line: &str) -> SsUnix {
+    let bad = |why: &str| -> ! { panic!("ss -x line not understood ({why}): {line:?}") };
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 8 {
+        bad("fields");
+    }
+    let num = |i: usize, what: &str| f[i].parse().unwrap_or_else(|_| bad(what));
+    SsUnix {
+        netid: f[0].to_string(),
+        state: f[1].to_string(),
+        recv_q: num(2, "recv-q") as u32,
+        send_q: num(3, "send-q") as u32,
+        local: f[4].to_string(),
+        inode: num(5, "inode"),
+        peer: f[6].to_string(),
+        peer_inode: num(7, "peer inode"),
+        users: parse_ss_users(&f[8..].join(" ")),
+    }
+}
+
 /// A child process whose name (`comm`) is `name`, holding a TCP listener on
 /// 127.0.0.1 that it inherited and alone holds. The kernel takes `comm` from
 /// the file exec'd, so a symlink named `name` to sleep(1) does it (another
@@ -1202,6 +1381,21 @@ fn trybind(uid: Option<u32>, netns: Option<&Netns>, args: &[&str]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ss_unix_lines_parse() {
+        let got = parse_ss_unix_line(
+            "u_str LISTEN 1      16       /tmp/pt15/app.sock 2093975            * 0    users:((\"python3\",pid=5495,fd=3))",
+        );
+        assert_eq!((got.netid.as_str(), got.state.as_str(), got.recv_q, got.send_q), ("u_str", "LISTEN", 1, 16));
+        assert_eq!(
+            (got.local.as_str(), got.inode, got.peer.as_str(), got.peer_inode),
+            ("/tmp/pt15/app.sock", 2093975, "*", 0)
+        );
+        assert_eq!(got.users, vec![SsUser { name: "python3".into(), pid: 5495, fd: 3 }]);
+        let pair = parse_ss_unix_line("u_seq ESTAB 0 0 * 1177037 * 1177038");
+        assert_eq!((pair.inode, pair.peer_inode, pair.users.len()), (1177037, 1177038, 0));
+    }
 
     #[test]
     fn ss_lines_parse() {
