@@ -224,7 +224,10 @@ pub fn resolve_owners(
     report: &mut Report,
 ) -> std::io::Result<()> {
     let job = Job::new(false, true);
-    job.offer(sockets.iter().map(|s| s.inode).filter(|&i| i != 0).collect());
+    // Their peers' inodes too (unix sockets name theirs): the peers' owners
+    // come from the same map.
+    let peers = sockets.iter().filter_map(|s| s.peer.as_ref().map(|p| p.inode));
+    job.offer(sockets.iter().map(|s| s.inode).chain(peers).filter(|&i| i != 0).collect());
     let mut map = source.build(&job)?;
     report.info(source.describe());
     attach_owners(sockets, &mut map, source, procs, scope, report);
@@ -428,7 +431,9 @@ pub fn collect_with_peers(
             let sockets = kernel_side(report);
             // The candidates for peers too: their owners are the peers' owners.
             if let Ok((socks, _, candidates)) = &sockets {
-                job.offer(socks.iter().chain(candidates).map(|s| s.inode).filter(|&i| i != 0).collect());
+                // And the peers unix sockets name (perhaps not dumped).
+                let peers = socks.iter().filter_map(|s| s.peer.as_ref().map(|p| p.inode));
+                job.offer(socks.iter().chain(candidates).map(|s| s.inode).chain(peers).filter(|&i| i != 0).collect());
             } else {
                 job.offer(Vec::new());
             }

@@ -1297,7 +1297,10 @@ mod tests {
     /// peak RSS at most 64 MiB). Rarely used parts are boxed.
     #[test]
     fn records_stay_small() {
-        assert!(std::mem::size_of::<Socket>() <= 176, "Socket is {} bytes", std::mem::size_of::<Socket>());
+        // 184: issue 14's device index and socket options next to issue
+        // 15's detail and peer boxes; 8 bytes on 133k sockets is 1 MiB of
+        // the 64 MiB budget (bench/run.sh measures the peak).
+        assert!(std::mem::size_of::<Socket>() <= 184, "Socket is {} bytes", std::mem::size_of::<Socket>());
         // 72: the thread id of a thread-private table (issue 14) costs 8.
         assert!(std::mem::size_of::<Owner>() <= 72, "Owner is {} bytes", std::mem::size_of::<Owner>());
     }
