@@ -68,6 +68,13 @@ pub struct ListenArgs {
     /// Only these local ports; repeatable, ranges allowed (8000-8100).
     #[arg(long, short = 'p', value_name = "PORT[-PORT]")]
     pub port: Vec<PortRange>,
+    /// Leave out the ports NAT rules publish (Docker, podman, Kubernetes,
+    /// hand-written DNAT), and do not read the rules.
+    #[arg(long)]
+    pub no_nat: bool,
+    /// Say on stderr how the NAT rules were read and what was skipped.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
     /// Output format; `prometheus` is the text exposition format for
     /// node_exporter's textfile collector (docs/prometheus.md). `--json` is
     /// `--format json`.
@@ -93,6 +100,13 @@ pub struct WhoArgs {
     pub spec: PortSpec,
     #[command(flatten)]
     pub ns: NetnsArgs,
+    /// Do not read the NAT rules (ports Docker, podman or Kubernetes
+    /// publish without a socket).
+    #[arg(long)]
+    pub no_nat: bool,
+    /// Say on stderr how the NAT rules were read and what was skipped.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
     #[command(flatten)]
     pub out: ReportArgs,
 }
@@ -229,7 +243,8 @@ pub struct KillArgs {
     /// Do not ask (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Also signal pid 1 and portctl's own ancestors.
+    /// Also signal pid 1, portctl's own ancestors, and a container
+    /// runtime's userland proxy (docker-proxy).
     #[arg(long)]
     pub force: bool,
     /// Wait until the port is free (listeners gone); default 10s.
@@ -238,6 +253,9 @@ pub struct KillArgs {
     /// With --wait: send SIGKILL to holders still alive after the wait.
     #[arg(long, requires = "wait")]
     pub then_kill: bool,
+    /// Say on stderr how the NAT rules were read and what was skipped.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
     #[command(flatten)]
     pub out: ReportArgs,
 }

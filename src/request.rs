@@ -50,19 +50,41 @@ pub struct ListenRequest {
     pub ports: Vec<PortRange>,
     /// Add the owners' systemd unit and container.
     pub context: bool,
+    /// Also the ports NAT rules publish (`--no-nat`: not).
+    pub nat: bool,
+    /// `-v`: how the NAT rules were read, on stderr.
+    pub verbose: bool,
     pub out: Output,
 }
 
 impl ListenRequest {
-    /// Every listener and bound UDP socket, as a table for stdout.
+    /// Every listener and bound UDP socket, and the ports NAT rules
+    /// publish, as a table for stdout.
     pub fn new(out: Output) -> ListenRequest {
         ListenRequest {
             namespaces: Namespaces::Current,
             select: Selection::default(),
             ports: Vec::new(),
             context: false,
+            nat: true,
+            verbose: false,
             out,
         }
+    }
+
+    /// Whether a NAT record is one the selection keeps: its protocol (any
+    /// protocol counts as both), family and ports.
+    pub fn keeps_nat(&self, r: &crate::nat::NatRule) -> bool {
+        // SCTP, DCCP...: shown unless -t or -u narrowed the protocols.
+        let all = self.select.protos.len() >= 2;
+        let proto_ok = r
+            .proto
+            .as_deref()
+            .is_none_or(|p| self.select.protos.iter().any(|s| s.as_str() == p) || (all && !matches!(p, "tcp" | "udp")));
+        let family_ok = r.family.is_none_or(|f| self.select.families.contains(&f));
+        let ports_ok = self.ports.is_empty()
+            || r.ports.is_none_or(|range| self.ports.iter().any(|want| want.lo <= range.hi && range.lo <= want.hi));
+        proto_ok && family_ok && ports_ok
     }
 
     /// What the kernel is asked for: listeners and bound UDP sockets on the
@@ -134,6 +156,10 @@ pub struct WhoRequest {
     pub target: Target,
     /// The namespace asked about (`--netns`); the current one when `None`.
     pub netns: Option<String>,
+    /// Read the NAT rules (`--no-nat`: not).
+    pub nat: bool,
+    /// `-v`: how the NAT rules were read, on stderr.
+    pub verbose: bool,
     pub out: Output,
 }
 
@@ -151,6 +177,8 @@ pub struct KillRequest {
     pub wait: Option<Duration>,
     /// After the wait, SIGKILL what is left.
     pub then_kill: bool,
+    /// `-v`: how the NAT rules were read, on stderr.
+    pub verbose: bool,
     pub out: Output,
 }
 
@@ -260,6 +288,8 @@ impl Request {
             Command::Who(a) => Request::Who(WhoRequest {
                 target: target(&a.spec)?,
                 netns: a.ns.netns,
+                nat: !a.no_nat,
+                verbose: a.verbose,
                 out: report_output(&a.out, None),
             }),
             Command::Kill(a) => Request::Kill(KillRequest {
@@ -270,6 +300,7 @@ impl Request {
                 force: a.force,
                 wait: a.wait.map(|d| d.0),
                 then_kill: a.then_kill,
+                verbose: a.verbose,
                 out: report_output(&a.out, None),
             }),
             Command::Wait(a) => Request::Wait(WaitRequest {
@@ -326,6 +357,8 @@ fn listen(a: cli::ListenArgs) -> ListenRequest {
         select: Selection::new(a.sel.tcp, a.sel.udp, a.sel.ipv4, a.sel.ipv6),
         ports: a.port,
         context: a.context,
+        nat: !a.no_nat,
+        verbose: a.verbose,
         out: listing_output(&a.out, format),
     }
 }

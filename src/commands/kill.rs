@@ -23,7 +23,17 @@ pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result
     let t = &req.target;
     let source = ProcWalk::host();
     let query = request::port_query(t, StateSet::all(), true);
-    let mut inv = inventory::collect(&query, Owners::Resolve(&source), report)?;
+    // The NAT rules, read while the kernel is dumped and /proc walked: a
+    // port a container or a Kubernetes service publishes is stopped there.
+    let protos: Vec<&str> = t.protos().iter().map(|p| p.as_str()).collect();
+    let (inv, scan) = std::thread::scope(|s| {
+        let reader = s.spawn(|| inventory::scan_nat(None, Some((&protos, t.port)), None));
+        let inv = inventory::collect(&query, Owners::Resolve(&source), report);
+        (inv, reader.join().unwrap_or_else(|_| inventory::NatScan::skipped()))
+    });
+    let mut inv = inv?;
+    inventory::report_nat(std::slice::from_ref(&scan), req.verbose, report);
+    let nat = scan.answer(t, &mut inv.procs);
     let sockets: Vec<_> = inv.sockets.into_iter().filter(|s| t.served_by(s)).collect();
     let label = t.label();
     let holders = kill::holders(&sockets, t.port);
@@ -50,17 +60,30 @@ pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result
         waited_ms: None,
         time_wait_left: None,
         message: String::new(),
+        hints: kill::nat_hints(&nat),
+        nat,
     };
     if holders.is_empty() {
         out.message = if hidden > 0 {
             format!("nothing portctl may signal: the holders of {label} could not be read")
         } else {
-            kill::nothing_to_kill(&label, &sockets)
+            kill::nothing_to_kill(&label, &sockets, &out.nat)
         };
         return finish(w, req, &out, EXIT_NO_MATCH);
     }
     let protected = kill::protected_pids(&mut inv.procs);
-    let (targets, to_signal) = kill::plan(&holders, &protected, req.force, req.dry_run);
+    let cmdlines: Vec<(u32, &str)> =
+        sockets.iter().flat_map(|s| s.owners.iter().map(|o| (o.pid, &*o.cmdline))).collect();
+    let mut proxies = crate::domain::who::Proxy::of(cmdlines, &mut inv.procs);
+    proxies.sort_by_key(|p| p.pid);
+    proxies.dedup_by_key(|p| p.pid);
+    for p in &proxies {
+        let h = format!("the container at {} serves {label} through docker-proxy: stop it with {}", p.target, p.stop());
+        if !out.hints.contains(&h) {
+            out.hints.push(h);
+        }
+    }
+    let (targets, to_signal) = kill::plan(&holders, &protected, &proxies, req.force, req.dry_run);
     out.targets = targets;
     if !to_signal.is_empty() && !req.yes && !confirm(req, &out, &to_signal, &label)? {
         out.message = "nothing signalled: not confirmed".into();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::counters::Counters;
 use crate::domain::who::OverflowCounters;
 use crate::domain::{order, who};
-use crate::inventory::{self, Owners, Scope};
+use crate::inventory::{self, NatScan, Owners, Scope};
 use crate::model::{Proto, Socket, State, StateSet};
 use crate::netns::{self, Netns};
 use crate::procs::ProcWalk;
@@ -45,7 +45,23 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
     let scope = Scope::WithOthers(main, others);
     let query = request::port_query(&req.target, StateSet::all(), true);
     let source = ProcWalk::host();
-    let mut inv = inventory::collect_in(&scope, &query, Owners::Resolve(&source), Some(order::listen), report)?;
+    // The NAT rules of the namespace asked about, read while the kernel is
+    // dumped and /proc walked.
+    let protos: Vec<&str> = req.target.protos().iter().map(|p| p.as_str()).collect();
+    let (inv, scan) = std::thread::scope(|s| {
+        let reader = req.nat.then(|| {
+            s.spawn(|| match &scope {
+                Scope::WithOthers(main, _) => inventory::scan_nat(Some(main), Some((&protos, req.target.port)), None),
+                _ => NatScan::skipped(),
+            })
+        });
+        let inv = inventory::collect_in(&scope, &query, Owners::Resolve(&source), Some(order::listen), report);
+        let scan = reader.map_or_else(NatScan::skipped, |r| r.join().unwrap_or_else(|_| NatScan::skipped()));
+        (inv, scan)
+    });
+    let mut inv = inv?;
+    inventory::report_nat(std::slice::from_ref(&scan), req.verbose, report);
+    let nat = scan.answer(&req.target, &mut inv.procs);
     let (sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
         inv.sockets.into_iter().partition(|s| s.netns.as_ref().is_none_or(|n| n.inode == main_inode));
     let listener = |s: &Socket| s.proto == Proto::Tcp && s.state == State::Listen;
@@ -69,12 +85,12 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
             counters.rise = Some((rise(after.0, before.0), rise(after.1, before.1), elapsed));
         }
     }
-    let found = who::Found { sockets, other_netns, unreadable_netns: inv.unreadable_netns, counters };
+    let found = who::Found { sockets, other_netns, unreadable_netns: inv.unreadable_netns, counters, nat };
     let answer = who::answer(&req.target, found, &mut inv.procs, &sys, who::Viewer::me());
     if req.out.is_json() {
         json::object(w, &answer)?;
     } else {
         render::who::write(w, &answer, req.out.style())?;
     }
-    Ok(report::status(answer.verdict.in_use))
+    Ok(report::status(answer.verdict.in_use || answer.verdict.published))
 }

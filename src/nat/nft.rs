@@ -355,6 +355,9 @@ impl Lowerer<'_> {
             return;
         };
         let f = self.field(left);
+        if let Field::Ignore(name) = &f {
+            bump(self.skipped, format!("nft-match:{name}"));
+        }
         if !matches!(op, "==" | "!=" | "in") {
             // <, >, & (a mask)...: a restriction not modelled.
             conds.push(Cond::Other(format!("{f:?} {op}")));

@@ -329,6 +329,7 @@ const MAX_VISITS: u64 = 2_000_000;
 
 struct Walk<'a> {
     t: &'a IrTable,
+    query: Query<'a>,
     label: String,
     hook: Hook,
     stack: Vec<&'a str>,
@@ -351,15 +352,10 @@ pub fn walk_table(t: &IrTable, query: Query<'_>, skipped: &mut Skipped, out: &mu
 fn walk_limited(t: &IrTable, query: Query<'_>, max: u64, skipped: &mut Skipped, out: &mut Vec<Entry>) {
     let label = t.label();
     let mut w =
-        Walk { t, label, hook: Hook::Prerouting, stack: Vec::new(), emits: Vec::new(), visits: 0, max, skipped };
+        Walk { t, query, label, hook: Hook::Prerouting, stack: Vec::new(), emits: Vec::new(), visits: 0, max, skipped };
     for (chain, hook) in &t.base {
-        let mut ctx = Ctx::default();
-        if let Some((protos, port)) = query {
-            ctx.protos = Some(protos.iter().map(|p| p.to_string()).collect());
-            ctx.ports = Some(vec![one(port)]);
-        }
         w.hook = *hook;
-        w.chain(chain, &ctx);
+        w.chain(chain, &Ctx::default());
     }
     if w.visits > max {
         bump(w.skipped, format!("walk-stopped-after-{max}-rules:{}", w.label));
@@ -369,6 +365,20 @@ fn walk_limited(t: &IrTable, query: Query<'_>, max: u64, skipped: &mut Skipped, 
 }
 
 impl<'a> Walk<'a> {
+    /// `ctx.apply(conds)`, None also when the result cannot match the
+    /// query (the rule's own ports are kept: a range stays a range).
+    fn step(&self, ctx: &Ctx, conds: &[Cond]) -> Option<Ctx> {
+        let c = ctx.apply(conds)?;
+        if let Some((protos, port)) = self.query {
+            let proto_ok = c.protos.as_ref().is_none_or(|v| v.iter().any(|p| protos.contains(&p.as_str())));
+            let port_ok = c.ports.as_ref().is_none_or(|v| v.iter().any(|r| r.contains(port)));
+            if !proto_ok || !port_ok {
+                return None;
+            }
+        }
+        Some(c)
+    }
+
     fn chain(&mut self, chain: &str, ctx: &Ctx) {
         let t = self.t;
         let Some((name, rules)) = t.chains.get_key_value(chain) else {
@@ -385,8 +395,8 @@ impl<'a> Walk<'a> {
             if self.visits > self.max {
                 break;
             }
-            let Some(mut c) = ctx.apply(&r.conds) else {
-                continue; // contradicts the path: unreachable from here
+            let Some(mut c) = self.step(ctx, &r.conds) else {
+                continue; // contradicts the path (or the query): unreachable from here
             };
             c.path.push(Hop { table: self.label.clone(), chain: name.clone(), rule: r.id });
             if let Some(cm) = &r.comment {
@@ -397,7 +407,7 @@ impl<'a> Walk<'a> {
                 Action::Jump(to) | Action::Goto(to) => self.chain(to, &c),
                 Action::Branches(bs) => {
                     for (conds, to) in bs {
-                        if let Some(c2) = c.apply(conds) {
+                        if let Some(c2) = self.step(&c, conds) {
                             self.chain(to, &c2);
                         }
                     }
@@ -405,7 +415,7 @@ impl<'a> Walk<'a> {
                 Action::Nat(target) => self.emit(&c, target, r.comment.clone()),
                 Action::NatBranches(bs) => {
                     for (conds, target) in bs {
-                        if let Some(c2) = c.apply(conds) {
+                        if let Some(c2) = self.step(&c, conds) {
                             self.emit(&c2, target, r.comment.clone());
                         }
                     }
@@ -417,9 +427,10 @@ impl<'a> Walk<'a> {
 
     fn emit(&mut self, c: &Ctx, target: &Target, own_comment: Option<String>) {
         let comment = own_comment.or_else(|| c.comments.last().cloned());
+        let asked = |p: &String| self.query.is_none_or(|(q, _)| q.contains(&p.as_str()));
         let protos: Vec<Option<String>> = match &c.protos {
             None => vec![None],
-            Some(v) => v.iter().cloned().map(Some).collect(),
+            Some(v) => v.iter().filter(|p| asked(p)).cloned().map(Some).collect(),
         };
         for proto in protos {
             self.emits.push(Emit {
