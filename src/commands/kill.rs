@@ -77,10 +77,14 @@ pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result
     let mut proxies = crate::domain::who::Proxy::of(cmdlines, &mut inv.procs);
     proxies.sort_by_key(|p| p.pid);
     proxies.dedup_by_key(|p| p.pid);
-    for p in &proxies {
-        let h = format!("the container at {} serves {label} through docker-proxy: stop it with {}", p.target, p.stop());
-        if !out.hints.contains(&h) {
-            out.hints.push(h);
+    // The NAT hints name the container already when its rule was read.
+    if out.hints.is_empty() {
+        for p in &proxies {
+            out.hints.push(format!(
+                "the container at {} serves {label} through docker-proxy: stop it with {}",
+                p.target,
+                p.stop()
+            ));
         }
     }
     let (targets, to_signal) = kill::plan(&holders, &protected, &proxies, req.force, req.dry_run);

@@ -228,12 +228,9 @@ pub fn who_hints(port: u16, nat: &NatAnswer, free: bool, listening: bool, root: 
     if let Some(r) = here.first() {
         let what = format!("the NAT rule {} ({})", r.rule, action_text(r));
         let sent = match (r.remote, r.local) {
-            (true, true) => "remote clients, and local connections too, are sent away by it",
-            (true, false) => {
-                "remote clients are sent away by it; local connections are not translated and reach the socket"
-            }
-            (false, true) => "local connections are sent away by it; remote clients reach the socket",
-            (false, false) => "it translates nothing",
+            (false, false) => "it translates nothing".to_string(),
+            (true, false) => "it sends away connections from other hosts and containers; local connections are not translated and reach the socket".to_string(),
+            _ => format!("it sends away {}", who_reaches(r)),
         };
         if free {
             h.push(format!("a new bind() on port {port} succeeds, but {what} catches the traffic first: {sent}"));

@@ -82,7 +82,9 @@ pub fn parse_dnat_to(s: &str) -> Target {
 const KNOWN_MODULES: [&str; 7] = ["tcp", "udp", "sctp", "dccp", "multiport", "addrtype", "comment"];
 
 /// Lowers one rule's arguments (after `-A CHAIN`).
-fn lower_rule(args: &[String], id: u64, skipped: &mut Skipped) -> IrRule {
+fn lower_rule(args: &[String], id: u64) -> IrRule {
+    let mut own = Skipped::new();
+    let skipped = &mut own;
     let mut conds = Vec::new();
     let mut action = Action::None;
     let mut comment = None;
@@ -229,7 +231,7 @@ fn lower_rule(args: &[String], id: u64, skipped: &mut Skipped) -> IrRule {
             chain => action = Action::Jump(chain.to_string()),
         }
     }
-    IrRule { conds, action, comment, id }
+    IrRule { conds, action, comment, id, skipped: own }
 }
 
 /// `0.0.0.0/0`, `::/0`, `0/0`: no restriction.
@@ -253,7 +255,7 @@ pub struct Parsed {
 }
 
 /// Parses a whole save output; `family` is `ip` or `ip6`.
-pub fn parse(text: &str, family: &str, source: RuleSource, skipped: &mut Skipped) -> Parsed {
+pub fn parse(text: &str, family: &str, source: RuleSource) -> Parsed {
     let mut out = Parsed { tables: Vec::new(), rules: 0, incompatible: Vec::new() };
     let mut cur: Option<IrTable> = None;
     let mut positions: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
@@ -301,7 +303,7 @@ pub fn parse(text: &str, family: &str, source: RuleSource, skipped: &mut Skipped
             let Some(chain) = toks.get(1).cloned() else { continue };
             let n = positions.entry(chain.clone()).or_default();
             *n += 1;
-            let r = lower_rule(&toks[2..], *n, skipped);
+            let r = lower_rule(&toks[2..], *n);
             t.chains.entry(chain).or_default().push(r);
             continue;
         }
@@ -350,8 +352,7 @@ mod tests {
 
     #[test]
     fn incompatible_tables_are_named() {
-        let mut s = Skipped::new();
-        let p = parse("# Table `nat' is incompatible, use 'nft' tool.\n", "ip", RuleSource::IptablesNft, &mut s);
+        let p = parse("# Table `nat' is incompatible, use 'nft' tool.\n", "ip", RuleSource::IptablesNft);
         assert_eq!(p.incompatible, ["nat"]);
         assert!(p.tables.is_empty());
     }

@@ -70,7 +70,7 @@ pub fn analyze(inputs: &Inputs, query: walk::Query<'_>) -> Analysis {
         }
     }
     for (family, source, text) in &inputs.iptables {
-        let parsed = iptables::parse(text, family, *source, &mut a.skipped);
+        let parsed = iptables::parse(text, family, *source);
         a.rules_read += parsed.rules;
         for t in parsed.tables {
             if *source == RuleSource::IptablesNft && native.iter().any(|(f, n)| f == family && *n == t.name) {

@@ -184,7 +184,7 @@ impl Ruleset {
                     ir.base.push((name.clone(), hook));
                 }
             }
-            let mut lw = Lowerer { t, skipped: &mut *skipped };
+            let mut lw = Lowerer { t, skipped: Skipped::new() };
             for r in &t.rules {
                 let chain = text(r, "chain");
                 let rule = lw.rule(r);
@@ -198,7 +198,8 @@ impl Ruleset {
 
 struct Lowerer<'a> {
     t: &'a RawTable,
-    skipped: &'a mut Skipped,
+    /// The current rule's skips.
+    skipped: Skipped,
 }
 
 /// What a match's left side (or a map key part) is about.
@@ -225,7 +226,7 @@ impl Lowerer<'_> {
         let mut action = Action::None;
         for st in r.get("expr").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
             let Some((k, body)) = st.as_object().and_then(|m| m.iter().next()) else {
-                bump(self.skipped, "nft-statement:malformed");
+                bump(&mut self.skipped, "nft-statement:malformed");
                 continue;
             };
             match k.as_str() {
@@ -251,11 +252,11 @@ impl Lowerer<'_> {
                 "counter" | "log" | "limit" | "mangle" | "accept" | "drop" | "return" | "continue" | "masquerade"
                 | "snat" | "reject" | "notrack" | "quota" | "set" | "ct count" | "meter" | "queue" | "dup" | "fwd"
                 | "synproxy" | "flow" | "ct helper" | "ct timeout" | "ct expectation" | "secmark" => {}
-                "xt" => bump(self.skipped, "nft-statement:xt"),
-                other => bump(self.skipped, format!("nft-statement:{other}")),
+                "xt" => bump(&mut self.skipped, "nft-statement:xt"),
+                other => bump(&mut self.skipped, format!("nft-statement:{other}")),
             }
         }
-        IrRule { conds, action, comment, id }
+        IrRule { conds, action, comment, id, skipped: std::mem::take(&mut self.skipped) }
     }
 
     fn field(&mut self, e: &Value) -> Field {
@@ -317,7 +318,7 @@ impl Lowerer<'_> {
                 match rs {
                     Some(rs) => Some(Cond::Dport(rs)),
                     None => {
-                        bump(self.skipped, "nft-dport-value");
+                        bump(&mut self.skipped, "nft-dport-value");
                         Some(Cond::Other(format!("dport {right}")))
                     }
                 }
@@ -351,12 +352,12 @@ impl Lowerer<'_> {
     fn lower_match(&mut self, m: &Value, conds: &mut Vec<Cond>) {
         let op = m.get("op").and_then(Value::as_str).unwrap_or("==");
         let (Some(left), Some(right)) = (m.get("left"), m.get("right")) else {
-            bump(self.skipped, "nft-match:malformed");
+            bump(&mut self.skipped, "nft-match:malformed");
             return;
         };
         let f = self.field(left);
         if let Field::Ignore(name) = &f {
-            bump(self.skipped, format!("nft-match:{name}"));
+            bump(&mut self.skipped, format!("nft-match:{name}"));
         }
         if !matches!(op, "==" | "!=" | "in") {
             // <, >, & (a mask)...: a restriction not modelled.
@@ -390,7 +391,7 @@ impl Lowerer<'_> {
             _ => vec![k.clone()],
         };
         if parts.len() != fields.len() {
-            bump(self.skipped, "nft-map-key-arity");
+            bump(&mut self.skipped, "nft-map-key-arity");
             return None;
         }
         let mut out = Vec::new();
@@ -414,13 +415,13 @@ impl Lowerer<'_> {
             Value::String(s) if s.starts_with('@') => match self.t.sets.get(&s[1..]) {
                 Some(m) => m.get("elem").and_then(Value::as_array).cloned().unwrap_or_default(),
                 None => {
-                    bump(self.skipped, "nft-map-missing");
+                    bump(&mut self.skipped, "nft-map-missing");
                     vec![]
                 }
             },
             Value::Object(m) if m.contains_key("set") => m["set"].as_array().cloned().unwrap_or_default(),
             _ => {
-                bump(self.skipped, "nft-map-data");
+                bump(&mut self.skipped, "nft-map-data");
                 vec![]
             }
         };
@@ -437,7 +438,7 @@ impl Lowerer<'_> {
 
     fn lower_vmap(&mut self, body: &Value) -> Action {
         let (Some(key), Some(data)) = (body.get("key"), body.get("data")) else {
-            bump(self.skipped, "nft-vmap:malformed");
+            bump(&mut self.skipped, "nft-vmap:malformed");
             return Action::None;
         };
         let fields = self.key_fields(key);
@@ -463,7 +464,7 @@ impl Lowerer<'_> {
         // dnat to <key> map { k : addr [. port] }
         if let Some(m) = addr.and_then(|a| a.get("map")) {
             let (Some(key), Some(data)) = (m.get("key"), m.get("data")) else {
-                bump(self.skipped, "nft-dnat-map:malformed");
+                bump(&mut self.skipped, "nft-dnat-map:malformed");
                 return Action::None;
             };
             let fields = self.key_fields(key);
@@ -483,7 +484,7 @@ impl Lowerer<'_> {
         // dnat to 1.2.3.4 : tcp dport map { 80 : 8080 }
         if let Some(m) = port.and_then(|p| p.get("map")) {
             let (Some(key), Some(data)) = (m.get("key"), m.get("data")) else {
-                bump(self.skipped, "nft-dnat-map:malformed");
+                bump(&mut self.skipped, "nft-dnat-map:malformed");
                 return Action::None;
             };
             let fields = self.key_fields(key);
@@ -502,7 +503,7 @@ impl Lowerer<'_> {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Object(m)) if m.contains_key("range") => Some(addr_text(&Value::Object(m.clone()))),
             Some(other) => {
-                bump(self.skipped, "nft-dnat-address-expression");
+                bump(&mut self.skipped, "nft-dnat-address-expression");
                 Some(other.to_string())
             }
         };

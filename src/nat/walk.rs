@@ -158,6 +158,10 @@ pub struct IrRule {
     pub comment: Option<String>,
     /// nft handle or iptables 1-based position.
     pub id: u64,
+    /// What the front end could not interpret in this rule; counted when
+    /// the walk reaches the rule (so `-v` names what mattered, not the
+    /// filter chains no packet to a published port goes through).
+    pub skipped: Skipped,
 }
 
 #[derive(Debug)]
@@ -337,6 +341,8 @@ struct Walk<'a> {
     visits: u64,
     max: u64,
     skipped: &'a mut Skipped,
+    /// Rules whose own skips were counted already.
+    counted: std::collections::HashSet<*const IrRule>,
 }
 
 /// A question about one port: the protocols and the port.
@@ -351,8 +357,18 @@ pub fn walk_table(t: &IrTable, query: Query<'_>, skipped: &mut Skipped, out: &mu
 
 fn walk_limited(t: &IrTable, query: Query<'_>, max: u64, skipped: &mut Skipped, out: &mut Vec<Entry>) {
     let label = t.label();
-    let mut w =
-        Walk { t, query, label, hook: Hook::Prerouting, stack: Vec::new(), emits: Vec::new(), visits: 0, max, skipped };
+    let mut w = Walk {
+        t,
+        query,
+        label,
+        hook: Hook::Prerouting,
+        stack: Vec::new(),
+        emits: Vec::new(),
+        visits: 0,
+        max,
+        skipped,
+        counted: Default::default(),
+    };
     for (chain, hook) in &t.base {
         w.hook = *hook;
         w.chain(chain, &Ctx::default());
@@ -394,6 +410,11 @@ impl<'a> Walk<'a> {
             self.visits += 1;
             if self.visits > self.max {
                 break;
+            }
+            if !r.skipped.is_empty() && self.counted.insert(r as *const IrRule) {
+                for (k, n) in &r.skipped {
+                    *self.skipped.entry(k.clone()).or_default() += n;
+                }
             }
             let Some(mut c) = self.step(ctx, &r.conds) else {
                 continue; // contradicts the path (or the query): unreachable from here
@@ -657,7 +678,7 @@ mod tests {
     fn loops_missing_chains_and_explosions_end() {
         let mut t = IrTable::new(RuleSource::Nft, "ip", "t");
         t.base.push(("pre".into(), Hook::Prerouting));
-        let rule = |action| IrRule { conds: vec![], action, comment: None, id: 1 };
+        let rule = |action| IrRule { conds: vec![], action, comment: None, id: 1, skipped: Skipped::new() };
         t.chains.insert("pre".into(), vec![rule(Action::Jump("pre".into())), rule(Action::Jump("gone".into()))]);
         for i in 0..40 {
             let next = format!("c{}", i + 1);

@@ -244,8 +244,8 @@ pub fn nat(w: &mut impl Write, rules: &[crate::nat::NatRule], read: &[(String, b
     family(
         w,
         "portctl_nat_published_info",
-        "A port a NAT rule publishes on this host (DNAT, REDIRECT, TPROXY: Docker, podman, Kubernetes, \
-         hand-written), with its target; no socket holds it. Always 1.",
+        "A port range a NAT rule publishes on this host (DNAT, REDIRECT, TPROXY: Docker, podman, \
+         Kubernetes, hand-written) and where it sends the connections. Always 1.",
         &info,
     )?;
     let read: Vec<(Labels, String)> =
