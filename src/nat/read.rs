@@ -148,20 +148,17 @@ pub fn read(budget: Duration) -> Reading {
     let mut relevant: Vec<(String, String)> = Vec::new();
     if let Some(nft) = &tools.nft {
         let out = run_all(vec![Tool::new(nft, &["-j", "list", "chains"])], deadline, &mut r);
-        if let Some(Some(text)) = out.into_iter().next() {
-            relevant = relevant_tables(&text);
-        }
-        if r.status >= Status::TimedOut {
-            return r;
+        match out.into_iter().next() {
+            Some(Some(text)) => relevant = relevant_tables(&text),
+            _ if r.status >= Status::TimedOut => return r,
+            // nft failed (too old for -j, say): iptables-nft's own tables
+            // can still be read.
+            _ => relevant = classic_tables(),
         }
     } else if tools.ipt_nft.is_some() {
         // Without nft, iptables-nft still reads its own tables; reading
         // creates none.
-        for fam in ["ip", "ip6"] {
-            for t in WANTED {
-                relevant.push((fam.to_string(), t.to_string()));
-            }
-        }
+        relevant = classic_tables();
         r.problem(
             Status::NoTools,
             "nft is not installed: nftables rules other than iptables-nft's could not be read".to_string(),
@@ -238,6 +235,12 @@ pub fn read(budget: Duration) -> Reading {
         r.inputs.nft.extend(docs.into_iter().flatten());
     }
     r
+}
+
+/// The tables iptables-nft reads without nft's help: nat and mangle of
+/// both families (reading creates none).
+fn classic_tables() -> Vec<(String, String)> {
+    ["ip", "ip6"].iter().flat_map(|f| WANTED.iter().map(move |t| (f.to_string(), t.to_string()))).collect()
 }
 
 enum Job {
