@@ -190,6 +190,8 @@ pub struct NatScan {
     pub rules: Vec<NatRule>,
     pub skipped: Skipped,
     pub runs: Vec<nat::read::ToolRun>,
+    /// Rules the tools printed, walked or not.
+    pub rules_read: u64,
 }
 
 impl NatScan {
@@ -202,6 +204,7 @@ impl NatScan {
             rules: Vec::new(),
             skipped: Skipped::new(),
             runs: Vec::new(),
+            rules_read: 0,
         }
     }
 
@@ -240,6 +243,7 @@ pub fn scan_nat(ns: Option<&Netns>, query: nat::walk::Query<'_>, tag: Option<Net
         rules,
         skipped: analysis.skipped,
         runs: reading.runs,
+        rules_read: analysis.rules_read,
     }
 }
 
@@ -273,6 +277,15 @@ pub fn report_nat(scans: &[NatScan], verbose: bool, report: &mut Report) {
         if verbose {
             for r in &s.runs {
                 report.note(format!("NAT: {}{place}: {} in {} ms", r.command, r.outcome, r.elapsed.as_millis()));
+            }
+            if !s.runs.is_empty() {
+                report.note(format!(
+                    "NAT{place}: {} rule{} read, {} NAT record{}",
+                    s.rules_read,
+                    plural(s.rules_read as usize),
+                    s.rules.len(),
+                    plural(s.rules.len())
+                ));
             }
             if !s.skipped.is_empty() {
                 report.note(format!(

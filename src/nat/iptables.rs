@@ -6,39 +6,53 @@
 //! is split the way iptables-restore splits it (double quotes, backslash
 //! escapes: `--comment "dnat name: \"bridge\" id: \"..\""`).
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use super::model::RuleSource;
 use super::walk::{Action, AddrMatch, Cond, Hook, IfMatch, IrRule, IrTable, Skipped, Target, bump};
 use crate::model::PortRange;
 
-/// One rule line split into arguments.
-pub fn tokenize(line: &str) -> Vec<String> {
+/// One rule line split into arguments: borrowed from the line unless the
+/// argument has quotes or escapes.
+pub fn tokenize(line: &str) -> Vec<Cow<'_, str>> {
     let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut have = false;
-    let mut it = line.chars().peekable();
-    while let Some(ch) = it.next() {
-        match ch {
-            '\\' if quoted => {
-                if let Some(n) = it.next() {
-                    cur.push(n);
-                }
-            }
-            '"' => {
-                quoted = !quoted;
-                have = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if have || !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                    have = false;
-                }
-            }
-            c => cur.push(c),
+    let mut rest = line;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            break;
         }
-    }
-    if have || !cur.is_empty() {
-        out.push(cur);
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        if !word.contains(['"', '\\']) {
+            out.push(Cow::Borrowed(word));
+            rest = &rest[end..];
+            continue;
+        }
+        // Quotes and escapes: the slow way, up to the unquoted whitespace.
+        let mut cur = String::new();
+        let mut quoted = false;
+        let mut it = rest.char_indices();
+        let mut stop = rest.len();
+        while let Some((i, ch)) = it.next() {
+            match ch {
+                '\\' if quoted => {
+                    if let Some((_, n)) = it.next() {
+                        cur.push(n);
+                    }
+                }
+                '"' => quoted = !quoted,
+                c if c.is_whitespace() && !quoted => {
+                    stop = i;
+                    break;
+                }
+                c => cur.push(c),
+            }
+        }
+        out.push(Cow::Owned(cur));
+        rest = &rest[stop..];
     }
     out
 }
@@ -81,22 +95,62 @@ pub fn parse_dnat_to(s: &str) -> Target {
 /// Match modules whose options are read (the rest are restrictions by name).
 const KNOWN_MODULES: [&str; 7] = ["tcp", "udp", "sctp", "dccp", "multiport", "addrtype", "comment"];
 
+/// Targets that neither translate nor lead anywhere: a rule with one of
+/// them publishes nothing, whatever it matches.
+fn inert(target: &str) -> bool {
+    matches!(
+        target,
+        "ACCEPT"
+            | "DROP"
+            | "RETURN"
+            | "MASQUERADE"
+            | "SNAT"
+            | "MARK"
+            | "CONNMARK"
+            | "LOG"
+            | "REJECT"
+            | "NETMAP"
+            | "CT"
+            | "NOTRACK"
+            | "TCPMSS"
+            | "CHECKSUM"
+            | "NFLOG"
+            | "TRACE"
+            | "NFQUEUE"
+            | "DSCP"
+            | "TOS"
+            | "TTL"
+            | "HL"
+            | "CLASSIFY"
+            | "SECMARK"
+            | "CONNSECMARK"
+            | "AUDIT"
+            | "SET"
+    )
+}
+
 /// Lowers one rule's arguments (after `-A CHAIN`).
-fn lower_rule(args: &[String], id: u64) -> IrRule {
+fn lower_rule(args: &[Cow<'_, str>], id: u64) -> IrRule {
     let mut own = Skipped::new();
+    // The target first: a rule that ends in ACCEPT, RETURN, MARK... (most
+    // of a busy nat table) is not lowered further.
+    let jump = args.iter().position(|a| matches!(a.as_ref(), "-j" | "--jump" | "-g" | "--goto"));
+    let target: Option<&str> = jump.and_then(|j| args.get(j + 1)).map(|t| t.as_ref());
+    if target.is_none_or(inert) {
+        return IrRule { conds: Vec::new(), action: Action::None, comment: None, id, skipped: own };
+    }
     let skipped = &mut own;
     let mut conds = Vec::new();
     let mut action = Action::None;
     let mut comment = None;
     let mut i = 0;
     let mut neg = false;
-    let mut target: Option<String> = None;
     let mut goto = false;
-    let mut tparams: Vec<(String, String)> = Vec::new();
-    let mut module: Option<String> = None;
-    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    let mut tparams: Vec<(&str, &str)> = Vec::new();
+    let mut module: Option<&str> = None;
+    let arg = |i: usize| args.get(i).map_or("", |a| a.as_ref());
     while i < args.len() {
-        let a = args[i].as_str();
+        let a: &str = args[i].as_ref();
         match a {
             "!" => {
                 neg = true;
@@ -120,20 +174,20 @@ fn lower_rule(args: &[String], id: u64) -> IrRule {
             }
             "-d" | "--destination" | "--dst" => {
                 let v = arg(i + 1);
-                if !is_any(&v) || neg {
-                    conds.push(Cond::Daddr(AddrMatch { negated: neg, values: split_list(&v) }));
+                if !is_any(v) || neg {
+                    conds.push(Cond::Daddr(AddrMatch { negated: neg, values: split_list(v) }));
                 }
                 i += 2;
             }
             "-s" | "--source" | "--src" => {
                 let v = arg(i + 1);
-                if !is_any(&v) || neg {
-                    conds.push(Cond::Saddr(AddrMatch { negated: neg, values: split_list(&v) }));
+                if !is_any(v) || neg {
+                    conds.push(Cond::Saddr(AddrMatch { negated: neg, values: split_list(v) }));
                 }
                 i += 2;
             }
             "-i" | "--in-interface" => {
-                conds.push(Cond::Iif(IfMatch { negated: neg, names: vec![arg(i + 1)] }));
+                conds.push(Cond::Iif(IfMatch { negated: neg, names: vec![arg(i + 1).to_string()] }));
                 i += 2;
             }
             "-o" | "--out-interface" => {
@@ -142,8 +196,8 @@ fn lower_rule(args: &[String], id: u64) -> IrRule {
             }
             "-m" | "--match" => {
                 let m = arg(i + 1);
-                if !KNOWN_MODULES.contains(&m.as_str()) {
-                    conds.push(Cond::Other(m.clone()));
+                if !KNOWN_MODULES.contains(&m) {
+                    conds.push(Cond::Other(m.to_string()));
                     bump(skipped, format!("iptables-match:{m}"));
                 }
                 module = Some(m);
@@ -172,20 +226,19 @@ fn lower_rule(args: &[String], id: u64) -> IrRule {
                 i += 2;
             }
             "--comment" => {
-                comment = Some(arg(i + 1));
+                comment = Some(arg(i + 1).to_string());
                 i += 2;
             }
             "-j" | "--jump" | "-g" | "--goto" => {
                 goto = a == "-g" || a == "--goto";
-                target = Some(arg(i + 1));
                 i += 2;
                 // Everything after the target belongs to it.
                 while i < args.len() {
-                    let k = args[i].clone();
+                    let k: &str = args[i].as_ref();
                     if k.starts_with("--") {
-                        let v = args.get(i + 1).filter(|v| !v.starts_with("--")).cloned();
+                        let v = args.get(i + 1).map(|v| v.as_ref()).filter(|v: &&str| !v.starts_with("--"));
                         i += if v.is_some() { 2 } else { 1 };
-                        tparams.push((k, v.unwrap_or_default()));
+                        tparams.push((k, v.unwrap_or("")));
                     } else {
                         i += 1;
                     }
@@ -193,9 +246,9 @@ fn lower_rule(args: &[String], id: u64) -> IrRule {
             }
             _ if a.starts_with("--") => {
                 // An option of the current match module.
-                let m = module.clone().unwrap_or_else(|| "?".into());
-                let has_value = args.get(i + 1).is_some_and(|v| !v.starts_with('-') || v == "-");
-                if KNOWN_MODULES.contains(&m.as_str()) {
+                let m = module.unwrap_or("?");
+                let has_value = args.get(i + 1).is_some_and(|v| !v.starts_with('-') || v.as_ref() == "-");
+                if KNOWN_MODULES.contains(&m) {
                     conds.push(Cond::Other(format!("{m} {a}")));
                     bump(skipped, format!("iptables-option:{m} {a}"));
                 }
@@ -208,25 +261,20 @@ fn lower_rule(args: &[String], id: u64) -> IrRule {
         }
         neg = false;
     }
-    let param = |k: &str| tparams.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let param = |k: &str| tparams.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
     if let Some(t) = target {
-        match t.as_str() {
+        match t {
             "DNAT" => match param("--to-destination") {
-                Some(to) => action = Action::Nat(parse_dnat_to(&to)),
+                Some(to) => action = Action::Nat(parse_dnat_to(to)),
                 None => bump(skipped, "iptables-dnat-without-destination"),
             },
-            "REDIRECT" => {
-                action = Action::Nat(Target::Redirect { port: param("--to-ports").and_then(|p| parse_range(&p)) })
-            }
+            "REDIRECT" => action = Action::Nat(Target::Redirect { port: param("--to-ports").and_then(parse_range) }),
             "TPROXY" => {
                 action = Action::Nat(Target::Tproxy {
-                    addr: param("--on-ip"),
+                    addr: param("--on-ip").map(str::to_string),
                     port: param("--on-port").and_then(|p| p.parse().ok()),
                 })
             }
-            "ACCEPT" | "DROP" | "RETURN" | "MASQUERADE" | "SNAT" | "MARK" | "CONNMARK" | "LOG" | "REJECT"
-            | "NETMAP" | "CT" | "NOTRACK" | "TCPMSS" | "CHECKSUM" | "NFLOG" | "TRACE" | "NFQUEUE" | "DSCP" | "TOS"
-            | "TTL" | "HL" | "CLASSIFY" | "SECMARK" | "CONNSECMARK" | "AUDIT" | "SET" => {}
             chain if goto => action = Action::Goto(chain.to_string()),
             chain => action = Action::Jump(chain.to_string()),
         }
@@ -258,7 +306,7 @@ pub struct Parsed {
 pub fn parse(text: &str, family: &str, source: RuleSource) -> Parsed {
     let mut out = Parsed { tables: Vec::new(), rules: 0, incompatible: Vec::new() };
     let mut cur: Option<IrTable> = None;
-    let mut positions: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut positions: HashMap<Arc<str>, u64> = HashMap::new();
     let mut keep = false;
     for line in text.lines() {
         let line = line.trim_end();
@@ -289,7 +337,7 @@ pub fn parse(text: &str, family: &str, source: RuleSource) -> Parsed {
         }
         if let Some(decl) = line.strip_prefix(':') {
             if let (Some(t), Some(name)) = (cur.as_mut(), decl.split_whitespace().next()) {
-                t.chains.entry(name.to_string()).or_default();
+                t.chains.entry(name.into()).or_default();
             }
             continue;
         }
@@ -300,11 +348,20 @@ pub fn parse(text: &str, family: &str, source: RuleSource) -> Parsed {
                 continue;
             }
             let toks = tokenize(line);
-            let Some(chain) = toks.get(1).cloned() else { continue };
-            let n = positions.entry(chain.clone()).or_default();
+            let Some(chain) = toks.get(1) else { continue };
+            let chain: &str = chain.as_ref();
+            let n = match positions.get_mut(chain) {
+                Some(n) => n,
+                None => positions.entry(chain.into()).or_default(),
+            };
             *n += 1;
             let r = lower_rule(&toks[2..], *n);
-            t.chains.entry(chain).or_default().push(r);
+            match t.chains.get_mut(chain) {
+                Some(rules) => rules.push(r),
+                None => {
+                    t.chains.insert(chain.into(), vec![r]);
+                }
+            }
             continue;
         }
         // `# Table `nat' is incompatible, use 'nft' tool.`
@@ -330,6 +387,8 @@ mod tests {
         let t = tokenize(r#"-A X -m comment --comment "dnat name: \"bridge\" id: \"abc\"" -j Y"#);
         assert_eq!(t, vec!["-A", "X", "-m", "comment", "--comment", r#"dnat name: "bridge" id: "abc""#, "-j", "Y"]);
         assert_eq!(tokenize(r#"-A X --comment """#), vec!["-A", "X", "--comment", ""]);
+        assert_eq!(tokenize("  -A  X\t-j   Y  "), vec!["-A", "X", "-j", "Y"]);
+        assert_eq!(tokenize(r#"-A X --comment "a b"c -j Y"#), vec!["-A", "X", "--comment", "a bc", "-j", "Y"]);
     }
 
     #[test]

@@ -103,8 +103,8 @@ pub fn records(entries: &[Entry], local: &HashMap<IpAddr, String>) -> Vec<NatRul
         };
         let (exposure, interface) = exposure(&e.matches, local);
         let hop = |h: &Hop| RuleRef {
-            table: h.table.clone(),
-            chain: h.chain.clone(),
+            table: h.table.to_string(),
+            chain: h.chain.to_string(),
             handle: (e.source == RuleSource::Nft).then_some(h.rule),
             position: (e.source != RuleSource::Nft).then_some(h.rule),
         };

@@ -21,12 +21,14 @@ use super::walk::{Action, AddrMatch, Cond, Hook, IfMatch, IrRule, IrTable, Skipp
 use crate::model::PortRange;
 
 #[derive(Default)]
-struct RawTable {
+struct RawTable<'a> {
     family: String,
     name: String,
     /// Chain name and its object (for the base-chain hook).
     chains: Vec<(String, Value)>,
-    rules: Vec<Value>,
+    /// The rules, still raw JSON: each becomes a `Value` only while it is
+    /// lowered (5,000 rules as `Value`s at once take tens of MiB).
+    rules: Vec<&'a RawValue>,
     sets: HashMap<String, Value>,
     has_xt: bool,
     /// Has a base chain at nat prerouting/output or filter prerouting (tproxy).
@@ -35,8 +37,8 @@ struct RawTable {
 
 /// A parsed document, grouped by table, before lowering.
 #[derive(Default)]
-pub struct Ruleset {
-    tables: Vec<RawTable>,
+pub struct Ruleset<'a> {
+    tables: Vec<RawTable<'a>>,
     /// `json_schema_version` of the metainfo object, when there was one.
     pub schema: Option<u64>,
     /// Rules of tables portctl did not decode (no NAT hook, xt).
@@ -75,7 +77,7 @@ pub fn relevant_hook(typ: Option<&str>, hook: Option<&str>) -> Option<Hook> {
 /// chains first, then only the rules and sets of tables that have a base
 /// chain worth walking become `Value`s; the rules of other tables (a
 /// 5,000-rule filter table) are only counted.
-pub fn parse(doc_text: &str) -> Result<Ruleset, serde_json::Error> {
+pub fn parse(doc_text: &str) -> Result<Ruleset<'_>, serde_json::Error> {
     let doc: Doc = serde_json::from_str(doc_text)?;
     let mut rs = Ruleset::default();
     let mut idx: HashMap<(String, String), usize> = HashMap::new();
@@ -122,16 +124,19 @@ pub fn parse(doc_text: &str) -> Result<Ruleset, serde_json::Error> {
             rs.other_rules += u64::from(*kind == "rule");
             continue;
         }
-        let body: Value = serde_json::from_str(raw.get())?;
         if *kind == "rule" {
-            if raw.get().contains("\"xt\"") && body.get("expr").is_some_and(|e| contains_key(e, "xt", 0)) {
-                t.has_xt = true;
-                rs.other_rules += t.rules.len() as u64 + 1;
-                t.rules.clear();
-                continue;
+            if raw.get().contains("\"xt\"") {
+                let body: Value = serde_json::from_str(raw.get())?;
+                if body.get("expr").is_some_and(|e| contains_key(e, "xt", 0)) {
+                    t.has_xt = true;
+                    rs.other_rules += t.rules.len() as u64 + 1;
+                    t.rules.clear();
+                    continue;
+                }
             }
-            t.rules.push(body);
+            t.rules.push(raw);
         } else {
+            let body: Value = serde_json::from_str(raw.get())?;
             let name = text(&body, "name");
             t.sets.insert(name, body);
         }
@@ -150,7 +155,7 @@ fn contains_key(v: &Value, k: &str, depth: usize) -> bool {
     }
 }
 
-impl Ruleset {
+impl Ruleset<'_> {
     /// (family, table) of the tables iptables-nft manages (xt inside).
     pub fn xt_tables(&self) -> Vec<(String, String)> {
         self.tables.iter().filter(|t| t.has_xt).map(|t| (t.family.clone(), t.name.clone())).collect()
@@ -178,17 +183,26 @@ impl Ruleset {
             }
             let mut ir = IrTable::new(RuleSource::Nft, &t.family, &t.name);
             for (name, c) in &t.chains {
-                ir.chains.entry(name.clone()).or_default();
+                ir.chains.entry(name.as_str().into()).or_default();
                 let hook = relevant_hook(c.get("type").and_then(Value::as_str), c.get("hook").and_then(Value::as_str));
                 if let Some(hook) = hook {
                     ir.base.push((name.clone(), hook));
                 }
             }
             let mut lw = Lowerer { t, skipped: Skipped::new() };
-            for r in &t.rules {
-                let chain = text(r, "chain");
-                let rule = lw.rule(r);
-                ir.chains.entry(chain).or_default().push(rule);
+            for raw in &t.rules {
+                let Ok(r) = serde_json::from_str::<Value>(raw.get()) else {
+                    bump(skipped, "nft-rule:unparsable");
+                    continue;
+                };
+                let chain = text(&r, "chain");
+                let rule = lw.rule(&r);
+                match ir.chains.get_mut(chain.as_str()) {
+                    Some(rules) => rules.push(rule),
+                    None => {
+                        ir.chains.insert(chain.into(), vec![rule]);
+                    }
+                }
             }
             out.push(ir);
         }
@@ -197,7 +211,7 @@ impl Ruleset {
 }
 
 struct Lowerer<'a> {
-    t: &'a RawTable,
+    t: &'a RawTable<'a>,
     /// The current rule's skips.
     skipped: Skipped,
 }

@@ -50,7 +50,7 @@ fn dnat(addr: &str, port: u16) -> Target {
 }
 
 fn chains(e: &Entry) -> Vec<String> {
-    e.path.iter().map(|h| h.chain.clone()).collect()
+    e.path.iter().map(|h| h.chain.to_string()).collect()
 }
 
 fn am(negated: bool, v: &str) -> AddrMatch {
@@ -109,7 +109,7 @@ fn docker_nftables_backend() {
     assert_eq!((p.source, p.family.as_str()), (RuleSource::Nft, "ip"));
     assert_eq!(p.comment.as_deref(), Some("DNAT"));
     let last = p.path.last().unwrap();
-    assert_eq!((last.table.as_str(), last.chain.as_str()), ("ip docker-bridges", "nat-prerouting-and-output"));
+    assert_eq!((&*last.table, &*last.chain), ("ip docker-bridges", "nat-prerouting-and-output"));
     assert!(last.rule > 0, "an nft handle");
     assert!(p.matches.dst_local);
     assert_eq!(p.matches.iif[0], IfMatch { negated: true, names: vec!["docker0".into()] });
@@ -175,7 +175,7 @@ fn cni_portmap_iptables_and_nftables() {
     // `--comment "dnat name: \"bridge\" id: \"...\""`, unescaped
     assert_eq!(p.comment.as_deref(), Some(format!("dnat name: \"bridge\" id: \"{cid}\"").as_str()));
     assert_eq!((p.owner, p.container_id.as_deref()), (Some("cni"), Some(cid)));
-    assert_eq!(p.path[1].chain, "CNI-HOSTPORT-DNAT");
+    assert_eq!(&*p.path[1].chain, "CNI-HOSTPORT-DNAT");
     assert!(p.path[2].chain.starts_with("CNI-DN-") && p.path[2].chain.len() == 28);
     let p = only(&r, "tcp", 8082);
     assert_eq!(p.source, RuleSource::Nft);
@@ -263,7 +263,7 @@ fn handwritten_shapes() {
     assert_eq!(only(&r, "tcp", 8443).target, dnat("fd00::5", 443));
     let p = only(&r, "tcp", 9999);
     assert_eq!(p.target, Target::Tproxy { addr: Some("127.0.0.1".into()), port: Some(19999) });
-    assert_eq!(p.path[0].chain, "mangle_pre");
+    assert_eq!(&*p.path[0].chain, "mangle_pre");
     assert_eq!(only(&r, "udp", 9998).target, Target::Tproxy { addr: None, port: Some(19998) });
     let p = only(&r, "tcp", 81);
     assert!(!p.prerouting && p.output, "an OUTPUT-only redirect");
@@ -291,7 +291,7 @@ fn handwritten_shapes() {
     assert!(p.matches.dst_local);
     let p = only(&r, "tcp", 9443);
     assert_eq!(p.target, Target::Tproxy { addr: Some("127.0.0.1".into()), port: Some(19443) });
-    assert_eq!(p.path[0].table, "ip mangle");
+    assert_eq!(&*p.path[0].table, "ip mangle");
     let p = only(&r, "tcp", 8888);
     assert_eq!((p.family.as_str(), &p.target), ("ip6", &dnat("fd00::5", 80)));
     // The RETURN rule in HW-PORTFWD publishes nothing.
@@ -357,11 +357,9 @@ fn noise_adds_nothing() {
     let noisy = analyze(&i, None);
     assert_eq!(base.entries.len(), noisy.entries.len());
     assert!(noisy.rules_read >= base.rules_read + 10_000, "{} {}", noisy.rules_read, base.rules_read);
-    assert_eq!(
-        noisy.skipped.get("iptables-match:conntrack").copied().unwrap_or(0)
-            - base.skipped.get("iptables-match:conntrack").copied().unwrap_or(0),
-        5000
-    );
+    // ACCEPT rules are not lowered: their conntrack matches are not
+    // "skipped", they never matter.
+    assert_eq!(noisy.skipped, base.skipped);
 }
 
 #[test]

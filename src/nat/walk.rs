@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::model::PortRange;
 
@@ -80,8 +81,8 @@ pub struct Matches {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Hop {
     /// `ip nat`, `inet netavark`.
-    pub table: String,
-    pub chain: String,
+    pub table: Arc<str>,
+    pub chain: Arc<str>,
     /// nft: the rule handle; iptables: the 1-based position.
     pub rule: u64,
 }
@@ -170,7 +171,7 @@ pub struct IrTable {
     /// `ip`, `ip6`, `inet` (nft); `ip` / `ip6` for iptables.
     pub family: String,
     pub name: String,
-    pub chains: HashMap<String, Vec<IrRule>>,
+    pub chains: HashMap<Arc<str>, Vec<IrRule>>,
     /// The base chains worth walking, with their hook.
     pub base: Vec<(String, Hook)>,
 }
@@ -334,7 +335,7 @@ const MAX_VISITS: u64 = 2_000_000;
 struct Walk<'a> {
     t: &'a IrTable,
     query: Query<'a>,
-    label: String,
+    label: Arc<str>,
     hook: Hook,
     stack: Vec<&'a str>,
     emits: Vec<Emit>,
@@ -356,7 +357,7 @@ pub fn walk_table(t: &IrTable, query: Query<'_>, skipped: &mut Skipped, out: &mu
 }
 
 fn walk_limited(t: &IrTable, query: Query<'_>, max: u64, skipped: &mut Skipped, out: &mut Vec<Entry>) {
-    let label = t.label();
+    let label: Arc<str> = t.label().into();
     let mut w = Walk {
         t,
         query,
@@ -369,7 +370,9 @@ fn walk_limited(t: &IrTable, query: Query<'_>, max: u64, skipped: &mut Skipped, 
         skipped,
         counted: Default::default(),
     };
-    for (chain, hook) in &t.base {
+    // iptables' base chains are assumed (PREROUTING, OUTPUT): one that the
+    // output does not declare has no rules, which is not a missing jump target.
+    for (chain, hook) in t.base.iter().filter(|(c, _)| t.chains.contains_key(c.as_str())) {
         w.hook = *hook;
         w.chain(chain, &Ctx::default());
     }
@@ -401,7 +404,7 @@ impl<'a> Walk<'a> {
             bump(self.skipped, format!("missing-chain:{} {chain}", self.label));
             return;
         };
-        if self.stack.len() >= MAX_DEPTH || self.stack.contains(&name.as_str()) {
+        if self.stack.len() >= MAX_DEPTH || self.stack.contains(&&**name) {
             bump(self.skipped, format!("loop-or-too-deep:{} {chain}", self.label));
             return;
         }
@@ -416,10 +419,13 @@ impl<'a> Walk<'a> {
                     *self.skipped.entry(k.clone()).or_default() += n;
                 }
             }
+            if matches!(r.action, Action::None) {
+                continue; // ACCEPT, RETURN, MARK...: nothing to follow or emit
+            }
             let Some(mut c) = self.step(ctx, &r.conds) else {
                 continue; // contradicts the path (or the query): unreachable from here
             };
-            c.path.push(Hop { table: self.label.clone(), chain: name.clone(), rule: r.id });
+            c.path.push(Hop { table: self.label.clone(), chain: Arc::clone(name), rule: r.id });
             if let Some(cm) = &r.comment {
                 c.comments.push(cm.clone());
             }
@@ -630,14 +636,14 @@ fn guess_owner(path: &[Hop], comment: Option<&str>) -> (Option<&'static str>, Op
         let id = c[i + 4..].trim_matches('"');
         is_hex_id(id).then(|| id.to_string())
     };
-    if has(&|h| h.chain.starts_with("NETAVARK-") || h.table == "inet netavark") {
+    if has(&|h| h.chain.starts_with("NETAVARK-") || &*h.table == "inet netavark") {
         return (Some("podman"), None, comment.and_then(container_id));
     }
     if has(&|h| h.chain.starts_with("CNI-") || h.table.ends_with(" cni_hostport")) {
         let id = comment.and_then(|c| container_id(c).or_else(|| is_hex_id(c).then(|| c.to_string())));
         return (Some("cni"), None, id);
     }
-    if has(&|h| h.chain == "DOCKER" || h.table.ends_with(" docker-bridges")) {
+    if has(&|h| &*h.chain == "DOCKER" || h.table.ends_with(" docker-bridges")) {
         return (Some("docker"), None, None);
     }
     (None, None, None)
@@ -682,7 +688,7 @@ mod tests {
         t.chains.insert("pre".into(), vec![rule(Action::Jump("pre".into())), rule(Action::Jump("gone".into()))]);
         for i in 0..40 {
             let next = format!("c{}", i + 1);
-            t.chains.insert(format!("c{i}"), vec![rule(Action::Jump(next.clone())), rule(Action::Jump(next))]);
+            t.chains.insert(format!("c{i}").into(), vec![rule(Action::Jump(next.clone())), rule(Action::Jump(next))]);
         }
         t.chains.get_mut("pre").unwrap().push(rule(Action::Jump("c0".into())));
         t.chains.insert("c40".into(), vec![rule(Action::Nat(Target::Redirect { port: Some(one(8080)) }))]);
