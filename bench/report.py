@@ -45,6 +45,11 @@ def load(d):
             cmd = cmd.replace(meta["portctl"], "portctl")
         if name == "floor":
             cmd = "floor (examples/floor.rs)"
+        for suffix, what in (("-base", "again, right before the NAT rules"), ("-nat", "with 5,000 iptables-nft nat rules"),
+                             ("-natnft", "with 5,000 nft rules in a nat chain")):
+            if name.endswith(suffix):
+                cmd = f"{cmd}` ({what})`"
+                break
         r = {"name": name, "cmd": cmd, "status": status, "detail": detail,
              "rss_mib": int(rss_kb) / 1024 if rss_kb.strip().isdigit() and int(rss_kb) > 0 else None}
         js = d / f"{name}.json"
@@ -79,6 +84,8 @@ TARGETS = [
     ("large", "listen / `ss -tlnp`", lambda by, b: ratio(by, "portctl-listen", "ss-tlnp"), 0.35),
     ("large", "who / `ss -tanp 'sport = :P'`", lambda by, b: ratio(by, "portctl-who", "ss-tanp-sport"), 0.30),
     ("large", "who / `lsof -nP -iTCP:P`", lambda by, b: ratio(by, "portctl-who", "lsof-iTCP-port"), 0.15),
+    ("large", "listen with 5,000 NAT rules / without", lambda by, b: ratio(by, "portctl-listen-nat", "portctl-listen-base"), 1.2),
+    ("large", "who with 5,000 NAT rules / without", lambda by, b: ratio(by, "portctl-who-nat", "portctl-who-base"), 1.2),
     ("large", "peak RSS of conns (MiB)", lambda by, b: by.get("portctl-conns", {}).get("rss_mib"), 64),
     ("large", "peak RSS of listen (MiB)", lambda by, b: by.get("portctl-listen", {}).get("rss_mib"), 16),
     ("small", "conns / `ss -tan`", lambda by, b: ratio(by, "portctl-conns", "ss-tan"), 2.0),
@@ -141,10 +148,10 @@ def report(d):
     for r in rows:
         rss = f"{r['rss_mib']:.1f}" if r["rss_mib"] is not None else "n/a"
         if "median" in r:
-            p.append(f"| `{r['cmd']}` | {r['runs']} | {fmt(r['median'])} | {fmt(r['min'])} | {fmt(r['max'])} | {rss} |")
+            p.append(f"| `{r['cmd']}` | {r['runs']} | {fmt(r['median'])} | {fmt(r['min'])} | {fmt(r['max'])} | {rss} |".replace("``", ""))
         else:
             why = f"{r['status']}: {r['detail']}".strip()
-            p.append(f"| `{r['cmd']}` | – | n/a ({why}) | n/a | n/a | {rss} |")
+            p.append(f"| `{r['cmd']}` | – | n/a ({why}) | n/a | n/a | {rss} |".replace("``", ""))
     p.append("")
 
     p.append("### Ratios (portctl median / reference median; < 1 means portctl is faster)\n")
@@ -152,14 +159,18 @@ def report(d):
     p.append("|---|---|---:|")
     for a, b in [("portctl-conns", "ss-tanp"), ("portctl-conns", "floor"), ("portctl-listen", "ss-tlnp"),
                  ("portctl-who", "ss-tanp-sport"), ("portctl-who", "lsof-iTCP-port"),
-                 ("portctl-conns", "ss-tan"), ("portctl-listen", "ss-tan"), ("portctl-who", "ss-tan")]:
+                 ("portctl-conns", "ss-tan"), ("portctl-listen", "ss-tan"), ("portctl-who", "ss-tan"),
+                 ("portctl-listen-nat", "portctl-listen-base"), ("portctl-who-nat", "portctl-who-base"),
+                 ("portctl-listen-natnft", "portctl-listen-base"), ("portctl-who-natnft", "portctl-who-base")]:
         ra, rb = by.get(a, {}), by.get(b, {})
+        if a not in by:
+            continue
         q = ratio(by, a, b)
         if q is None:
             txt = "n/a"
         else:
             txt = f"{q:.3f} ({1 / q:.1f}x faster)" if q < 1 else f"{q:.3f} ({q:.1f}x slower)"
-        p.append(f"| `{ra.get('cmd', a)}` | `{rb.get('cmd', b)}` | {txt} |")
+        p.append(f"| `{ra.get('cmd', a)}` | `{rb.get('cmd', b)}` | {txt} |".replace("``", ""))
     per = us_per_socket(by, before)
     if per is not None:
         p.append(f"\n`conns` costs {per:.2f} µs per TCP socket at this scale.")

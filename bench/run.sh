@@ -246,29 +246,29 @@ declare -A CMD=(
 } >"$OUT/meta.txt"
 : >"$OUT/commands.tsv"
 
-for name in "${NAMES[@]}"; do
-    cmd="${CMD[$name]}"
+# One command: a probe run, then hyperfine; a line in commands.tsv either way.
+measure() { # name cmd
+    local name=$1 cmd=$2 rc=0 secs rss_kb why runs warmup count
     # One probe run: checks the command works, gives its wall time and peak RSS
     # (/usr/bin/time %M; `exec` so the shell is not in between).
-    rc=0
     bg_wait inns /usr/bin/time -f '%e %M' -o "$OUT/$name.time" \
         timeout $((SKIP_SECS + 30)) bash -c "exec $cmd" >/dev/null 2>"$OUT/$name.err" || rc=$?
     read -r secs rss_kb <<<"$(tail -1 "$OUT/$name.time" 2>/dev/null || echo '0 0')"
     if [ "$rc" = 124 ]; then
         log "$name: probe timed out (> $((SKIP_SECS + 30)) s): skipped"
         printf '%s\t%s\tskipped\t>%ss per run\t\n' "$name" "$cmd" "$SKIP_SECS" >>"$OUT/commands.tsv"
-        continue
+        return
     fi
     if [ "$rc" != 0 ]; then
         why=$(grep -v '^Command exited' "$OUT/$name.err" | head -1 | tr '\t' ' ')
         log "$name: failed (exit $rc): ${why:-no message}"
         printf '%s\t%s\tfailed\texit %s: %s\t%s\n' "$name" "$cmd" "$rc" "$why" "$rss_kb" >>"$OUT/commands.tsv"
-        continue
+        return
     fi
     if awk -v s="$secs" -v l="$SKIP_SECS" 'BEGIN{exit !(s > l)}'; then
         log "$name: one run took ${secs}s (> ${SKIP_SECS}s): skipped"
         printf '%s\t%s\tskipped\t%ss per run\t%s\n' "$name" "$cmd" "$secs" "$rss_kb" >>"$OUT/commands.tsv"
-        continue
+        return
     fi
     # Fewer runs (and no warm-up; the probe was one) for slow commands. Fast ones (the
     # small scale: a few ms, where a run-to-run jitter of 1-2 ms is common) run for at
@@ -287,10 +287,46 @@ for name in "${NAMES[@]}"; do
         >"$OUT/$name.hyperfine.txt" 2>&1 || {
         log "$name: hyperfine failed (see $OUT/$name.hyperfine.txt)"
         printf '%s\t%s\tfailed\thyperfine failed\t%s\n' "$name" "$cmd" "$rss_kb" >>"$OUT/commands.tsv"
-        continue
+        return
     }
     printf '%s\t%s\tok\t%s\t%s\n' "$name" "$cmd" "$runs" "$rss_kb" >>"$OUT/commands.tsv"
+}
+
+for name in "${NAMES[@]}"; do
+    measure "$name" "${CMD[$name]}"
 done
+
+# ---------------------------------------------------------------------------- NAT rules
+# The same listen and who with NAT rules loaded (issue 17): Docker's layout (published
+# ports without a socket) and 5,000 unrelated rules in the nat table, first through
+# iptables-nft (the target: within 1.2x of the runs without rules just before), then as
+# native nftables rules in a nat-hooked chain (for the record: listing those takes nft
+# itself ~0.3-0.5 s).
+# The fixtures are tests/fixtures/nat; the rules go with the namespace.
+NAT_FX="$ROOT/tests/fixtures/nat"
+if command -v nft >/dev/null 2>&1 && command -v iptables-nft >/dev/null 2>&1; then
+    # The runs without rules again, right before the rules go in, so that the ratio
+    # compares runs minutes apart, not the whole benchmark apart (a shared machine's
+    # load drifts).
+    measure portctl-listen-base "${CMD[portctl-listen]}"
+    measure portctl-who-base "${CMD[portctl-who]}"
+    log "NAT: docker-iptables + 5,000 iptables-nft nat rules"
+    USERLAND_PROXY=false bash "$NAT_FX/docker-iptables.sh" "$NS" >/dev/null
+    NOISE_BACKEND=iptables-nft NOISE_TABLE=nat bash "$NAT_FX/noise-5000.sh" "$NS" >/dev/null
+    echo "nat_rules_iptables=$(inns iptables-nft-save -t nat | grep -c '^-A')" >>"$OUT/meta.txt"
+    measure portctl-listen-nat "${CMD[portctl-listen]}"
+    measure portctl-who-nat "${CMD[portctl-who]}"
+    log "NAT: the 5,000 rules as native nftables rules in a nat prerouting chain instead"
+    inns iptables-nft -w -t nat -D PREROUTING -j NOISE
+    inns iptables-nft -w -t nat -F NOISE
+    inns iptables-nft -w -t nat -X NOISE
+    NOISE_BACKEND=nft NOISE_TABLE=nat bash "$NAT_FX/noise-5000.sh" "$NS" >/dev/null
+    echo "nat_rules_nft=$(inns nft list table inet noise | grep -c -e accept -e drop -e return)" >>"$OUT/meta.txt"
+    measure portctl-listen-natnft "${CMD[portctl-listen]}"
+    measure portctl-who-natnft "${CMD[portctl-who]}"
+else
+    log "NAT: nft or iptables-nft missing: the NAT runs are skipped (apt-get install nftables iptables)"
+fi
 
 counts "$OUT/counts-after.txt"
 python3 "$ROOT/bench/report.py" "$OUT" | tee "$OUT/report.md"
