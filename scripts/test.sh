@@ -2,10 +2,12 @@
 # Runs every test. Installs what the tests need (iproute2 for ss/ip/nstat,
 # util-linux for setpriv, procps, prometheus for promtool, groff-base and
 # bsdextrautils for the man page and `column -t` checks; nftables, iptables,
-# nfacct and xxd for the NAT fixtures of tests/fixtures/nat) when missing,
-# without recommends (prometheus recommends node-exporter, a listener on
-# :9100). As root it also runs the root-only tests (network namespaces,
-# other users): --include-ignored.
+# nfacct and xxd for the NAT fixtures of tests/fixtures/nat; clang and
+# libbpf-dev to check that the committed BPF object is what its source
+# compiles to, bpftool to list loaded BPF programs) when missing, without
+# recommends (prometheus recommends node-exporter, a listener on :9100). As
+# root it also runs the root-only tests (network namespaces, other users,
+# BPF): --include-ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,9 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v iptables-legacy >/dev/null 2>&1 || need+=(iptables)
 command -v nfacct >/dev/null 2>&1 || need+=(nfacct)
 command -v xxd >/dev/null 2>&1 || need+=(xxd)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need+=(bpftool)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

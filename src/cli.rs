@@ -13,8 +13,40 @@ use crate::filter::{Cidr, DurationArg, PortRange, PortSpec, SignalSpec, StateSpe
 #[command(name = "portctl", version = VERSION, about, max_term_width = 100)]
 #[command(after_help = "Exit status: 0 something matched, 1 nothing matched, 2 error.")]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options every command takes, before or after its name.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct GlobalArgs {
+    /// Where the owners of sockets come from: `bpf` (the kernel's
+    /// task_file iterator: needs root, or CAP_BPF and CAP_PERFMON, and
+    /// Linux 5.11 with BTF), `proc` (walk /proc/*/fd), or `auto` (BPF when
+    /// the kernel allows it, else /proc).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = OwnersFromArg::Auto,
+        env = "PORTCTL_OWNERS",
+        value_name = "SOURCE"
+    )]
+    pub owners_from: OwnersFromArg,
+    /// Say on stderr how the answer was found: which owner source ran and,
+    /// with `auto`, why BPF did not; how the NAT rules were read (each
+    /// tool, its time) and what was skipped.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OwnersFromArg {
+    Auto,
+    Bpf,
+    Proc,
 }
 
 /// `0.1.0 (b0b67b1 2026-11-21)`: the crate version and, when built from a git
@@ -72,9 +104,6 @@ pub struct ListenArgs {
     /// hand-written DNAT), and do not read the rules.
     #[arg(long)]
     pub no_nat: bool,
-    /// Say on stderr how the NAT rules were read and what was skipped.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
     /// Output format; `prometheus` is the text exposition format for
     /// node_exporter's textfile collector (docs/prometheus.md). `--json` is
     /// `--format json`.
@@ -104,9 +133,6 @@ pub struct WhoArgs {
     /// publish without a socket).
     #[arg(long)]
     pub no_nat: bool,
-    /// Say on stderr how the NAT rules were read and what was skipped.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
     #[command(flatten)]
     pub out: ReportArgs,
 }
@@ -253,9 +279,6 @@ pub struct KillArgs {
     /// With --wait: send SIGKILL to holders still alive after the wait.
     #[arg(long, requires = "wait")]
     pub then_kill: bool,
-    /// Say on stderr how the NAT rules were read and what was skipped.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
     #[command(flatten)]
     pub out: ReportArgs,
 }

@@ -12,6 +12,7 @@ use crate::domain::who::Target;
 use crate::error::UserError;
 use crate::filter::{Cidr, PortRef, PortSpec, SignalSpec, StateSpec, UserSpec};
 use crate::model::{Family, PortRange, Proto, State, StateSet};
+pub use crate::procs::OwnersFrom;
 use crate::render::{Format, Output};
 use crate::sock_diag::{self, Cond, Expr, Source};
 
@@ -52,8 +53,8 @@ pub struct ListenRequest {
     pub context: bool,
     /// Also the ports NAT rules publish (`--no-nat`: not).
     pub nat: bool,
-    /// `-v`: how the NAT rules were read, on stderr.
-    pub verbose: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -67,7 +68,7 @@ impl ListenRequest {
             ports: Vec::new(),
             context: false,
             nat: true,
-            verbose: false,
+            owners_from: OwnersFrom::Auto,
             out,
         }
     }
@@ -116,6 +117,8 @@ pub struct ConnsRequest {
     /// tcp_info essentials.
     pub extended: bool,
     pub context: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -130,6 +133,7 @@ impl ConnsRequest {
             owners: OwnerFilter::default(),
             extended: false,
             context: false,
+            owners_from: OwnersFrom::Auto,
             out,
         }
     }
@@ -158,8 +162,8 @@ pub struct WhoRequest {
     pub netns: Option<String>,
     /// Read the NAT rules (`--no-nat`: not).
     pub nat: bool,
-    /// `-v`: how the NAT rules were read, on stderr.
-    pub verbose: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -177,8 +181,8 @@ pub struct KillRequest {
     pub wait: Option<Duration>,
     /// After the wait, SIGKILL what is left.
     pub then_kill: bool,
-    /// `-v`: how the NAT rules were read, on stderr.
-    pub verbose: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -229,6 +233,8 @@ pub struct StatsRequest {
     pub top: usize,
     /// Read the kernel's counters twice, this far apart (`--interval`).
     pub interval: Option<Duration>,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -282,14 +288,15 @@ impl Request {
     /// The request a command line makes. Bad values clap could not see
     /// (unknown users and services, regexes) are errors here.
     pub fn from_cli(cli: Cli) -> Result<Request, UserError> {
+        let from = owners_from(cli.global.owners_from);
         Ok(match cli.command {
-            Command::Listen(a) => Request::Listen(listen(a)),
-            Command::Conns(a) => Request::Conns(conns(a)?),
+            Command::Listen(a) => Request::Listen(listen(a, from)),
+            Command::Conns(a) => Request::Conns(conns(a, from)?),
             Command::Who(a) => Request::Who(WhoRequest {
                 target: target(&a.spec)?,
                 netns: a.ns.netns,
                 nat: !a.no_nat,
-                verbose: a.verbose,
+                owners_from: from,
                 out: report_output(&a.out, None),
             }),
             Command::Kill(a) => Request::Kill(KillRequest {
@@ -300,7 +307,7 @@ impl Request {
                 force: a.force,
                 wait: a.wait.map(|d| d.0),
                 then_kill: a.then_kill,
-                verbose: a.verbose,
+                owners_from: from,
                 out: report_output(&a.out, None),
             }),
             Command::Wait(a) => Request::Wait(WaitRequest {
@@ -311,9 +318,12 @@ impl Request {
             }),
             Command::Watch(a) => {
                 let what = match a.what {
-                    Some(cli::WatchWhat::Listen(l)) => Watched::Listen(listen(l)),
-                    Some(cli::WatchWhat::Conns(c)) => Watched::Conns(conns(*c)?),
-                    None => Watched::Listen(ListenRequest::new(Output::new(Format::Table, true, None))),
+                    Some(cli::WatchWhat::Listen(l)) => Watched::Listen(listen(l, from)),
+                    Some(cli::WatchWhat::Conns(c)) => Watched::Conns(conns(*c, from)?),
+                    None => Watched::Listen(ListenRequest {
+                        owners_from: from,
+                        ..ListenRequest::new(Output::new(Format::Table, true, None))
+                    }),
                 };
                 if what.out().format != Format::Table {
                     return Err(UserError::new("watch shows a table; for JSON use `portctl watch --events ...`"));
@@ -336,6 +346,7 @@ impl Request {
                     owners: !a.no_owners,
                     top: a.top,
                     interval: a.interval.map(|d| d.0),
+                    owners_from: from,
                     out: report_output(&a.out, format),
                 })
             }
@@ -345,7 +356,16 @@ impl Request {
     }
 }
 
-fn listen(a: cli::ListenArgs) -> ListenRequest {
+/// `--owners-from` (or `PORTCTL_OWNERS`) as the domain's choice.
+pub fn owners_from(a: cli::OwnersFromArg) -> OwnersFrom {
+    match a {
+        cli::OwnersFromArg::Auto => OwnersFrom::Auto,
+        cli::OwnersFromArg::Bpf => OwnersFrom::Bpf,
+        cli::OwnersFromArg::Proc => OwnersFrom::Proc,
+    }
+}
+
+fn listen(a: cli::ListenArgs, owners_from: OwnersFrom) -> ListenRequest {
     let format = match a.format {
         Some(ListenFormat::Prometheus) => Some(Format::Prometheus),
         Some(ListenFormat::Json) => Some(Format::Json),
@@ -358,12 +378,12 @@ fn listen(a: cli::ListenArgs) -> ListenRequest {
         ports: a.port,
         context: a.context,
         nat: !a.no_nat,
-        verbose: a.verbose,
+        owners_from,
         out: listing_output(&a.out, format),
     }
 }
 
-fn conns(a: cli::ConnsArgs) -> Result<ConnsRequest, UserError> {
+fn conns(a: cli::ConnsArgs, owners_from: OwnersFrom) -> Result<ConnsRequest, UserError> {
     // Every value the user typed is checked before the kernel is asked.
     let uids = a.user.iter().map(resolve_user).collect::<Result<Vec<u32>, _>>()?;
     let owners = OwnerFilter::new(&a.pid, &a.process, a.process_regex.as_deref(), &uids)?;
@@ -375,6 +395,7 @@ fn conns(a: cli::ConnsArgs) -> Result<ConnsRequest, UserError> {
         owners,
         extended: a.extended,
         context: a.context,
+        owners_from,
         out: listing_output(&a.out, None),
     })
 }

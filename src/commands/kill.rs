@@ -12,7 +12,7 @@ use crate::domain::kill::{self, KillReport};
 use crate::error::UserError;
 use crate::inventory::{self, Owners};
 use crate::model::{State, StateSet};
-use crate::procs::ProcWalk;
+use crate::procs::Chosen;
 use crate::procs::pidfd::{self, Delivery, PidFd};
 use crate::render::{self, json};
 use crate::report::{EXIT_NO_MATCH, Report};
@@ -21,9 +21,9 @@ use crate::text::plural;
 
 pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     let t = &req.target;
-    let source = ProcWalk::host();
+    let source = Chosen::new(req.owners_from);
     let query = request::port_query(t, StateSet::all(), true);
-    // The NAT rules, read while the kernel is dumped and /proc walked: a
+    // The NAT rules, read while the kernel is dumped and the owners read: a
     // port a container or a Kubernetes service publishes is stopped there.
     let protos: Vec<&str> = t.protos().iter().map(|p| p.as_str()).collect();
     let (inv, scan) = std::thread::scope(|s| {
@@ -32,7 +32,7 @@ pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result
         (inv, reader.join().unwrap_or_else(|_| inventory::NatScan::skipped()))
     });
     let mut inv = inv?;
-    inventory::report_nat(std::slice::from_ref(&scan), req.verbose, report);
+    inventory::report_nat(std::slice::from_ref(&scan), report);
     let nat = scan.answer(t, &mut inv.procs);
     let sockets: Vec<_> = inv.sockets.into_iter().filter(|s| t.served_by(s)).collect();
     let label = t.label();
@@ -44,7 +44,7 @@ pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result
             plural(hidden),
             if hidden == 1 { "s" } else { "" },
             if crate::sys::is_root() {
-                " (even as root: a sandbox or LSM restricts /proc)"
+                " (even as root: a sandbox or LSM hides them)"
             } else {
                 ": run as root to signal them"
             }

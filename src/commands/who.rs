@@ -13,7 +13,7 @@ use crate::domain::{order, who};
 use crate::inventory::{self, NatScan, Owners, Scope};
 use crate::model::{Proto, Socket, State, StateSet};
 use crate::netns::{self, Netns};
-use crate::procs::ProcWalk;
+use crate::procs::Chosen;
 use crate::render::{self, json};
 use crate::report::{self, Report};
 use crate::request::{self, WhoRequest};
@@ -44,9 +44,9 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
     let started = Instant::now();
     let scope = Scope::WithOthers(main, others);
     let query = request::port_query(&req.target, StateSet::all(), true);
-    let source = ProcWalk::host();
+    let source = Chosen::new(req.owners_from);
     // The NAT rules of the namespace asked about, read while the kernel is
-    // dumped and /proc walked.
+    // dumped and the owners read.
     let protos: Vec<&str> = req.target.protos().iter().map(|p| p.as_str()).collect();
     let (inv, scan) = std::thread::scope(|s| {
         let reader = req.nat.then(|| {
@@ -60,9 +60,9 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
         (inv, scan)
     });
     let mut inv = inv?;
-    inventory::report_nat(std::slice::from_ref(&scan), req.verbose, report);
+    inventory::report_nat(std::slice::from_ref(&scan), report);
     let nat = scan.answer(&req.target, &mut inv.procs);
-    let (sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
+    let (mut sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
         inv.sockets.into_iter().partition(|s| s.netns.as_ref().is_none_or(|n| n.inode == main_inode));
     let listener = |s: &Socket| s.proto == Proto::Tcp && s.state == State::Listen;
     let mut counters = OverflowCounters { overflows: before.0, drops: before.1, rise: None };
@@ -84,6 +84,11 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
             let rise = |a: Option<i64>, b: Option<i64>| Some(a?.wrapping_sub(b?));
             counters.rise = Some((rise(after.0, before.0), rise(after.1, before.1), elapsed));
         }
+    }
+    // The options of the sockets no descriptor shows (TIME_WAIT), from the
+    // kernel's socket tables, for definite bind verdicts.
+    if let Scope::WithOthers(main, _) = &scope {
+        inventory::kernel_flags(&mut sockets, &source, req.target.port, Some(main));
     }
     let found = who::Found { sockets, other_netns, unreadable_netns: inv.unreadable_netns, counters, nat };
     let answer = who::answer(&req.target, found, &mut inv.procs, &sys, who::Viewer::me());

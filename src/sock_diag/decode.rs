@@ -142,6 +142,7 @@ pub fn socket(proto: Proto, payload: &[u8]) -> Result<Socket, String> {
     if accept_queue.is_some() || tcp_info.is_some() || skmem.is_some() {
         s.ext = Some(Box::new(SocketExt { accept_queue, tcp_info, skmem }));
     }
+    s.bound_ifindex = Some(bound_ifindex(payload));
     Ok(s)
 }
 

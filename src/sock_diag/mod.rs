@@ -310,7 +310,7 @@ impl Reader {
                 }
             }
             for (i, ifindex) in bound {
-                out[i].interface = self.ifname(ifindex);
+                out[i].interface = self.ifname(ifindex).map(Into::into);
             }
             if done {
                 return Ok(intact);
