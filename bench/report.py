@@ -47,6 +47,11 @@ def load(d):
             cmd = "floor (examples/floor.rs: one dump + one-thread /proc walk)"
         if name == "floor-bpf":
             cmd = "floor-bpf (bench/floor_bpf.c: one dump + one-thread task_file iterator read)"
+        for suffix, what in (("-base", "again, right before the NAT rules"), ("-nat", "with 5,000 iptables-nft nat rules"),
+                             ("-natnft", "with 5,000 nft rules in a nat chain")):
+            if name.endswith(suffix):
+                cmd = f"{cmd}` ({what})`"
+                break
         r = {"name": name, "cmd": cmd, "status": status, "detail": detail,
              "rss_mib": int(rss_kb) / 1024 if rss_kb.strip().isdigit() and int(rss_kb) > 0 else None}
         js = d / f"{name}.json"
@@ -74,9 +79,10 @@ def us_per_socket(by, before):
     return m / int(n) * 1e6 if m is not None and n.isdigit() and int(n) > 0 else None
 
 
-# The targets (issue 14, BPF owners; the /proc path's from issue 5): (scale, label, value
-# function, limit). `portctl-X` ran with the default owner source (BPF as root), `portctl-X-proc`
-# with --owners-from proc, in the same interleaved run.
+# The targets (issue 14, BPF owners; the /proc path's from issue 5; NAT rules from issue 17):
+# (scale, label, value function, limit). `portctl-X` ran with the default owner source (BPF as
+# root), `portctl-X-proc` with --owners-from proc, in the same interleaved run; `-nat` with the
+# NAT rules loaded against `-base` right before them.
 TARGETS = [
     ("large", "listen / `listen --owners-from proc`", lambda by, b: ratio(by, "portctl-listen", "portctl-listen-proc"), 0.35),
     ("large", "listen / `ss -tlnp`", lambda by, b: ratio(by, "portctl-listen", "ss-tlnp"), 0.10),
@@ -86,6 +92,8 @@ TARGETS = [
     ("large", "conns / floor-bpf (C dump + C iterator read)", lambda by, b: ratio(by, "portctl-conns", "floor-bpf"), 1.0),
     ("large", "conns / `ss -tanp`", lambda by, b: ratio(by, "portctl-conns", "ss-tanp"), 0.06),
     ("large", "/proc path: conns / floor (dump + one-thread walk)", lambda by, b: ratio(by, "portctl-conns-proc", "floor"), 0.80),
+    ("large", "listen with 5,000 NAT rules / without", lambda by, b: ratio(by, "portctl-listen-nat", "portctl-listen-base"), 1.2),
+    ("large", "who with 5,000 NAT rules / without", lambda by, b: ratio(by, "portctl-who-nat", "portctl-who-base"), 1.2),
     ("large", "peak RSS of conns (MiB)", lambda by, b: by.get("portctl-conns", {}).get("rss_mib"), 64),
     ("large", "peak RSS of listen (MiB)", lambda by, b: by.get("portctl-listen", {}).get("rss_mib"), 16),
     ("large", "peak RSS of conns, /proc (MiB)", lambda by, b: by.get("portctl-conns-proc", {}).get("rss_mib"), 64),
@@ -153,10 +161,10 @@ def report(d):
     for r in rows:
         rss = f"{r['rss_mib']:.1f}" if r["rss_mib"] is not None else "n/a"
         if "median" in r:
-            p.append(f"| `{r['cmd']}` | {r['runs']} | {fmt(r['median'])} | {fmt(r['min'])} | {fmt(r['max'])} | {rss} |")
+            p.append(f"| `{r['cmd']}` | {r['runs']} | {fmt(r['median'])} | {fmt(r['min'])} | {fmt(r['max'])} | {rss} |".replace("``", ""))
         else:
             why = f"{r['status']}: {r['detail']}".strip()
-            p.append(f"| `{r['cmd']}` | – | n/a ({why}) | n/a | n/a | {rss} |")
+            p.append(f"| `{r['cmd']}` | – | n/a ({why}) | n/a | n/a | {rss} |".replace("``", ""))
     p.append("")
 
     p.append("### Ratios (portctl median / reference median; < 1 means portctl is faster)\n")
@@ -169,16 +177,20 @@ def report(d):
                  ("portctl-who", "ss-tanp-sport"), ("portctl-who", "lsof-iTCP-port"),
                  ("portctl-conns", "ss-tan"), ("portctl-listen", "ss-tan"), ("portctl-who", "ss-tan"),
                  ("portctl-conns-unix", "ss-xap"), ("portctl-conns-unix", "ss-xa"), ("portctl-conns-unix", "lsof-U"),
-                 ("portctl-listen-unix", "ss-xlp"), ("portctl-who-unix", "ss-xap")]:
+                 ("portctl-listen-unix", "ss-xlp"), ("portctl-who-unix", "ss-xap"),
+                 ("portctl-listen-nat", "portctl-listen-base"), ("portctl-who-nat", "portctl-who-base"),
+                 ("portctl-listen-natnft", "portctl-listen-base"), ("portctl-who-natnft", "portctl-who-base")]:
         if a not in by and b not in by:
             continue
         ra, rb = by.get(a, {}), by.get(b, {})
+        if a not in by:
+            continue
         q = ratio(by, a, b)
         if q is None:
             txt = "n/a"
         else:
             txt = f"{q:.3f} ({1 / q:.1f}x faster)" if q < 1 else f"{q:.3f} ({q:.1f}x slower)"
-        p.append(f"| `{ra.get('cmd', a)}` | `{rb.get('cmd', b)}` | {txt} |")
+        p.append(f"| `{ra.get('cmd', a)}` | `{rb.get('cmd', b)}` | {txt} |".replace("``", ""))
     per = us_per_socket(by, before)
     if per is not None:
         p.append(f"\n`conns` costs {per:.2f} µs per TCP socket at this scale.")

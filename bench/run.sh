@@ -294,44 +294,55 @@ fi
 } >"$OUT/meta.txt"
 : >"$OUT/commands.tsv"
 
-: >"$OUT/plan.tsv"
-for name in "${NAMES[@]}"; do
-    cmd="${CMD[$name]}"
+# One command's probe run; when it works, a line of the plan (its repeats per round) for
+# bench/interleave.py, and a line in commands.tsv either way.
+probe() { # name cmd plan
+    local name=$1 cmd=$2 plan=$3 rc=0 secs rss_kb why reps
     # One probe run: checks the command works, gives its wall time and peak RSS
     # (/usr/bin/time %M; `exec` so the shell is not in between).
-    rc=0
     bg_wait inns /usr/bin/time -f '%e %M' -o "$OUT/$name.time" \
         timeout $((SKIP_SECS + 30)) bash -c "exec $cmd" >/dev/null 2>"$OUT/$name.err" || rc=$?
     read -r secs rss_kb <<<"$(tail -1 "$OUT/$name.time" 2>/dev/null || echo '0 0')"
     if [ "$rc" = 124 ]; then
         log "$name: probe timed out (> $((SKIP_SECS + 30)) s): skipped"
         printf '%s\t%s\tskipped\t>%ss per run\t\n' "$name" "$cmd" "$SKIP_SECS" >>"$OUT/commands.tsv"
-        continue
+        return
     fi
     if [ "$rc" != 0 ] && [ "$rc" != 1 ]; then
         why=$(grep -v '^Command exited' "$OUT/$name.err" | head -1 | tr '\t' ' ')
         log "$name: failed (exit $rc): ${why:-no message}"
         printf '%s\t%s\tfailed\texit %s: %s\t%s\n' "$name" "$cmd" "$rc" "$why" "$rss_kb" >>"$OUT/commands.tsv"
-        continue
+        return
     fi
     if awk -v s="$secs" -v l="$SKIP_SECS" 'BEGIN{exit !(s > l)}'; then
         log "$name: one run took ${secs}s (> ${SKIP_SECS}s): skipped"
         printf '%s\t%s\tskipped\t%ss per run\t%s\n' "$name" "$cmd" "$secs" "$rss_kb" >>"$OUT/commands.tsv"
-        continue
+        return
     fi
     # Fast commands (the small scale: a few ms, where run-to-run jitter of 1-2 ms is common)
     # run several times a round, so that each gets about 0.2 s of runs per round and its
     # median is steady.
     reps=$(awk -v s="$secs" 'BEGIN{ r = (s > 0) ? int(0.2 / s) : 20; if (r < 1) r = 1; if (r > 20) r = 20; print r }')
     log "$name: probe ${secs}s, ${rss_kb} KiB; $reps run(s) per round"
-    printf '%s\t%s\t%s\n' "$name" "$reps" "$cmd" >>"$OUT/plan.tsv"
+    printf '%s\t%s\t%s\n' "$name" "$reps" "$cmd" >>"$plan"
     printf '%s\t%s\tok\t%s\t%s\n' "$name" "$cmd" "$((reps * RUNS))" "$rss_kb" >>"$OUT/commands.tsv"
-done
+}
 
-# Every command once (or a few times) per round, round after round: a shared machine's load
-# drifts, and it should weigh on both sides of every ratio alike.
-log "interleaved: $RUNS rounds (+1 warm-up) of $(wc -l <"$OUT/plan.tsv") commands"
-bg_wait inns python3 "$ROOT/bench/interleave.py" "$OUT" "$RUNS" "$OUT/plan.tsv"
+# The commands of a plan, interleaved: each once (or a few times) per round, round after
+# round: a shared machine's load drifts, and it should weigh on both sides of every ratio
+# alike.
+interleave() { # plan
+    [ -s "$1" ] || return 0
+    log "interleaved: $RUNS rounds (+1 warm-up) of $(wc -l <"$1") commands"
+    bg_wait inns python3 "$ROOT/bench/interleave.py" "$OUT" "$RUNS" "$1"
+}
+
+: >"$OUT/plan.tsv"
+for name in "${NAMES[@]}"; do
+    probe "$name" "${CMD[$name]}" "$OUT/plan.tsv"
+done
+interleave "$OUT/plan.tsv"
+
 # ---------------------------------------------------------------------------- before/after
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || { echo "run.sh: --baseline $BASELINE is not executable" >&2; exit 1; }
@@ -372,6 +383,47 @@ if [ -n "$BASELINE" ]; then
             done
         done
     done
+fi
+
+# ---------------------------------------------------------------------------- NAT rules
+# The same listen and who with NAT rules loaded (issue 17): Docker's layout (published
+# ports without a socket) and 5,000 unrelated rules in the nat table, first through
+# iptables-nft (the target: within 1.2x of the runs without rules just before), then as
+# native nftables rules in a nat-hooked chain (for the record: listing those takes nft
+# itself ~0.3-0.5 s). The rules live in the namespace, so the runs with and without them
+# cannot be interleaved with each other: each set is interleaved on its own, one right
+# after the other.
+# The fixtures are tests/fixtures/nat; the rules go with the namespace.
+NAT_FX="$ROOT/tests/fixtures/nat"
+if [ "$SCALE" = unix ]; then
+    : # no TCP population: the NAT runs time the TCP commands
+elif command -v nft >/dev/null 2>&1 && command -v iptables-nft >/dev/null 2>&1; then
+    # The runs without rules again, right before the rules go in, so that the ratio
+    # compares runs minutes apart, not the whole benchmark apart.
+    : >"$OUT/plan-nat-base.tsv"
+    probe portctl-listen-base "${CMD[portctl-listen]}" "$OUT/plan-nat-base.tsv"
+    probe portctl-who-base "${CMD[portctl-who]}" "$OUT/plan-nat-base.tsv"
+    interleave "$OUT/plan-nat-base.tsv"
+    log "NAT: docker-iptables + 5,000 iptables-nft nat rules"
+    USERLAND_PROXY=false bash "$NAT_FX/docker-iptables.sh" "$NS" >/dev/null
+    NOISE_BACKEND=iptables-nft NOISE_TABLE=nat bash "$NAT_FX/noise-5000.sh" "$NS" >/dev/null
+    echo "nat_rules_iptables=$(inns iptables-nft-save -t nat | grep -c '^-A')" >>"$OUT/meta.txt"
+    : >"$OUT/plan-nat.tsv"
+    probe portctl-listen-nat "${CMD[portctl-listen]}" "$OUT/plan-nat.tsv"
+    probe portctl-who-nat "${CMD[portctl-who]}" "$OUT/plan-nat.tsv"
+    interleave "$OUT/plan-nat.tsv"
+    log "NAT: the 5,000 rules as native nftables rules in a nat prerouting chain instead"
+    inns iptables-nft -w -t nat -D PREROUTING -j NOISE
+    inns iptables-nft -w -t nat -F NOISE
+    inns iptables-nft -w -t nat -X NOISE
+    NOISE_BACKEND=nft NOISE_TABLE=nat bash "$NAT_FX/noise-5000.sh" "$NS" >/dev/null
+    echo "nat_rules_nft=$(inns nft list table inet noise | grep -c -e accept -e drop -e return)" >>"$OUT/meta.txt"
+    : >"$OUT/plan-natnft.tsv"
+    probe portctl-listen-natnft "${CMD[portctl-listen]}" "$OUT/plan-natnft.tsv"
+    probe portctl-who-natnft "${CMD[portctl-who]}" "$OUT/plan-natnft.tsv"
+    interleave "$OUT/plan-natnft.tsv"
+else
+    log "NAT: nft or iptables-nft missing: the NAT runs are skipped (apt-get install nftables iptables)"
 fi
 
 counts "$OUT/counts-after.txt"

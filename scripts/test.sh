@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what the tests need (iproute2 for ss/ip/nstat,
 # util-linux for setpriv, procps, prometheus for promtool, groff-base and
-# bsdextrautils for the man page and `column -t` checks, clang and
+# bsdextrautils for the man page and `column -t` checks; nftables, iptables,
+# nfacct and xxd for the NAT fixtures of tests/fixtures/nat; clang and
 # libbpf-dev to check that the committed BPF object is what its source
 # compiles to, bpftool to list loaded BPF programs) when missing, without
 # recommends (prometheus recommends node-exporter, a listener on :9100). As
@@ -18,6 +19,10 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v groff >/dev/null 2>&1 || need+=(groff-base)
 command -v column >/dev/null 2>&1 || need+=(bsdextrautils)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v iptables-legacy >/dev/null 2>&1 || need+=(iptables)
+command -v nfacct >/dev/null 2>&1 || need+=(nfacct)
+command -v xxd >/dev/null 2>&1 || need+=(xxd)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need+=(bpftool)

@@ -36,7 +36,8 @@ pub struct GlobalArgs {
     )]
     pub owners_from: OwnersFromArg,
     /// Say on stderr how the answer was found: which owner source ran and,
-    /// with `auto`, why BPF did not.
+    /// with `auto`, why BPF did not; how the NAT rules were read (each
+    /// tool, its time) and what was skipped.
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
 }
@@ -102,6 +103,10 @@ pub struct ListenArgs {
     /// Only these local ports; repeatable, ranges allowed (8000-8100).
     #[arg(long, short = 'p', value_name = "PORT[-PORT]")]
     pub port: Vec<PortRange>,
+    /// Leave out the ports NAT rules publish (Docker, podman, Kubernetes,
+    /// hand-written DNAT), and do not read the rules.
+    #[arg(long)]
+    pub no_nat: bool,
     /// Output format; `prometheus` is the text exposition format for
     /// node_exporter's textfile collector (docs/prometheus.md). `--json` is
     /// `--format json`.
@@ -128,6 +133,10 @@ pub struct WhoArgs {
     pub spec: TargetSpec,
     #[command(flatten)]
     pub ns: NetnsArgs,
+    /// Do not read the NAT rules (ports Docker, podman or Kubernetes
+    /// publish without a socket).
+    #[arg(long)]
+    pub no_nat: bool,
     #[command(flatten)]
     pub out: ReportArgs,
 }
@@ -270,7 +279,8 @@ pub struct KillArgs {
     /// Do not ask (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Also signal pid 1 and portctl's own ancestors.
+    /// Also signal pid 1, portctl's own ancestors, and a container
+    /// runtime's userland proxy (docker-proxy).
     #[arg(long)]
     pub force: bool,
     /// Wait until the port is free (listeners gone); default 10s.

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::bpf::records;
+use crate::domain::nat::{NatAnswer, Skip};
 use crate::domain::order;
 use crate::domain::unix::{FileState, Lookup};
 use crate::error::UserError;
 use crate::filter::UnixSpec;
-use crate::model::{Exposure, Owner, Proto, Socket, State, StateSet, Unheld, Vfs, unmapped};
+use crate::model::{Exposure, NetnsRef, Owner, Proto, Socket, State, StateSet, Unheld, Vfs, unmapped};
+use crate::nat::{self, NatRule, walk::Skipped};
 use crate::netns::Netns;
 use crate::procs::{Chosen, Job, OwnerMap, OwnerSource, ProcTable, SocketQuery, flags};
 use crate::report::Report;
@@ -97,7 +99,7 @@ impl Scope {
         }
     }
 
-    fn namespaces(&self) -> Vec<Option<&Netns>> {
+    pub fn namespaces(&self) -> Vec<Option<&Netns>> {
         match self {
             Scope::Current => vec![None],
             Scope::One(n) => vec![Some(n)],
@@ -189,6 +191,176 @@ pub fn listen(req: &ListenRequest, report: &mut Report) -> Result<Vec<Socket>> {
         attach_context(&mut sockets, &mut inv.procs);
     }
     Ok(sockets)
+}
+
+/// What `listen` shows: the sockets, and the ports NAT rules publish.
+pub struct Listing {
+    pub sockets: Vec<Socket>,
+    pub nat: Vec<NatRule>,
+    /// Per namespace read (tag, as on its records), whether every rule
+    /// could be read.
+    pub nat_read: Vec<(Option<NetnsRef>, bool)>,
+}
+
+/// The sockets `listen` shows and, unless `--no-nat`, the NAT rules of
+/// every namespace of the scope, read on a thread of their own while the
+/// kernel is dumped and the owners read.
+pub fn listen_with_nat(req: &ListenRequest, report: &mut Report) -> Result<Listing> {
+    let scope = Scope::open(&req.namespaces, report)?;
+    let source = Chosen::new(req.owners_from);
+    let gather = |report: &mut Report| -> Result<Vec<Socket>> {
+        let mut inv = collect_in(&scope, &req.query(), Owners::Resolve(&source), Some(order::listen), report)?;
+        let mut sockets: Vec<Socket> = inv.sockets.into_iter().filter(|s| req.select.keeps(s)).collect();
+        if req.context {
+            attach_context(&mut sockets, &mut inv.procs);
+        }
+        Ok(sockets)
+    };
+    if !req.nat {
+        return Ok(Listing { sockets: gather(report)?, nat: Vec::new(), nat_read: Vec::new() });
+    }
+    let (sockets, scans) = std::thread::scope(|s| {
+        let reader = s.spawn(|| scan_scope(&scope, None));
+        let sockets = gather(report);
+        let scans = reader.join().unwrap_or_else(|_| Vec::new());
+        (sockets, scans)
+    });
+    let sockets = sockets?;
+    report_nat(&scans, report);
+    let elsewhere = scans.iter().flat_map(|s| &s.rules).filter(|r| !r.on_this_host()).count();
+    if report.verbose && elsewhere > 0 {
+        report.note(format!(
+            "NAT: {elsewhere} rule{} for destinations that are not addresses of this host (service IPs) not listed; `portctl who PORT` shows them",
+            plural(elsewhere)
+        ));
+    }
+    let nat_read = scans.iter().map(|s| (s.netns.clone(), s.status == nat::Status::Ok)).collect();
+    let mut rules: Vec<NatRule> = scans.into_iter().flat_map(|s| s.rules).filter(|r| req.keeps_nat(r)).collect();
+    nat::name_containers(&mut rules, &crate::procs::context::Runtimes::detect());
+    rules.sort_by(|a, b| {
+        let key = |r: &NatRule| (r.netns.clone(), r.ports.map(|p| (p.lo, p.hi)), r.proto.clone(), r.family);
+        key(a).cmp(&key(b))
+    });
+    timings::mark("nat rules");
+    Ok(Listing { sockets, nat: rules, nat_read })
+}
+
+/// The NAT rules of one namespace, as records.
+#[derive(Debug)]
+pub struct NatScan {
+    /// The namespace, when its records are tagged with it.
+    pub netns: Option<NetnsRef>,
+    pub status: nat::Status,
+    pub problem: Option<String>,
+    pub rules: Vec<NatRule>,
+    pub skipped: Skipped,
+    pub runs: Vec<nat::read::ToolRun>,
+    /// Rules the tools printed, walked or not.
+    pub rules_read: u64,
+}
+
+impl NatScan {
+    /// A scan that did not happen (`--no-nat`).
+    pub fn skipped() -> NatScan {
+        NatScan {
+            netns: None,
+            status: nat::Status::Ok,
+            problem: None,
+            rules: Vec::new(),
+            skipped: Skipped::new(),
+            runs: Vec::new(),
+            rules_read: 0,
+        }
+    }
+
+    /// What `who` and `kill` say about the rules: those that translate
+    /// `target`, with the names of their containers.
+    pub fn answer(&self, target: &crate::domain::who::Target, procs: &mut ProcTable) -> NatAnswer {
+        let mut rules = crate::domain::nat::for_target(&self.rules, target);
+        nat::name_containers(&mut rules, procs.runtimes());
+        NatAnswer {
+            status: self.status,
+            reason: self.problem.clone(),
+            rules,
+            skipped: self.skipped.iter().map(|(k, n)| Skip { what: k.clone(), count: *n }).collect(),
+        }
+    }
+}
+
+/// Reads and analyses the NAT rules of `ns` (the current namespace when
+/// None), for one port when `query` says so; records are tagged with
+/// `tag`.
+pub fn scan_nat(ns: Option<&Netns>, query: nat::walk::Query<'_>, tag: Option<NetnsRef>) -> NatScan {
+    let budget = nat::read::budget();
+    let reading = match ns {
+        None => nat::read::read(budget),
+        Some(n) => n.run(|| nat::read::read(budget)).unwrap_or_else(|e| nat::Reading::failed(e.msg)),
+    };
+    let analysis = nat::analyze(&reading.inputs, query);
+    let mut rules = nat::records(&analysis.entries, &reading.local);
+    for r in &mut rules {
+        r.netns = tag.clone();
+    }
+    NatScan {
+        netns: tag,
+        status: reading.status,
+        problem: reading.problem,
+        rules,
+        skipped: analysis.skipped,
+        runs: reading.runs,
+        rules_read: analysis.rules_read,
+    }
+}
+
+/// [`scan_nat`] in every namespace of the scope, one after the other,
+/// tagged as the scope tags sockets.
+pub fn scan_scope(scope: &Scope, query: nat::walk::Query<'_>) -> Vec<NatScan> {
+    scope
+        .namespaces()
+        .into_iter()
+        .map(|ns| {
+            let tag = ns.filter(|n| !(is_main(scope, n) && n.current)).map(|n| n.id.clone());
+            scan_nat(ns, query, tag)
+        })
+        .collect()
+}
+
+/// One stderr line per namespace whose rules could not all be read; with
+/// `-v`, every tool run and what was skipped.
+pub fn report_nat(scans: &[NatScan], report: &mut Report) {
+    let verbose = report.verbose;
+    for s in scans {
+        let place = s.netns.as_ref().map(|n| format!(" (network namespace {n})")).unwrap_or_default();
+        if let Some(p) = &s.problem {
+            match s.status {
+                nat::Status::Ok | nat::Status::NoTools if !verbose => {}
+                nat::Status::Ok | nat::Status::NoTools | nat::Status::NotPermitted => {
+                    report.note(format!("{p}{place}"))
+                }
+                nat::Status::Failed | nat::Status::TimedOut => report.warn(format!("{p}{place}")),
+            }
+        }
+        if verbose {
+            for r in &s.runs {
+                report.note(format!("NAT: {}{place}: {} in {} ms", r.command, r.outcome, r.elapsed.as_millis()));
+            }
+            if !s.runs.is_empty() {
+                report.note(format!(
+                    "NAT{place}: {} rule{} read, {} NAT record{}",
+                    s.rules_read,
+                    plural(s.rules_read as usize),
+                    s.rules.len(),
+                    plural(s.rules.len())
+                ));
+            }
+            if !s.skipped.is_empty() {
+                report.note(format!(
+                    "NAT{place}: skipped what portctl does not interpret: {}",
+                    nat::skipped_lines(&s.skipped).join(", ")
+                ));
+            }
+        }
+    }
 }
 
 /// The sockets `conns` shows, sorted (also one refresh of `watch conns`).

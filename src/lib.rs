@@ -23,6 +23,7 @@ pub mod filter;
 pub mod intmap;
 pub mod inventory;
 pub mod model;
+pub mod nat;
 pub mod netns;
 pub mod procs;
 pub mod render;

@@ -71,22 +71,41 @@ pub struct ListenRequest {
     pub ports: Vec<PortRange>,
     /// Add the owners' systemd unit and container.
     pub context: bool,
+    /// Also the ports NAT rules publish (`--no-nat`: not).
+    pub nat: bool,
     /// `--owners-from`.
     pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
 impl ListenRequest {
-    /// Every listener and bound UDP socket, as a table for stdout.
+    /// Every listener and bound UDP socket, and the ports NAT rules
+    /// publish, as a table for stdout.
     pub fn new(out: Output) -> ListenRequest {
         ListenRequest {
             namespaces: Namespaces::Current,
             select: Selection::default(),
             ports: Vec::new(),
             context: false,
+            nat: true,
             owners_from: OwnersFrom::Auto,
             out,
         }
+    }
+
+    /// Whether a NAT record is one the selection keeps: its protocol (any
+    /// protocol counts as both), family and ports.
+    pub fn keeps_nat(&self, r: &crate::nat::NatRule) -> bool {
+        // SCTP, DCCP...: shown unless -t or -u narrowed the protocols.
+        let all = self.select.protos.len() >= 2;
+        let proto_ok = r
+            .proto
+            .as_deref()
+            .is_none_or(|p| self.select.protos.iter().any(|s| s.as_str() == p) || (all && !matches!(p, "tcp" | "udp")));
+        let family_ok = r.family.is_none_or(|f| self.select.families.contains(&f));
+        let ports_ok = self.ports.is_empty()
+            || r.ports.is_none_or(|range| self.ports.iter().any(|want| want.lo <= range.hi && range.lo <= want.hi));
+        proto_ok && family_ok && ports_ok
     }
 
     /// What the kernel is asked for: listeners and bound UDP sockets on the
@@ -169,6 +188,8 @@ pub struct WhoRequest {
     pub target: Subject,
     /// The namespace asked about (`--netns`); the current one when `None`.
     pub netns: Option<String>,
+    /// Read the NAT rules (`--no-nat`: not).
+    pub nat: bool,
     /// `--owners-from`.
     pub owners_from: OwnersFrom,
     pub out: Output,
@@ -319,6 +340,7 @@ impl Request {
             Command::Who(a) => Request::Who(WhoRequest {
                 target: subject(&a.spec)?,
                 netns: a.ns.netns,
+                nat: !a.no_nat,
                 owners_from: from,
                 out: report_output(&a.out, None),
             }),
@@ -404,6 +426,7 @@ fn listen(a: cli::ListenArgs, owners_from: OwnersFrom) -> Result<ListenRequest, 
         select,
         ports: a.port,
         context: a.context,
+        nat: !a.no_nat,
         owners_from,
         out: listing_output(&a.out, format),
     })

@@ -491,6 +491,8 @@ mod schema {
         pub connected: Connected,
         pub sockets: Vec<Record>,
         pub other_netns: Vec<Record>,
+        /// Version 3.
+        pub nat: NatAnswer,
         pub hints: Vec<String>,
         #[serde(deserialize_with = "nullable")]
         pub listen_backlog: Option<ListenBacklog>,
@@ -575,6 +577,8 @@ mod schema {
     #[serde(deny_unknown_fields)]
     pub struct Verdict {
         pub in_use: bool,
+        /// Version 3.
+        pub published: bool,
         pub summary: Vec<String>,
         pub binds: Vec<AnyBind>,
     }
@@ -704,6 +708,9 @@ mod schema {
         #[serde(deserialize_with = "nullable")]
         pub time_wait_left: Option<u64>,
         pub message: String,
+        /// Version 3.
+        pub nat: NatAnswer,
+        pub hints: Vec<String>,
     }
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -727,6 +734,167 @@ mod schema {
         #[serde(deserialize_with = "nullable")]
         pub reason: Option<String>,
         pub sockets: Vec<u64>,
+    }
+
+    // --- NAT records (version 3): listen's `"kind": "nat"` records and
+    // who's and kill's `nat.rules`
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Kind {
+        Nat,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum NatAction {
+        Dnat,
+        Redirect,
+        Tproxy,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum NatExposure {
+        Wildcard,
+        Loopback,
+        Address,
+        NotLocal,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    pub enum RuleSource {
+        #[serde(rename = "nft")]
+        Nft,
+        #[serde(rename = "iptables-nft")]
+        IptablesNft,
+        #[serde(rename = "iptables-legacy")]
+        IptablesLegacy,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum NatStatus {
+        Ok,
+        NoTools,
+        Failed,
+        TimedOut,
+        NotPermitted,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct NatTo {
+        #[serde(deserialize_with = "nullable")]
+        pub addr: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub port: Option<Span>,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct NatMatch {
+        pub dst: Vec<String>,
+        pub dst_not: Vec<String>,
+        pub dst_local: bool,
+        pub iif: Vec<String>,
+        pub iif_not: Vec<String>,
+        pub src: Vec<String>,
+        pub src_not: Vec<String>,
+        pub other: Vec<String>,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RuleRef {
+        pub table: String,
+        pub chain: String,
+        #[serde(deserialize_with = "nullable")]
+        pub handle: Option<u64>,
+        #[serde(deserialize_with = "nullable")]
+        pub position: Option<u64>,
+    }
+
+    /// `docker` and `podman` are the runtimes a NAT record names.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum NatRuntime {
+        Docker,
+        Podman,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct NatContainer {
+        #[serde(deserialize_with = "nullable")]
+        pub runtime: Option<NatRuntime>,
+        #[serde(deserialize_with = "nullable")]
+        pub id: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub name: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum NatOwner {
+        Docker,
+        Podman,
+        Cni,
+        Kubernetes,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct NatRecord {
+        pub kind: Kind,
+        #[serde(deserialize_with = "nullable")]
+        pub proto: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub family: Option<Family>,
+        #[serde(deserialize_with = "nullable")]
+        pub ports: Option<Span>,
+        pub action: NatAction,
+        pub to: NatTo,
+        pub exposure: NatExposure,
+        #[serde(deserialize_with = "nullable")]
+        pub interface: Option<String>,
+        #[serde(rename = "match")]
+        pub matches: NatMatch,
+        pub remote: bool,
+        pub local: bool,
+        #[serde(deserialize_with = "nullable")]
+        pub local_match: Option<NatMatch>,
+        pub rule: RuleRef,
+        pub source: RuleSource,
+        #[serde(deserialize_with = "nullable")]
+        pub comment: Option<String>,
+        pub path: Vec<RuleRef>,
+        #[serde(deserialize_with = "nullable")]
+        pub owner: Option<NatOwner>,
+        #[serde(deserialize_with = "nullable")]
+        pub service: Option<String>,
+        #[serde(deserialize_with = "nullable")]
+        pub container: Option<NatContainer>,
+        /// Only with `--netns`/`--all-netns`.
+        #[serde(default, deserialize_with = "present")]
+        pub netns: Option<NetnsRef>,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Skip {
+        pub what: String,
+        pub count: u64,
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct NatAnswer {
+        pub status: NatStatus,
+        #[serde(deserialize_with = "nullable")]
+        pub reason: Option<String>,
+        pub rules: Vec<NatRecord>,
+        pub skipped: Vec<Skip>,
     }
 
     // --- stats --json
@@ -1039,6 +1207,7 @@ const WHO_SECTION: &str = "`who --json`";
 const KILL_SECTION: &str = "`kill --json`";
 const STATS_SECTION: &str = "`stats --json`";
 const WATCH_SECTION: &str = "`watch --events`";
+const NAT_SECTION: &str = "NAT record";
 
 /// One JSON output: the docs/json.md section for its own keys, and where
 /// socket records sit inside it (keys documented under "Socket record").
@@ -1081,11 +1250,13 @@ impl Output {
         }
     }
 
-    /// Paths (keys joined by `.`, arrays transparent) holding socket records.
-    fn records_at(self) -> &'static [&'static str] {
+    /// Paths (keys joined by `.`, arrays transparent) holding socket
+    /// records or NAT records, and the section that documents them.
+    fn records_at(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Output::Who => &["sockets", "other_netns"],
-            Output::Watch => &["socket"],
+            Output::Who => &[("sockets", SOCKET_SECTION), ("other_netns", SOCKET_SECTION), ("nat.rules", NAT_SECTION)],
+            Output::Kill => &[("nat.rules", NAT_SECTION)],
+            Output::Watch => &[("socket", SOCKET_SECTION)],
             _ => &[],
         }
     }
@@ -1249,13 +1420,15 @@ fn undocumented(doc: &JsonDoc, out: Output, v: &Value) -> (usize, BTreeSet<Strin
                             let listed = listed.iter().cloned().collect::<Vec<_>>().join(", ");
                             self.missing.insert(format!("{section}: {p} (documented there: {listed})"));
                         }
-                        let next = if self.out.records_at().contains(&p.as_str()) { SOCKET_SECTION } else { section };
+                        let next = self.out.records_at().iter().find(|(at, _)| *at == p).map_or(section, |(_, s)| *s);
                         self.walk(next, &p, Some(k), child);
                     }
                 }
                 Value::Array(items) => {
                     for x in items {
-                        self.walk(section, path, parent, x);
+                        // listen's array: NAT records among the socket records.
+                        let nat = path.is_empty() && x.get("kind").and_then(Value::as_str) == Some("nat");
+                        self.walk(if nat { NAT_SECTION } else { section }, path, parent, x);
                     }
                 }
                 _ => {}
@@ -1263,7 +1436,9 @@ fn undocumented(doc: &JsonDoc, out: Output, v: &Value) -> (usize, BTreeSet<Strin
         }
     }
     let mut w = Walk { doc, out, seen: 0, missing: BTreeSet::new() };
-    w.walk(out.section(), "", None, v);
+    // A `--jsonl` line of listen may be a NAT record.
+    let nat = v.get("kind").and_then(Value::as_str) == Some("nat");
+    w.walk(if nat { NAT_SECTION } else { out.section() }, "", None, v);
     (w.seen, w.missing)
 }
 
@@ -2641,4 +2816,99 @@ fn raw_icmp_and_packet_records() {
     // listen -w -0 lists them too (nothing there is connected).
     let records = json_records(&Portctl::new(["listen", "-w", "-0", "--json"]).netns(&ns).run());
     assert_eq!(records.len(), 3, "{records:#?}");
+}
+
+// NAT records (version 3)
+
+/// listen's `"kind": "nat"` records after the socket records, in `--json`
+/// and `--jsonl`; who's and kill's `nat`; on Docker's layout without the
+/// userland proxy (names from a fake data root) and kube-proxy's.
+#[test]
+#[ignore = "needs root"]
+fn nat_records_in_listen_who_and_kill() {
+    require_root();
+    let ns = Netns::new();
+    common::nat_fixture(&ns, "docker-iptables.sh", &[("USERLAND_PROXY", "false")]);
+    common::nat_fixture(&ns, "kube-proxy-iptables.sh", &[]);
+    let root = common::TempDir::new();
+    let id = format!("{:064x}", 0xfeed_u128);
+    let c = root.path().join("containers").join(&id);
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(
+        c.join("config.v2.json"),
+        r#"{"Name":"/web","NetworkSettings":{"Networks":{"bridge":{"IPAddress":"172.17.0.2"}}}}"#,
+    )
+    .unwrap();
+    let held = in_netns(&ns, || tcp_listener(sa("127.0.0.1:9999"), None, 8));
+    let portctl = |args: &[&str]| Portctl::new(args).netns(&ns).env("PORTCTL_DOCKER_ROOT", root.path()).run();
+
+    let run = portctl(&["listen", "--json"]);
+    run.expect_code(0);
+    let v = value(&run, &run.stdout);
+    assert_documented(&run.what, Output::Sockets, &v);
+    let items = v.as_array().unwrap();
+    let first_nat = items.iter().position(|x| x.get("kind").is_some()).expect("NAT records");
+    assert!(items[first_nat..].iter().all(|x| x["kind"] == "nat"), "NAT records after the sockets");
+    let sockets: Vec<Record> = typed(&run, &Value::Array(items[..first_nat].to_vec()));
+    assert_eq!(sockets.len(), 1);
+    let nat: Vec<NatRecord> = typed(&run, &Value::Array(items[first_nat..].to_vec()));
+    for line in run.stdout.lines().filter(|l| l.contains("\"kind\"")) {
+        assert!(line.starts_with("{\"kind\":\"nat\","), "kind first: {line}");
+    }
+    let web = nat.iter().find(|r| r.ports.map(|p| p.lo) == Some(8080)).unwrap();
+    assert_eq!(
+        (web.action, web.exposure, web.source),
+        (NatAction::Dnat, NatExposure::Wildcard, RuleSource::IptablesNft)
+    );
+    assert_eq!((web.to.addr.as_deref(), web.to.port.map(|p| p.lo)), (Some("172.17.0.2"), Some(80)));
+    assert_eq!(web.owner, Some(NatOwner::Docker));
+    let ct = web.container.as_ref().unwrap();
+    assert_eq!(
+        (ct.runtime, ct.id.as_deref(), ct.name.as_deref()),
+        (Some(NatRuntime::Docker), Some(id.as_str()), Some("web"))
+    );
+    assert!(web.rule.position.is_some() && web.rule.handle.is_none());
+    assert!(web.netns.is_none());
+    let np: Vec<&NatRecord> = nat.iter().filter(|r| r.ports.map(|p| p.lo) == Some(30080)).collect();
+    assert_eq!(np.len(), 2);
+    assert!(np.iter().all(|r| r.owner == Some(NatOwner::Kubernetes) && r.service.as_deref() == Some("shop/web:http")));
+    assert!(nat.iter().all(|r| r.exposure != NatExposure::NotLocal), "listen lists this host's ports only");
+
+    let run = portctl(&["listen", "--jsonl"]);
+    let lines: Vec<Value> = run.stdout.lines().map(|l| value(&run, l)).collect();
+    for l in &lines {
+        assert_documented(&run.what, Output::Sockets, l);
+    }
+    assert_eq!(lines.iter().filter(|l| l.get("kind").is_some()).count(), nat.len());
+
+    let run = portctl(&["listen", "--json", "--netns", ns.name()]);
+    let v = value(&run, &run.stdout);
+    assert_documented(&run.what, Output::Sockets, &v);
+    let with: Vec<NatRecord> =
+        typed(&run, &Value::Array(v.as_array().unwrap().iter().filter(|x| x.get("kind").is_some()).cloned().collect()));
+    assert!(with.iter().all(|r| r.netns.as_ref().is_some_and(|n| n.name.as_deref() == Some(ns.name()))));
+
+    let run = portctl(&["who", "8080/tcp", "--json"]);
+    run.expect_code(0);
+    let who: Who = object(&run, Output::Who);
+    assert!(who.verdict.published && !who.verdict.in_use);
+    assert_eq!(who.nat.status, NatStatus::Ok);
+    assert_eq!(who.nat.rules.len(), 1);
+    let run = portctl(&["who", "80/tcp", "--json", "-v"]);
+    run.expect_code(1);
+    let who: Who = object(&run, Output::Who);
+    assert!(!who.verdict.published);
+    assert!(who.nat.rules.iter().all(|r| r.exposure == NatExposure::NotLocal) && !who.nat.rules.is_empty());
+    assert!(!who.nat.skipped.is_empty(), "kube-proxy's statistic and nfacct matches");
+    let run = portctl(&["who", "8080/tcp", "--json", "--no-nat"]);
+    let who: Who = object(&run, Output::Who);
+    assert!(who.nat.rules.is_empty() && !who.verdict.published);
+
+    let run = portctl(&["kill", "8080/tcp", "--yes", "--json"]);
+    run.expect_code(1);
+    let k: Kill = object(&run, Output::Kill);
+    assert!(k.targets.is_empty());
+    assert_eq!(k.nat.rules.len(), 1);
+    assert_eq!(k.hints, ["stop the container with `docker stop web`"]);
+    drop(held);
 }

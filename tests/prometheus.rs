@@ -137,12 +137,14 @@ fn addr_of(a: SocketAddr) -> String {
     a.ip().to_string()
 }
 
-const LISTEN_FAMILIES: [&str; 5] = [
+const LISTEN_FAMILIES: [&str; 7] = [
     "portctl_listen_info",
     "portctl_listen_owners_hidden",
     "portctl_listen_accept_queue_length",
     "portctl_listen_accept_queue_backlog",
     "portctl_udp_socket_drops_total",
+    "portctl_nat_published_info",
+    "portctl_nat_rules_read",
 ];
 const STATS_FAMILIES: [&str; 11] = [
     "portctl_sockets",
@@ -212,13 +214,16 @@ fn listen_with_nothing_to_report_is_still_a_complete_snapshot() {
     check_help_and_type(&run.stdout, &LISTEN_FAMILIES);
     let ss = samples(&run.stdout);
     assert!(!ss.iter().any(|s| s.name == "portctl_listen_info"), "{}", run.dump());
+    // The NAT rules were read (as root; without CAP_NET_ADMIN they could
+    // not be: 0, so an empty portctl_nat_published_info means unknown).
+    let nat_read = if common::is_root() { 1.0 } else { 0.0 };
+    let own = || [("netns".to_string(), String::new())].into();
     assert_eq!(
         ss,
-        vec![Sample {
-            name: "portctl_listen_owners_hidden".into(),
-            labels: [("netns".to_string(), String::new())].into(),
-            value: 0.0
-        }]
+        vec![
+            Sample { name: "portctl_listen_owners_hidden".into(), labels: own(), value: 0.0 },
+            Sample { name: "portctl_nat_rules_read".into(), labels: own(), value: nat_read },
+        ]
     );
 }
 

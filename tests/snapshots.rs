@@ -332,6 +332,7 @@ fn who_text() {
         other_netns: vec![elsewhere.clone()],
         unreadable_netns: vec!["pid:1234: permission denied".into()],
         counters: Default::default(),
+        nat: Default::default(),
     };
     let root = who::answer(&target, found(here.clone()), &mut procs, &sysctls(), who::Viewer { root: true });
     insta::assert_snapshot!(redacted(text(|w| render::who::write(w, &root, Style { color: false }))));
@@ -538,6 +539,8 @@ fn kill_text() {
         waited_ms: Some(1200),
         time_wait_left: Some(3),
         message: String::new(),
+        nat: portctl::domain::nat::NatAnswer::none(),
+        hints: Vec::new(),
     };
     r.message = portctl::domain::kill::summary(&r, "443/tcp");
     insta::assert_snapshot!(text(|w| render::kill::write(w, &r, Style { color: false })));
@@ -747,8 +750,7 @@ fn who_text_for_unix_sockets() {
         file: Some(FileState::Socket(file)),
         canonical: None,
     };
-    let found =
-        |sockets| who::Found { sockets, other_netns: vec![], unreadable_netns: vec![], counters: Default::default() };
+    let found = |sockets| who::Found { sockets, ..Default::default() };
     let r = portctl::domain::unix::answer(&live, found(v.clone()), &mut procs, who::Viewer { root: true });
     insta::assert_snapshot!("who_unix_live", redacted(text(|w| render::who::write(w, &r, Style { color: false }))));
     let stale = Lookup {
@@ -769,4 +771,117 @@ fn stats_text_with_unix_sockets() {
     let mut st = stats::summarise(&v, &sysctls(), 5);
     st.unix = Some(stats::unix_counts(&other_kinds()));
     insta::assert_snapshot!(text(|w| render::stats::write(w, &st, &table())));
+}
+
+/// NAT records from a recorded capture (tests/fixtures/nat/captures/all:
+/// Docker on iptables-nft, netavark, CNI portmap, kube-proxy nftables and
+/// iptables-legacy, hand-written rules), as seen from a host with these
+/// addresses; the Docker container at 172.17.0.2 is named `web`, and one
+/// hand-written rule carries a hostile comment.
+fn nat_records() -> Vec<portctl::nat::NatRule> {
+    use portctl::nat::{self, Inputs, NatContainer, RuleSource};
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nat/captures/all");
+    let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    let inputs = Inputs {
+        nft: vec![read("nft.json")],
+        iptables: vec![
+            ("ip", RuleSource::IptablesNft, read("iptables-nft-save.txt")),
+            ("ip6", RuleSource::IptablesNft, read("ip6tables-nft-save.txt")),
+            ("ip", RuleSource::IptablesLegacy, read("iptables-legacy-save.txt")),
+        ],
+    };
+    let local = [
+        ("127.0.0.1", "lo"),
+        ("192.168.0.2", "eth0"),
+        ("192.0.2.10", "eth0"),
+        ("10.88.0.1", "podman0"),
+        ("172.17.0.1", "docker0"),
+    ]
+    .iter()
+    .map(|(a, n)| (a.parse().unwrap(), n.to_string()))
+    .collect();
+    let mut records = nat::records(&nat::analyze(&inputs, None).entries, &local);
+    for r in &mut records {
+        if r.to.addr.as_deref() == Some("172.17.0.2") {
+            r.container = Some(NatContainer {
+                runtime: Some("docker".into()),
+                id: Some("4f1c0a4e3b7d2e9f8a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f".into()),
+                name: Some("web".into()),
+            });
+        }
+        if r.comment.as_deref() == Some("rdp to vm") {
+            r.comment = Some("rdp\x1b[2J to vm\u{202e}".into());
+        }
+    }
+    records
+}
+
+#[test]
+fn listen_table_with_nat_rows() {
+    let mut v: Vec<Socket> =
+        population().into_iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).collect();
+    order::listen(&mut v);
+    let nat: Vec<_> = nat_records().into_iter().filter(|r| r.on_this_host()).collect();
+    insta::assert_snapshot!(text(|w| render::listen::write_with_nat(w, &v, &nat, &table(), false)));
+    insta::assert_snapshot!(
+        "listen_table_with_nat_rows_and_context",
+        text(|w| render::listen::write_with_nat(w, &v[..2], &nat[..4], &table(), true))
+    );
+}
+
+#[test]
+fn who_text_published_by_nat() {
+    use portctl::domain::nat::{NatAnswer, for_target};
+    let records = nat_records();
+    let mut procs = ProcTable::new(Path::new("/nonexistent-proc"));
+    let me = who::Viewer { root: true };
+    let answer = |port, proto| {
+        let target = Target { port, proto, addr: None };
+        let nat = NatAnswer { rules: for_target(&records, &target), ..NatAnswer::none() };
+        let found = who::Found { nat, ..Default::default() };
+        let r = who::answer(&target, found, &mut ProcTable::new(Path::new("/nonexistent-proc")), &sysctls(), me);
+        text(|w| render::who::write(w, &r, Style { color: false }))
+    };
+    insta::assert_snapshot!("who_nat_docker", answer(8080, Some(Proto::Tcp)));
+    insta::assert_snapshot!("who_nat_kubernetes_nodeport", answer(30080, Some(Proto::Tcp)));
+    insta::assert_snapshot!("who_nat_cluster_ips", answer(80, Some(Proto::Tcp)));
+    insta::assert_snapshot!("who_nat_hostile_comment", answer(3389, Some(Proto::Tcp)));
+    // Without CAP_NET_ADMIN: said, not guessed.
+    let target = Target { port: 8080, proto: Some(Proto::Tcp), addr: None };
+    let nat = NatAnswer {
+        status: portctl::nat::Status::NotPermitted,
+        reason: Some("NAT rules could not be read: portctl lacks CAP_NET_ADMIN".into()),
+        ..NatAnswer::none()
+    };
+    let r = who::answer(
+        &target,
+        who::Found { nat, ..Default::default() },
+        &mut procs,
+        &sysctls(),
+        who::Viewer { root: false },
+    );
+    insta::assert_snapshot!("who_nat_not_permitted", text(|w| render::who::write(w, &r, Style { color: false })));
+}
+
+#[test]
+fn kill_text_published_by_nat() {
+    use portctl::domain::nat::{NatAnswer, for_target};
+    let target = Target { port: 8080, proto: Some(Proto::Tcp), addr: None };
+    let nat = NatAnswer { rules: for_target(&nat_records(), &target), ..NatAnswer::none() };
+    let mut r = KillReport {
+        port: Some(8080),
+        protos: vec![Proto::Tcp],
+        unix: None,
+        signal: "SIGTERM".into(),
+        dry_run: false,
+        targets: vec![],
+        freed: None,
+        waited_ms: None,
+        time_wait_left: None,
+        message: String::new(),
+        hints: portctl::domain::kill::nat_hints(&nat),
+        nat,
+    };
+    r.message = portctl::domain::kill::nothing_to_kill("8080/tcp", &[], &r.nat);
+    insta::assert_snapshot!(text(|w| render::kill::write(w, &r, Style { color: false })));
 }

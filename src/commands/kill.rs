@@ -28,10 +28,24 @@ pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result
     let (sockets, mut inv_procs, mut out, label, stale_file) = match &req.target {
         Subject::Port(t) => {
             let query = request::port_query(t, StateSet::all(), true);
-            let inv = inventory::collect(&query, Owners::Resolve(&source), report)?;
+            // The NAT rules, read while the kernel is dumped and the owners
+            // read: a port a container or a Kubernetes service publishes is
+            // stopped there.
+            let protos: Vec<&str> = t.protos().iter().map(|p| p.as_str()).collect();
+            let (inv, scan) = std::thread::scope(|s| {
+                let reader = s.spawn(|| inventory::scan_nat(None, Some((&protos, t.port)), None));
+                let inv = inventory::collect(&query, Owners::Resolve(&source), report);
+                (inv, reader.join().unwrap_or_else(|_| inventory::NatScan::skipped()))
+            });
+            let mut inv = inv?;
+            inventory::report_nat(std::slice::from_ref(&scan), report);
+            let nat = scan.answer(t, &mut inv.procs);
             let sockets: Vec<Socket> =
                 inv.sockets.into_iter().filter(|s| t.served_by(s) && s.port() == t.port).collect();
-            (sockets, inv.procs, new_report(req, Some(t.port), t.protos(), None), t.label(), false)
+            let mut out = new_report(req, Some(t.port), t.protos(), None);
+            out.hints = kill::nat_hints(&nat);
+            out.nat = nat;
+            (sockets, inv.procs, out, t.label(), false)
         }
         Subject::Unix(spec) => {
             let lookup = inventory::lookup_unix(spec)?;
@@ -80,12 +94,27 @@ pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result
                 "nothing to kill: no process holds {label}; it is a stale socket file (a new bind() fails until it is removed: rm {label})"
             )
         } else {
-            kill::nothing_to_kill(&label, &sockets)
+            kill::nothing_to_kill(&label, &sockets, &out.nat)
         };
         return finish(w, req, &out, EXIT_NO_MATCH);
     }
     let protected = kill::protected_pids(&mut inv_procs);
-    let (targets, to_signal) = kill::plan(&holders, &protected, req.force, req.dry_run);
+    let cmdlines: Vec<(u32, &str)> =
+        sockets.iter().flat_map(|s| s.owners.iter().map(|o| (o.pid, &*o.cmdline))).collect();
+    let mut proxies = crate::domain::who::Proxy::of(cmdlines, &mut inv_procs);
+    proxies.sort_by_key(|p| p.pid);
+    proxies.dedup_by_key(|p| p.pid);
+    // The NAT hints name the container already when its rule was read.
+    if out.hints.is_empty() {
+        for p in &proxies {
+            out.hints.push(format!(
+                "the container at {} serves {label} through docker-proxy: stop it with {}",
+                p.target,
+                p.stop()
+            ));
+        }
+    }
+    let (targets, to_signal) = kill::plan(&holders, &protected, &proxies, req.force, req.dry_run);
     out.targets = targets;
     if !to_signal.is_empty() && !req.yes && !confirm(req, &out, &to_signal, &label)? {
         out.message = "nothing signalled: not confirmed".into();
@@ -133,6 +162,8 @@ fn new_report(req: &KillRequest, port: Option<u16>, protos: Vec<Proto>, unix: Op
         waited_ms: None,
         time_wait_left: None,
         message: String::new(),
+        nat: crate::domain::nat::NatAnswer::none(),
+        hints: Vec::new(),
     }
 }
 

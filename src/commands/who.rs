@@ -13,7 +13,7 @@ use crate::domain::who::OverflowCounters;
 use crate::domain::{order, who};
 use crate::error::UserError;
 use crate::filter::UnixSpec;
-use crate::inventory::{self, Owners, Scope};
+use crate::inventory::{self, NatScan, Owners, Scope};
 use crate::model::{Proto, Socket, State, StateSet};
 use crate::netns::{self, Netns};
 use crate::procs::Chosen;
@@ -52,8 +52,26 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
             // Clients of the port's listeners too (their remote port is it),
             // in the same walk of the kernel's tables, for who is connected.
             let plan = inventory::peer_plan(request::port_query(target, StateSet::all(), true));
-            let mut inv =
-                inventory::collect_with_peers(&scope, &plan, Owners::Resolve(&source), Some(order::listen), report)?;
+            // The NAT rules of the namespace asked about, read while the
+            // kernel is dumped and the owners read.
+            let protos: Vec<&str> = target.protos().iter().map(|p| p.as_str()).collect();
+            let (inv, scan) = std::thread::scope(|s| {
+                let reader = req.nat.then(|| {
+                    s.spawn(|| match &scope {
+                        Scope::WithOthers(main, _) => {
+                            inventory::scan_nat(Some(main), Some((&protos, target.port)), None)
+                        }
+                        _ => NatScan::skipped(),
+                    })
+                });
+                let inv =
+                    inventory::collect_with_peers(&scope, &plan, Owners::Resolve(&source), Some(order::listen), report);
+                let scan = reader.map_or_else(NatScan::skipped, |r| r.join().unwrap_or_else(|_| NatScan::skipped()));
+                (inv, scan)
+            });
+            let mut inv = inv?;
+            inventory::report_nat(std::slice::from_ref(&scan), report);
+            let nat = scan.answer(target, &mut inv.procs);
             let (mut sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
                 inv.sockets.into_iter().partition(|s| s.netns.as_ref().is_none_or(|n| n.inode == main_inode));
             let listener = |s: &Socket| s.proto == Proto::Tcp && s.state == State::Listen;
@@ -82,7 +100,7 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
             if let Scope::WithOthers(main, _) = &scope {
                 inventory::kernel_flags(&mut sockets, &source, target.port, Some(main));
             }
-            let found = who::Found { sockets, other_netns, unreadable_netns: inv.unreadable_netns, counters };
+            let found = who::Found { sockets, other_netns, unreadable_netns: inv.unreadable_netns, counters, nat };
             who::answer(target, found, &mut inv.procs, &sys, who::Viewer::me())
         }
         Subject::Unix(spec) => {
@@ -113,6 +131,7 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
                 other_netns,
                 unreadable_netns: inv.unreadable_netns,
                 counters: OverflowCounters::default(),
+                nat: crate::domain::nat::NatAnswer::none(),
             };
             unix::answer(&lookup, found, &mut inv.procs, who::Viewer::me())
         }
@@ -122,5 +141,5 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
     } else {
         render::who::write(w, &answer, req.out.style())?;
     }
-    Ok(report::status(answer.verdict.in_use))
+    Ok(report::status(answer.verdict.in_use || answer.verdict.published))
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::nat::{self, NatAnswer};
+use crate::domain::who::Proxy;
 use crate::model::{Proto, Socket, State, UnixName, longest_timer_ms};
 use crate::procs::ProcTable;
 use crate::procs::pidfd::Held;
@@ -32,6 +34,11 @@ pub struct KillReport {
     /// TIME_WAIT sockets left on the port after waiting.
     pub time_wait_left: Option<usize>,
     pub message: String,
+    /// The NAT rules that publish the port (schema 3).
+    pub nat: NatAnswer,
+    /// What else stops the port: the container, the Kubernetes service,
+    /// the rule (schema 3).
+    pub hints: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +90,7 @@ pub fn holders<'a>(sockets: impl IntoIterator<Item = &'a Socket>) -> BTreeMap<u3
 pub fn plan(
     holders: &BTreeMap<u32, Holder>,
     protected: &[u32],
+    proxies: &[Proxy],
     force: bool,
     dry_run: bool,
 ) -> (Vec<Target>, Vec<usize>) {
@@ -97,6 +105,7 @@ pub fn plan(
             reason: None,
             sockets: h.links.iter().map(|l| l.inode).collect(),
         };
+        let proxy = proxies.iter().find(|p| p.pid == h.pid);
         if !force && protected.contains(&h.pid) {
             t.result = "refused".into();
             t.reason = Some(if h.pid == 1 {
@@ -104,6 +113,13 @@ pub fn plan(
             } else {
                 "portctl itself or one of its ancestors (your shell): use --force".into()
             });
+        } else if let (false, Some(p)) = (force, proxy) {
+            t.result = "refused".into();
+            t.reason = Some(format!(
+                "docker-proxy for the container at {}: stop the container with {} (--force signals the proxy, which leaves the port published and broken)",
+                p.target,
+                p.stop()
+            ));
         } else if dry_run {
             t.result = "would_signal".into();
         } else {
@@ -131,8 +147,28 @@ pub fn protected_pids(procs: &mut ProcTable) -> Vec<u32> {
     v
 }
 
+/// What stops the port besides signalling: the containers, services or
+/// rules behind the NAT rules that publish it.
+pub fn nat_hints(nat: &NatAnswer) -> Vec<String> {
+    let mut h: Vec<String> = Vec::new();
+    for r in nat.on_this_host() {
+        let s = nat::stop_hint(r);
+        if !h.contains(&s) {
+            h.push(s);
+        }
+    }
+    h
+}
+
 /// Why there is nothing to signal on `label`.
-pub fn nothing_to_kill(label: &str, sockets: &[Socket]) -> String {
+pub fn nothing_to_kill(label: &str, sockets: &[Socket], nat: &NatAnswer) -> String {
+    let published: Vec<&crate::nat::NatRule> = nat.on_this_host().collect();
+    if !published.is_empty() {
+        return format!(
+            "nothing to kill: no process on this host holds {label}; it is published by NAT: {}",
+            nat::summary(&published)
+        );
+    }
     let tw: Vec<&Socket> = sockets.iter().filter(|s| s.state == State::TimeWait).collect();
     if tw.is_empty() {
         return format!("nothing to kill: no process holds {label}");
@@ -235,11 +271,11 @@ mod tests {
         assert_eq!(h.keys().copied().collect::<Vec<_>>(), [1, 500]);
         let links: Vec<(u32, u64)> = h[&500].links.iter().map(|l| (l.fd, l.inode)).collect();
         assert_eq!(links, [(4, 11), (5, 12)]);
-        let (targets, todo) = plan(&h, &[1], false, false);
+        let (targets, todo) = plan(&h, &[1], &[], false, false);
         assert_eq!(targets[0].result, "refused");
         assert!(targets[0].reason.as_deref().unwrap().contains("pid 1"));
         assert_eq!(todo, [1]);
-        let (targets, todo) = plan(&h, &[1], true, true);
+        let (targets, todo) = plan(&h, &[1], &[], true, true);
         assert!(todo.is_empty());
         assert!(targets.iter().all(|t| t.result == "would_signal"));
     }
@@ -264,6 +300,8 @@ mod tests {
             waited_ms: Some(1500),
             time_wait_left: Some(2),
             message: String::new(),
+            nat: NatAnswer::none(),
+            hints: Vec::new(),
         };
         assert_eq!(
             summary(&r, "port 80"),
@@ -282,7 +320,8 @@ mod tests {
         let mut tw = Socket::sample(Proto::Tcp, State::TimeWait, "127.0.0.1:80", Some("127.0.0.1:5000"), 0);
         tw.timer =
             Some(crate::model::Timer { kind: crate::model::TimerKind::TimeWait, expires_ms: 30_000, retrans: 0 });
-        assert_eq!(nothing_to_kill("port 80", &[]), "nothing to kill: no process holds port 80");
-        assert!(nothing_to_kill("port 80", &[tw]).contains("only 1 TIME_WAIT socket remains on port 80"));
+        let none = NatAnswer::none();
+        assert_eq!(nothing_to_kill("port 80", &[], &none), "nothing to kill: no process holds port 80");
+        assert!(nothing_to_kill("port 80", &[tw], &none).contains("only 1 TIME_WAIT socket remains on port 80"));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod bind;
 pub mod kill;
+pub mod nat;
 pub mod order;
 pub mod peers;
 pub mod select;

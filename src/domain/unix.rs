@@ -195,11 +195,12 @@ pub fn answer(target: &Lookup, found: Found, procs: &mut ProcTable, viewer: View
             service: None,
             unix: Some(UnixSpecOut { name, is_abstract, file }),
         },
-        verdict: Verdict { in_use, summary: vec![summary], binds: vec![Bind::Unix(bind)] },
+        verdict: Verdict { in_use, published: false, summary: vec![summary], binds: vec![Bind::Unix(bind)] },
         holders,
         connected,
         sockets,
         other_netns: elsewhere,
+        nat: crate::domain::nat::NatAnswer::none(),
         hints,
         listen_backlog: None,
     }
@@ -490,8 +491,7 @@ mod tests {
         let mut other = unix(UnixName::abstract_name("bus\0x"), State::Listen, None, 3, &[(5, "dbus")]);
         other.netns = Some(Box::new(crate::model::NetnsRef { inode: 9, name: Some("blue".into()) }));
         let mut procs = ProcTable::new(std::path::Path::new("/nonexistent-proc"));
-        let found =
-            Found { sockets: vec![], other_netns: vec![other], unreadable_netns: vec![], counters: Default::default() };
+        let found = Found { other_netns: vec![other], ..Default::default() };
         let r = answer(&t, found, &mut procs, Viewer { root: true });
         assert!(!r.verdict.in_use);
         assert_eq!(r.other_netns.len(), 1, "NULs typed as @ match");

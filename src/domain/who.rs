@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::bind::{self, BindCheck, Outcome};
+use crate::domain::nat::{self, NatAnswer};
 use crate::model::{AcceptQueue, Endpoint, Proto, Socket, State, longest_timer_ms};
 use crate::procs::ProcTable;
 use crate::procs::context::Context;
@@ -73,6 +74,8 @@ pub struct WhoReport {
     /// Sockets on the port in other network namespaces (each with `netns`):
     /// they never block a bind here, but answer "my container listens on it".
     pub other_netns: Vec<Socket>,
+    /// The NAT rules that translate the port (schema 3).
+    pub nat: NatAnswer,
     pub hints: Vec<String>,
     /// TCP listeners' accept queues and backlogs (schema 3); `null` when no
     /// TCP socket listens on the port in the namespace asked about.
@@ -228,6 +231,10 @@ pub struct Verdict {
     /// not count: no process holds it). With an address in the spec, only
     /// sockets that would conflict with that address count.
     pub in_use: bool,
+    /// A NAT rule sends connections to the port, on an address of this
+    /// host, somewhere else (schema 3): something answers there even with
+    /// no socket.
+    pub published: bool,
     /// The verdict lines, one per protocol.
     pub summary: Vec<String>,
     /// What a new bind() would get on each candidate address.
@@ -266,6 +273,14 @@ pub struct Found {
     pub unreadable_netns: Vec<String>,
     /// The namespace's listen overflow counters.
     pub counters: OverflowCounters,
+    /// The NAT rules of the namespace asked about that translate the port.
+    pub nat: NatAnswer,
+}
+
+impl Default for NatAnswer {
+    fn default() -> NatAnswer {
+        NatAnswer::none()
+    }
 }
 
 /// Who is asking: the advice differs for root (never "use sudo").
@@ -284,10 +299,11 @@ impl Viewer {
 /// The whole answer, from what was found on the port. `procs` gives the
 /// holders' details; `sys` is the asked-about namespace's settings.
 pub fn answer(target: &Target, found: Found, procs: &mut ProcTable, sys: &Sysctls, viewer: Viewer) -> WhoReport {
-    let Found { sockets, other_netns, unreadable_netns, counters } = found;
+    let Found { sockets, other_netns, unreadable_netns, counters, nat } = found;
     let port = target.port;
     let protos = target.protos();
     let holders = holders(&sockets, procs);
+    let proxies = Proxy::of(holders.iter().map(|h| (h.pid, h.cmdline.as_str())), procs);
     let mut binds = Vec::new();
     for &proto in &protos {
         for addr in candidates(target.addr) {
@@ -295,8 +311,21 @@ pub fn answer(target: &Target, found: Found, procs: &mut ProcTable, sys: &Sysctl
         }
     }
     let in_use = sockets.iter().any(|s| !s.is_unowned_by_nature() && blocks_asked(s, target.addr, &binds));
-    let summary = protos.iter().map(|&p| verdict_line(p, port, target.addr, &sockets, &binds, viewer)).collect();
-    let mut hints = hints(port, &protos, &sockets, &holders, &binds, sys, viewer);
+    let summary = protos
+        .iter()
+        .map(|&p| {
+            let line = verdict_line(p, port, target.addr, &sockets, &binds, viewer);
+            let held = line.contains(" is in use: ");
+            match nat::verdict_line(p, port, &nat.rules) {
+                Some(published) if !held => published,
+                _ => line,
+            }
+        })
+        .collect();
+    let free = binds.iter().all(|b| b.plain == Outcome::Ok);
+    let listening = sockets.iter().any(|s| matches!(s.state, State::Listen | State::Unconn));
+    let mut hints = nat::who_hints(port, &nat, free, listening, viewer.root);
+    hints.extend(self::hints(port, &protos, &sockets, &holders, &proxies, &binds, sys, viewer));
     hints.extend(netns_hints(port, &sockets, &other_netns, &unreadable_netns, viewer));
     let listen_backlog = listen_backlog(&sockets, sys, counters);
     if listen_backlog.as_ref().is_some_and(|l| !l.full.is_empty()) {
@@ -306,6 +335,7 @@ pub fn answer(target: &Target, found: Found, procs: &mut ProcTable, sys: &Sysctl
         );
     }
     hints.extend(udp_drop_hints(&sockets));
+    let published = nat.published();
     WhoReport {
         spec: SpecOut {
             port: Some(port),
@@ -314,11 +344,12 @@ pub fn answer(target: &Target, found: Found, procs: &mut ProcTable, sys: &Sysctl
             service: services::name(target.proto.unwrap_or(Proto::Tcp), port).map(str::to_string),
             unix: None,
         },
-        verdict: Verdict { in_use, summary, binds: binds.into_iter().map(Bind::Ip).collect() },
+        verdict: Verdict { in_use, published, summary, binds: binds.into_iter().map(Bind::Ip).collect() },
         holders,
         connected: connected(sockets.iter().filter(|s| target.served_by(s))),
         sockets,
         other_netns,
+        nat,
         hints,
         listen_backlog,
     }
@@ -670,11 +701,55 @@ fn verdict_line(
     format!("{target} is free")
 }
 
+/// A holder that is a container runtime's userland proxy (docker-proxy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    pub pid: u32,
+    pub target: Endpoint,
+    /// The container with the target address: (id, name).
+    pub container: Option<(String, String)>,
+}
+
+impl Proxy {
+    /// The processes (pid, command line) that are userland proxies, with
+    /// their containers.
+    pub fn of<'a>(processes: impl IntoIterator<Item = (u32, &'a str)>, procs: &mut ProcTable) -> Vec<Proxy> {
+        processes
+            .into_iter()
+            .filter_map(|(pid, cmdline)| {
+                let (ip, port) = crate::procs::context::proxy_target(cmdline)?;
+                let container = procs.runtimes().docker_by_ip(ip);
+                Some(Proxy { pid, target: Endpoint { addr: ip, port }, container })
+            })
+            .collect()
+    }
+
+    /// `docker stop web`, or how to find the container.
+    pub fn stop(&self) -> String {
+        match &self.container {
+            Some((_, name)) if !name.is_empty() => format!("`docker stop {name}`"),
+            Some((id, _)) => format!("`docker stop {}`", crate::model::short_id(id)),
+            None => format!("`docker stop` on the container at {} (`docker ps` shows it)", self.target.addr),
+        }
+    }
+
+    pub fn hint(&self) -> String {
+        format!(
+            "docker-proxy (pid {}) forwards the port to a container at {}: stop the container with {}; killing the proxy leaves the port published and broken",
+            self.pid,
+            self.target,
+            self.stop()
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn hints(
     port: u16,
     protos: &[Proto],
     sockets: &[Socket],
     holders: &[Holder],
+    proxies: &[Proxy],
     binds: &[BindCheck],
     sys: &Sysctls,
     viewer: Viewer,
@@ -725,6 +800,11 @@ fn hints(
             .filter(|u| u.ends_with(".service"));
         let unheld = listeners.iter().find_map(|s| s.unheld);
         match (pids.is_empty(), unit) {
+            (false, _) if !proxies.is_empty() => {
+                for p in proxies {
+                    h.push(p.hint());
+                }
+            }
             (true, _) if !listeners.iter().any(|s| s.owners_hidden) => h.push(format!(
                 "no process holds the socket on port {port}{}: there is no process to stop; it goes when the message's receiver takes or drops it, or the kernel lets it go",
                 unheld.map_or(String::new(), |u| format!(" ({})", u.why()))

@@ -106,13 +106,20 @@ pub struct Runtimes {
 }
 
 impl Runtimes {
+    /// The roots this host uses. `PORTCTL_DOCKER_ROOT` and
+    /// `PORTCTL_PODMAN_ROOT` override them (a data root elsewhere, and the
+    /// tests' fake metadata).
     pub fn detect() -> Runtimes {
-        let docker = std::fs::read_to_string("/etc/docker/daemon.json")
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v.get("data-root").and_then(|r| r.as_str()).map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/docker"));
-        Runtimes { docker, podman: PathBuf::from("/var/lib/containers/storage") }
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let docker = env("PORTCTL_DOCKER_ROOT").unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/docker/daemon.json")
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v.get("data-root").and_then(|r| r.as_str()).map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("/var/lib/docker"))
+        });
+        let podman = env("PORTCTL_PODMAN_ROOT").unwrap_or_else(|| PathBuf::from("/var/lib/containers/storage"));
+        Runtimes { docker, podman }
     }
 
     /// The container's name from local metadata, without asking a daemon.

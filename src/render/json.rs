@@ -46,28 +46,55 @@ pub fn sockets(w: &mut impl Write, items: &[crate::model::Socket], format: Forma
     records::<_, SocketEncoder>(w, items, format)
 }
 
+/// `listen`'s records: the sockets, then the NAT records (`"kind": "nat"`,
+/// docs/json.md), in one array or as lines.
+pub fn listing(
+    w: &mut impl Write,
+    sockets: &[crate::model::Socket],
+    nat: &[crate::nat::NatRule],
+    format: Format,
+) -> io::Result<()> {
+    let array = format != Format::Jsonl;
+    if array {
+        w.write_all(b"[")?;
+    }
+    body::<_, SocketEncoder>(w, sockets, array, 0)?;
+    body::<_, Serde>(w, nat, array, sockets.len())?;
+    if array {
+        w.write_all(b"\n]\n")?;
+    }
+    Ok(())
+}
+
 /// [`sockets`] for any records, with the encoder `E`.
 pub fn records<T: Sync, E: Encoder<T>>(w: &mut impl Write, items: &[T], format: Format) -> io::Result<()> {
     let array = format != Format::Jsonl;
     if array {
         w.write_all(b"[")?;
     }
+    body::<T, E>(w, items, array, 0)?;
+    if array {
+        w.write_all(b"\n]\n")?;
+    }
+    Ok(())
+}
+
+/// The records of an array (or lines) whose first `before` records were
+/// written already.
+fn body<T: Sync, E: Encoder<T>>(w: &mut impl Write, items: &[T], array: bool, before: usize) -> io::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if items.len() < PARALLEL_FROM || threads == 1 {
         let mut enc = E::default();
         let mut buf = Vec::new();
         for (i, chunk) in items.chunks(CHUNK).enumerate() {
             buf.clear();
-            encode(&mut enc, &mut buf, chunk, i * CHUNK, array);
+            encode(&mut enc, &mut buf, chunk, before + i * CHUNK, array);
             w.write_all(&buf)?;
         }
+        Ok(())
     } else {
-        encode_parallel::<T, E>(w, items, array, threads)?;
+        encode_parallel::<T, E>(w, items, array, threads, before)
     }
-    if array {
-        w.write_all(b"\n]\n")?;
-    }
-    Ok(())
 }
 
 /// Encodes `items`, the first of which is record number `first`.
@@ -88,6 +115,7 @@ fn encode_parallel<T: Sync, E: Encoder<T>>(
     items: &[T],
     array: bool,
     threads: usize,
+    before: usize,
 ) -> io::Result<()> {
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -108,7 +136,7 @@ fn encode_parallel<T: Sync, E: Encoder<T>>(
                     let Some(chunk) = chunks.get(i) else { break };
                     // About 400 bytes a record, twice that with a peer's owners.
                     let mut buf = Vec::with_capacity(chunk.len() * 800);
-                    encode(&mut enc, &mut buf, chunk, i * CHUNK, array);
+                    encode(&mut enc, &mut buf, chunk, before + i * CHUNK, array);
                     if tx.send((i, buf)).is_err() {
                         break;
                     }

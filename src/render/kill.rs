@@ -20,7 +20,11 @@ pub fn write(w: &mut dyn Write, r: &KillReport, st: Style) -> io::Result<()> {
         let rest = sanitize::escape(&format!(" {} (pid {}, user {}){reason}", t.name, t.pid, t.user)).into_owned();
         writeln!(w, "{}{rest}", st.paint(&result, color))?;
     }
-    st.heading(w, &r.message)
+    st.heading(w, &r.message)?;
+    for h in &r.hints {
+        writeln!(w, "{} {}", st.bold("hint:"), sanitize::escape(h))?;
+    }
+    Ok(())
 }
 
 /// The confirmation prompt's list (stderr), one process a line.

@@ -177,39 +177,59 @@ pub fn owner_columns(s: &Socket) -> (String, String, String) {
 /// were until it matters. Other listeners show their numbers, other sockets
 /// `-`.
 pub fn accept_queue_column(columns: &mut Vec<table::Column>, rows: &mut [Vec<table::Styled>], sockets: &[&Socket]) {
-    if !sockets.iter().any(|s| s.accept_queue().is_some_and(|q| q.is_alarming())) {
+    if !wants_accept_queue(sockets.iter().copied()) {
         return;
     }
     columns.push(table::col("ACCEPT-Q"));
     for (row, s) in rows.iter_mut().zip(sockets) {
-        row.push(match s.accept_queue() {
-            None => "-".into(),
-            Some(q) => {
-                let n = format!("{}/{}", q.queued, q.backlog);
-                if q.full {
-                    table::colored(format!("{n} full"), Color::Red)
-                } else if q.near_full {
-                    table::colored(format!("{n} near full"), Color::Yellow)
-                } else {
-                    n.into()
-                }
+        row.push(accept_queue_cell(s));
+    }
+}
+
+/// Whether some socket's accept queue is worth a column.
+pub fn wants_accept_queue<'a>(sockets: impl IntoIterator<Item = &'a Socket>) -> bool {
+    sockets.into_iter().any(|s| s.accept_queue().is_some_and(|q| q.is_alarming()))
+}
+
+/// Whether some UDP socket dropped datagrams (a DROPS column).
+pub fn wants_drops<'a>(sockets: impl IntoIterator<Item = &'a Socket>) -> bool {
+    sockets.into_iter().any(|s| s.proto == crate::model::Proto::Udp && s.drops() > 0)
+}
+
+/// The ACCEPT-Q cell of a socket.
+pub fn accept_queue_cell(s: &Socket) -> table::Styled {
+    match s.accept_queue() {
+        None => "-".into(),
+        Some(q) => {
+            let n = format!("{}/{}", q.queued, q.backlog);
+            if q.full {
+                table::colored(format!("{n} full"), Color::Red)
+            } else if q.near_full {
+                table::colored(format!("{n} near full"), Color::Yellow)
+            } else {
+                n.into()
             }
-        });
+        }
+    }
+}
+
+/// The DROPS cell of a socket.
+pub fn drops_cell(s: &Socket) -> table::Styled {
+    match s.skmem() {
+        Some(m) if s.proto == crate::model::Proto::Udp => conns::drops_cell(m.drops),
+        _ => "-".into(),
     }
 }
 
 /// Adds a DROPS column (datagrams the socket dropped, its receive buffer
 /// full) when some UDP socket has dropped any; quiet otherwise.
 pub fn drops_column(columns: &mut Vec<table::Column>, rows: &mut [Vec<table::Styled>], sockets: &[&Socket]) {
-    if !sockets.iter().any(|s| s.proto == crate::model::Proto::Udp && s.drops() > 0) {
+    if !wants_drops(sockets.iter().copied()) {
         return;
     }
     columns.push(table::num("DROPS"));
     for (row, s) in rows.iter_mut().zip(sockets) {
-        row.push(match s.skmem() {
-            Some(m) if s.proto == crate::model::Proto::Udp => conns::drops_cell(m.drops),
-            _ => "-".into(),
-        });
+        row.push(drops_cell(s));
     }
 }
 

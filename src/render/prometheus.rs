@@ -210,6 +210,56 @@ fn listen_queues(w: &mut impl Write, sockets: &[Socket]) -> io::Result<()> {
     )
 }
 
+/// `portctl_nat_published_info`, one series per NAT record (a port range a
+/// rule publishes on this host, and where it sends it), and
+/// `portctl_nat_rules_read` per namespace: 1 when every rule could be
+/// read, 0 when some could not (no CAP_NET_ADMIN, a tool missing or slow),
+/// so that an empty `portctl_nat_published_info` can be told from an
+/// unknown one.
+pub fn nat(w: &mut impl Write, rules: &[crate::nat::NatRule], read: &[(String, bool)]) -> io::Result<()> {
+    let mut seen: HashSet<Labels> = HashSet::new();
+    let mut info: Vec<(Labels, String)> = Vec::new();
+    for r in rules.iter().filter(|r| r.on_this_host()) {
+        let container = r
+            .container
+            .as_ref()
+            .and_then(|c| c.name.clone().or_else(|| c.id.as_deref().map(crate::model::short_id)))
+            .unwrap_or_default();
+        let labels: Labels = vec![
+            ("proto", r.proto.clone().unwrap_or_default()),
+            ("family", r.family.map(|f| f.as_str().to_string()).unwrap_or_default()),
+            ("addr", r.matches.dst.join(",")),
+            ("port", r.ports.map(|p| p.to_string()).unwrap_or_default()),
+            ("exposure", r.exposure.as_str().to_string()),
+            ("action", r.action.as_str().to_string()),
+            ("target", r.target()),
+            ("owner", r.owner.clone().unwrap_or_default()),
+            ("container", container),
+            ("service", r.service.clone().unwrap_or_default()),
+            ("netns", r.netns.as_ref().map(ToString::to_string).unwrap_or_default()),
+        ];
+        if seen.insert(labels.clone()) {
+            info.push((labels, "1".to_string()));
+        }
+    }
+    family(
+        w,
+        "portctl_nat_published_info",
+        "A port range a NAT rule publishes on this host (DNAT, REDIRECT, TPROXY: Docker, podman, \
+         Kubernetes, hand-written) and where it sends the connections. Always 1.",
+        &info,
+    )?;
+    let read: Vec<(Labels, String)> =
+        read.iter().map(|(n, ok)| (vec![("netns", n.clone())], if *ok { "1" } else { "0" }.to_string())).collect();
+    family(
+        w,
+        "portctl_nat_rules_read",
+        "1 when portctl could read every NAT rule of the namespace, 0 when it could not (no CAP_NET_ADMIN, \
+         nft or iptables missing or too slow): then portctl_nat_published_info may be incomplete.",
+        &read,
+    )
+}
+
 /// `portctl_sockets`, `portctl_ephemeral_ports_usable`,
 /// `portctl_ephemeral_ports_used_ratio` and `portctl_close_wait_sockets`
 /// from the numbers `stats` computed. Families whose data is missing (sysctls

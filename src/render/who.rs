@@ -7,8 +7,10 @@ use std::io::{self, Write};
 
 use super::{Style, owner_columns, proto_label, sanitize};
 use crate::domain::bind::{BindCheck, Outcome};
+use crate::domain::nat;
 use crate::domain::who::{Bind, WhoReport, connected_line};
 use crate::model::{Endpoint, Proto, Socket, State, longest_timer_ms};
+use crate::nat::NatAction;
 use crate::text::duration_ms;
 
 /// Command lines longer than this are cut in the text (JSON keeps them).
@@ -40,6 +42,7 @@ pub fn write(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
             }
         }
     }
+    nat_sections(w, r, st)?;
     let others: Vec<&Socket> = r.sockets.iter().filter(|s| !matches!(s.state, State::Listen | State::Unconn)).collect();
     // A unix listener's connections are what `connected` counts already.
     if !others.is_empty() && r.spec.unix.is_none() {
@@ -90,6 +93,78 @@ pub fn write(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rules on the other destinations shown at most.
+const OTHER_DESTINATIONS: usize = 8;
+
+/// "published by NAT": each rule (endpoints of one service together) with
+/// where it applies, whom it catches and where it is; then the rules for
+/// destinations that are not this host's (service IPs), one line each.
+fn nat_sections(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
+    let rows = nat::rows(&r.nat.rules);
+    if !rows.is_empty() {
+        writeln!(w)?;
+        st.heading(w, "published by NAT")?;
+        for row in &rows {
+            let f = row.first;
+            let proto = f.proto.as_deref().unwrap_or("any protocol");
+            let ports = f.ports.map_or_else(|| "every port".to_string(), |p| p.to_string());
+            let what = match f.action {
+                NatAction::Dnat => format!("DNAT to {}", row.targets.join(", ")),
+                _ => nat::action_text(f),
+            };
+            let by = f.served_by().map(|b| format!("  {b}")).unwrap_or_default();
+            st.line(w, &format!("  {proto} {ports} -> {what}{by}"))?;
+            st.line(w, &format!("    to       {}", nat::reach_text(f)))?;
+            st.line(w, &format!("    catches  {}", nat::who_reaches(f)))?;
+            let via: Vec<String> = f.path.iter().rev().skip(1).rev().map(hop).collect();
+            let via = if via.is_empty() { String::new() } else { format!(", via {}", via.join(" > ")) };
+            st.line(w, &format!("    rule     {} ({}){via}", f.rule, f.source))?;
+            let endpoints = row.rules.len() - 1;
+            if endpoints > 0 {
+                st.line(
+                    w,
+                    &format!(
+                        "             and {endpoints} more rule{} (one per target)",
+                        if endpoints == 1 { "" } else { "s" }
+                    ),
+                )?;
+            }
+            if let Some(c) = f.comment.as_deref().filter(|c| Some(*c) != f.service.as_deref()) {
+                st.line(w, &format!("    comment  {c}"))?;
+            }
+            if !f.matches.other.is_empty() {
+                st.line(w, &format!("    also     {}", f.matches.other.join(", ")))?;
+            }
+        }
+    }
+    let elsewhere: Vec<_> = r.nat.rules.iter().filter(|x| !x.on_this_host()).collect();
+    if !elsewhere.is_empty() {
+        writeln!(w)?;
+        st.heading(w, &format!("NAT rules for other destinations on port {}", r.spec.port.unwrap_or_default()))?;
+        for x in elsewhere.iter().take(OTHER_DESTINATIONS) {
+            let by = x.served_by().map(|b| format!("  {b}")).unwrap_or_default();
+            let proto = x.proto.as_deref().unwrap_or("any");
+            st.line(
+                w,
+                &format!("  {proto} to {} -> {}{by}  ({})", x.matches.dst.join(","), nat::action_text(x), x.rule),
+            )?;
+        }
+        if elsewhere.len() > OTHER_DESTINATIONS {
+            writeln!(w, "  ... and {} more", elsewhere.len() - OTHER_DESTINATIONS)?;
+        }
+    }
+    Ok(())
+}
+
+/// `PREROUTING #1`, `nat-prerouting handle 4`.
+fn hop(h: &crate::nat::RuleRef) -> String {
+    match (h.handle, h.position) {
+        (Some(n), _) => format!("{} handle {n}", h.chain),
+        (None, Some(n)) => format!("{} #{n}", h.chain),
+        _ => h.chain.clone(),
+    }
 }
 
 /// `ok`, `fails`, `only as uid 1000`, `only if theirs had it too, as uid 1000`.

@@ -1282,6 +1282,18 @@ pub fn nstat_group(name: &str) -> Option<(&'static str, &str)> {
 /// Counters nstat leaves out ("useless numbers"): constants and a gauge.
 pub const NSTAT_SKIPS: [&str; 5] = ["TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax", "TcpMaxConn", "TcpCurrEstab"];
 
+/// Installs a NAT fixture of tests/fixtures/nat (`script NETNS`, with
+/// `env`) in the namespace; panics when it fails.
+pub fn nat_fixture(ns: &Netns, script: &str, env: &[(&str, &str)]) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nat").join(script)).arg(ns.name());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let run = output(&mut cmd);
+    assert!(run.status.success(), "{script} failed (scripts/test.sh installs nftables and iptables)\n{}", run.dump());
+}
+
 /// A socket bound by `examples/trybind --hold` (as another user with `uid`),
 /// held until dropped.
 pub struct HeldSocket {
