@@ -181,7 +181,9 @@ impl FromStr for UserSpec {
     }
 }
 
-/// A `--state` value: one state or a named group.
+/// A `--state` value (and a state after `state`/`exclude` in a filter
+/// expression): one state or a named group, with the names and meanings
+/// `ss` gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateSpec(pub StateSet);
 
@@ -194,18 +196,23 @@ impl FromStr for StateSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim().to_ascii_lowercase().replace('-', "_");
         let one = |st: State| Ok(StateSpec(StateSet::of(&[st])));
-        let except = |out: &[State]| {
-            let v: Vec<State> = State::TCP.iter().copied().filter(|st| !out.contains(st)).collect();
-            StateSet::of(&v)
+        // Every state, UDP's unconnected one included (ss's "closed").
+        let all_but = |out: &[State]| {
+            let v: Vec<State> =
+                State::TCP.iter().chain([State::Unconn].iter()).copied().filter(|st| !out.contains(st)).collect();
+            StateSpec(StateSet::of(&v))
         };
+        let closed = [State::Close, State::Unconn];
         match t.as_str() {
             "all" => Ok(StateSpec(StateSet::all())),
-            // Unlike ss, TIME_WAIT is not "connected" here: no process holds
-            // it and no data flows (the definition).
-            "connected" => Ok(StateSpec(except(&[State::Listen, State::Close, State::TimeWait]))),
-            "synchronized" => Ok(StateSpec(except(&[State::Listen, State::Close, State::TimeWait, State::SynSent]))),
+            // As in ss: everything but listening and closed (TIME_WAIT
+            // and SYN_RECV included).
+            "connected" => Ok(all_but(&[State::Listen, State::Close, State::Unconn])),
+            "synchronized" => Ok(all_but(&[State::Listen, State::Close, State::Unconn, State::SynSent])),
             "bucket" => Ok(StateSpec(StateSet::of(&[State::TimeWait, State::SynRecv]))),
-            "big" => Ok(StateSpec(except(&[State::TimeWait, State::SynRecv]).union(StateSet::of(&[State::Unconn])))),
+            "big" => Ok(all_but(&[State::TimeWait, State::SynRecv])),
+            // ss's "closed" is the kernel's TCP_CLOSE: unconnected UDP too.
+            "close" | "closed" | "unconnected" => Ok(StateSpec(StateSet::of(&closed))),
             _ => {
                 if let Some(st) = State::TCP.iter().chain([State::Unconn].iter()).find(|st| st.as_str() == t) {
                     return one(*st);
@@ -214,6 +221,8 @@ impl FromStr for StateSpec {
                     ("estab", State::Established),
                     ("time_wait", State::TimeWait),
                     ("timewait", State::TimeWait),
+                    ("listening", State::Listen),
+                    ("syn_rcv", State::SynRecv),
                     // ss spells these fin-wait-1 / fin-wait-2
                     ("fin_wait_1", State::FinWait1),
                     ("fin_wait_2", State::FinWait2),
@@ -499,19 +508,26 @@ mod tests {
         assert!(s("unconn").contains(State::Unconn));
         let all = s("all");
         assert!(State::TCP.iter().all(|&st| all.contains(st)) && all.contains(State::Unconn));
+        // ss's groups: connected has TIME_WAIT and SYN_RECV, not listening or closed.
         let conn = s("connected");
         assert!(conn.contains(State::Established) && conn.contains(State::CloseWait) && conn.contains(State::SynSent));
-        assert!(!conn.contains(State::Listen) && !conn.contains(State::TimeWait) && !conn.contains(State::Close));
-        assert!(!s("synchronized").contains(State::SynSent));
+        assert!(conn.contains(State::TimeWait) && conn.contains(State::SynRecv));
+        assert!(!conn.contains(State::Listen) && !conn.contains(State::Close) && !conn.contains(State::Unconn));
+        assert!(!s("synchronized").contains(State::SynSent) && s("synchronized").contains(State::TimeWait));
         let b = s("bucket");
         assert!(b.contains(State::TimeWait) && b.contains(State::SynRecv) && !b.contains(State::Established));
         let big = s("big");
-        assert!(!big.contains(State::TimeWait) && big.contains(State::Listen));
+        assert!(!big.contains(State::TimeWait) && big.contains(State::Listen) && big.contains(State::Unconn));
+        // ss's closed is TCP_CLOSE, which unconnected UDP sockets are in.
+        assert_eq!(s("closed"), StateSet::of(&[State::Close, State::Unconn]));
+        assert_eq!(s("close"), s("unconnected"));
+        assert_eq!(s("listening"), StateSet::of(&[State::Listen]));
+        assert_eq!(s("syn-rcv"), StateSet::of(&[State::SynRecv]));
     }
 
     #[test]
     fn state_typos_get_a_hint() {
-        let e = "listening".parse::<StateSpec>().unwrap_err();
+        let e = "listenning".parse::<StateSpec>().unwrap_err();
         assert!(e.contains("did you mean 'listen'"), "{e}");
         let e = "establised".parse::<StateSpec>().unwrap_err();
         assert!(e.contains("did you mean 'established'"), "{e}");

@@ -470,7 +470,7 @@ fn permission_hint() -> &'static str {
 
 /// Service names and interface names.
 pub fn enrich(sockets: &mut [Socket]) {
-    let mut ifaces: Option<HashMap<IpAddr, String>> = None;
+    let mut ifaces: Option<HashMap<IpAddr, std::sync::Arc<str>>> = None;
     for s in sockets.iter_mut() {
         let Some(local) = s.local_ip() else { continue };
         let local_name = services::name(s.proto, local.port);
@@ -481,7 +481,9 @@ pub fn enrich(sockets: &mut [Socket]) {
         }
         .map(std::borrow::Cow::Borrowed);
         if s.exposure == Exposure::Address && s.interface.is_none() {
-            let map = ifaces.get_or_insert_with(crate::sys::interface_addresses);
+            let map = ifaces.get_or_insert_with(|| {
+                crate::sys::interface_addresses().into_iter().map(|(a, n)| (a, std::sync::Arc::from(n))).collect()
+            });
             s.interface = map.get(&unmapped(local.addr)).cloned();
         }
     }

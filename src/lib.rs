@@ -18,6 +18,7 @@ pub mod commands;
 pub mod counters;
 pub mod domain;
 pub mod error;
+pub mod expr;
 pub mod filter;
 pub mod intmap;
 pub mod inventory;

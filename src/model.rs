@@ -692,7 +692,7 @@ pub struct Socket {
     pub v6only: Option<bool>,
     pub exposure: Exposure,
     /// Interface that carries the local address, for `address` exposure.
-    pub interface: Option<String>,
+    pub interface: Option<Arc<str>>,
     /// Well-known service name of the local port (listeners) or remote port.
     pub service: Option<Cow<'static, str>>,
     /// Receive queue: pending connections for listeners, unread bytes otherwise.
@@ -711,6 +711,15 @@ pub struct Socket {
     /// Only with `--netns` or `--all-netns`: the namespace it lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<Box<NetnsRef>>,
+    /// The kernel's cookie for the socket (`idiag_cookie`): with the
+    /// addresses and `ifindex` it names this very socket to `close`
+    /// (SOCK_DESTROY); 0 when unknown (read from /proc/net). Not in JSON.
+    #[serde(skip)]
+    pub cookie: u64,
+    /// The device the socket is bound to (`idiag_if`, SO_BINDTODEVICE), 0
+    /// for none. Not in JSON (`interface` names it).
+    #[serde(skip)]
+    pub ifindex: u32,
 }
 
 /// [`Socket`] as JSON has it: every field flat. Deserialising checks the
@@ -757,7 +766,7 @@ impl From<SocketRecord> for Socket {
             uid: r.uid,
             v6only: r.v6only,
             exposure: r.exposure,
-            interface: r.interface,
+            interface: r.interface.map(Arc::from),
             service: r.service,
             recv_q: r.recv_q,
             send_q: r.send_q,
@@ -766,6 +775,8 @@ impl From<SocketRecord> for Socket {
             owners_hidden: r.owners_hidden,
             ext: (!ext.is_empty()).then(|| Box::new(ext)),
             netns: r.netns,
+            cookie: 0,
+            ifindex: 0,
         }
     }
 }
@@ -853,6 +864,8 @@ impl Socket {
             owners_hidden: false,
             ext: None,
             netns: None,
+            cookie: 0,
+            ifindex: 0,
         }
     }
 

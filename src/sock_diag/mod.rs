@@ -12,13 +12,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use netlink_packet_core::Emitable;
 use netlink_packet_sock_diag::SOCK_DIAG_BY_FAMILY;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-pub use bytecode::{Cond, Expr};
+pub use bytecode::{Cond, DevRef, Expr, Fact};
 
 use crate::model::{Family, Proto, Socket, StateSet};
 
@@ -124,6 +125,18 @@ impl DiagError {
 /// can, from /proc/net when it cannot (with a note saying so).
 pub fn dump(query: &Query) -> Result<Dump, DiagError> {
     let mut out = Dump::default();
+    // Device names are this namespace's interfaces: looked up here, in the
+    // thread that dumps (it has entered the namespace asked about).
+    let resolved;
+    let filter = match &query.filter {
+        Some(f) if f.has_device_names() => {
+            resolved = f.resolve_devices(&crate::sys::interface_index).map_err(|name| {
+                DiagError::Filter(format!("'dev {name}': no network device '{name}' in this network namespace"))
+            })?;
+            Some(&resolved)
+        }
+        f => f.as_ref(),
+    };
     let mut reader = match query.source {
         Source::Auto => match Reader::new() {
             Ok(r) => Some(r),
@@ -145,7 +158,7 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
         for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
             if let Some(r) = reader.as_mut() {
                 let ext = Extensions { tcp_info: query.tcp_info, skmem: query.skmem.contains(&proto) };
-                match r.dump(proto, family, states, query.filter.as_ref(), ext, &mut out.sockets) {
+                match r.dump_filtered(proto, family, states, filter, ext, &mut out.sockets) {
                     Ok(()) => continue,
                     Err(e) if e.is_unavailable() => {
                         out.notes.push(format!("{e}; reading /proc/net for {proto} instead"));
@@ -153,7 +166,14 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                     Err(e) => return Err(e),
                 }
             }
-            procnet::read(proto, family, states, query.filter.as_ref(), &mut out.sockets).map_err(DiagError::Io)?;
+            if let Some(fact) = filter.and_then(|f| f.needs().first().copied()) {
+                return Err(DiagError::Filter(format!(
+                    "'{}' cannot be tested on sockets read from /proc/net, which does not show {}: it needs sock_diag",
+                    fact.keyword(),
+                    fact_what(fact)
+                )));
+            }
+            procnet::read(proto, family, states, filter, &mut out.sockets).map_err(DiagError::Io)?;
         }
     }
     let tcp_listener = out.sockets.iter().any(|s| s.proto == Proto::Tcp && s.state == crate::model::State::Listen);
@@ -164,10 +184,31 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
     {
         for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
             // Older kernels answer an unknown state bit with nothing at all.
-            r.dump(Proto::Tcp, family, TCPF_BOUND_INACTIVE, query.filter.as_ref(), Extensions::NONE, &mut out.sockets)?;
+            r.dump_filtered(Proto::Tcp, family, TCPF_BOUND_INACTIVE, filter, Extensions::NONE, &mut out.sockets)?;
         }
     }
     Ok(out)
+}
+
+/// What a fact is, for messages.
+fn fact_what(f: Fact) -> &'static str {
+    match f {
+        Fact::Device => "the device a socket is bound to",
+        Fact::Mark => "socket marks",
+        Fact::Cgroup => "socket cgroups",
+        Fact::AutoBound => "whether a port was bound explicitly",
+    }
+}
+
+/// Why an expression could not be evaluated in user space after the
+/// kernel refused its program: the fact is not in the replies either.
+fn untestable(f: Fact) -> String {
+    match f {
+        Fact::Mark => "'fwmark' needs CAP_NET_ADMIN: the kernel accepts a mark filter, and shows socket marks, to it only (and from Linux 4.9)".to_string(),
+        Fact::Cgroup => "'cgroup' needs Linux 5.9 or later built with CONFIG_SOCK_CGROUP_DATA: this kernel refused the cgroup filter and reports no socket cgroups".to_string(),
+        Fact::Device => "'dev' could not be tested: the kernel refused the device filter".to_string(),
+        Fact::AutoBound => "'autobound' could not be tested: only the kernel's filter knows how a port was bound".to_string(),
+    }
 }
 
 /// `1 << TCP_BOUND_INACTIVE`: the kernel dumps bound-only sockets only when
@@ -214,7 +255,7 @@ pub struct Reader {
     sock: NlSocket,
     buf: Vec<u8>,
     seq: u32,
-    ifnames: HashMap<u32, Option<String>>,
+    ifnames: HashMap<u32, Option<Arc<str>>>,
 }
 
 impl Reader {
@@ -227,14 +268,46 @@ impl Reader {
         Ok(Reader { sock, buf: Vec::with_capacity(RECV_BUF), seq: 0, ifnames: HashMap::new() })
     }
 
-    /// One dump of (proto, family) with a kernel state mask, appended to `out`.
-    /// Retries from scratch when the kernel flags the dump as interrupted.
+    /// [`Reader::dump`] with `filter` as the kernel's program. A kernel
+    /// that refuses the program for a condition newer than its audit
+    /// (`EINVAL`) or one it reserves for CAP_NET_ADMIN (`EPERM`, marks) is
+    /// asked again without those conditions, and the whole expression is
+    /// evaluated on the replies; what the replies do not show either is an
+    /// error that names it.
+    pub fn dump_filtered(
+        &mut self,
+        proto: Proto,
+        family: Family,
+        states: u32,
+        filter: Option<&Expr>,
+        ext: Extensions,
+        out: &mut Vec<Socket>,
+    ) -> Result<(), DiagError> {
+        let first = self.dump(proto, family, states, filter, None, ext, out);
+        let Some(f) = filter else { return first };
+        let mut newer = false;
+        f.visit(&mut |c| newer |= c.is_newer_opcode());
+        match first {
+            Err(DiagError::Kernel { errno, .. }) if newer && matches!(errno, libc::EINVAL | libc::EPERM) => {
+                let relaxed = f.relax(&|c| c.is_newer_opcode());
+                self.dump(proto, family, states, Some(&relaxed), Some(f), ext, out)
+            }
+            other => other,
+        }
+    }
+
+    /// One dump of (proto, family) with a kernel state mask, appended to `out`;
+    /// `filter` is the kernel's program, `post` an expression evaluated on
+    /// each reply before it is kept. Retries from scratch when the kernel
+    /// flags the dump as interrupted.
+    #[allow(clippy::too_many_arguments)]
     pub fn dump(
         &mut self,
         proto: Proto,
         family: Family,
         states: u32,
         filter: Option<&Expr>,
+        post: Option<&Expr>,
         ext: Extensions,
         out: &mut Vec<Socket>,
     ) -> Result<(), DiagError> {
@@ -246,7 +319,7 @@ impl Reader {
             let mut req = request.clone();
             req[8..12].copy_from_slice(&seq.to_ne_bytes());
             self.sock.send(&req, 0).map_err(DiagError::Io)?;
-            match self.receive(proto, family, seq, out) {
+            match self.receive(proto, family, seq, post, out) {
                 Ok(true) => return Ok(()),
                 Ok(false) => out.truncate(start),
                 Err(e) => {
@@ -259,7 +332,14 @@ impl Reader {
     }
 
     /// Reads one dump's replies. Ok(false) when the kernel marked it interrupted.
-    fn receive(&mut self, proto: Proto, family: Family, seq: u32, out: &mut Vec<Socket>) -> Result<bool, DiagError> {
+    fn receive(
+        &mut self,
+        proto: Proto,
+        family: Family,
+        seq: u32,
+        post: Option<&Expr>,
+        out: &mut Vec<Socket>,
+    ) -> Result<bool, DiagError> {
         let mut intact = true;
         loop {
             self.buf.clear();
@@ -299,6 +379,15 @@ impl Reader {
                         }
                     }
                     SOCK_DIAG_BY_FAMILY => {
+                        if let Some(expr) = post {
+                            let entry = decode::entry(msg.payload)
+                                .ok_or_else(|| DiagError::Decode("a reply too short for its filter".to_string()))?;
+                            match expr.eval(&entry) {
+                                Ok(true) => {}
+                                Ok(false) => continue,
+                                Err(fact) => return Err(DiagError::Filter(untestable(fact))),
+                            }
+                        }
                         let s = decode::socket(proto, msg.payload).map_err(DiagError::Decode)?;
                         let ifindex = decode::bound_ifindex(msg.payload);
                         if ifindex != 0 {
@@ -318,9 +407,108 @@ impl Reader {
         }
     }
 
-    fn ifname(&mut self, index: u32) -> Option<String> {
-        self.ifnames.entry(index).or_insert_with(|| crate::sys::interface_name(index)).clone()
+    fn ifname(&mut self, index: u32) -> Option<Arc<str>> {
+        self.ifnames.entry(index).or_insert_with(|| crate::sys::interface_name(index).map(Arc::from)).clone()
     }
+
+    /// Closes one socket, as `ss -K` does: a `SOCK_DESTROY` request naming
+    /// it exactly (protocol, family, both ends, bound device and the
+    /// kernel's cookie, so a socket that took its addresses since is never
+    /// hit: the kernel answers ESTALE or ENOENT instead). The kernel aborts
+    /// it: a TCP peer gets a RST, and the holder's next call fails with
+    /// ECONNABORTED. Needs CAP_NET_ADMIN and CONFIG_INET_DIAG_DESTROY.
+    ///
+    /// # Errors
+    ///
+    /// [`DiagError::Kernel`] with the errno: `EPERM` (no CAP_NET_ADMIN),
+    /// `EOPNOTSUPP` (no CONFIG_INET_DIAG_DESTROY, or a protocol without it),
+    /// `ENOENT`/`ESTALE` (the socket is gone).
+    pub fn destroy(&mut self, s: &Socket) -> Result<(), DiagError> {
+        let mut req = destroy_bytes(s)?;
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        req[8..12].copy_from_slice(&seq.to_ne_bytes());
+        self.sock.send(&req, 0).map_err(DiagError::Io)?;
+        let what = || format!("SOCK_DESTROY of {} {}", s.proto, s.local);
+        loop {
+            self.buf.clear();
+            let n = loop {
+                match self.sock.recv(&mut self.buf, 0) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(DiagError::Io(e)),
+                }
+            };
+            if n > self.buf.len() {
+                return Err(DiagError::Decode(format!("reply of {n} bytes truncated to {}", self.buf.len())));
+            }
+            for msg in decode::messages(&self.buf) {
+                let msg = msg.map_err(DiagError::Decode)?;
+                if msg.seq != seq {
+                    continue;
+                }
+                if msg.kind == decode::NLMSG_ERROR || msg.kind == decode::NLMSG_DONE {
+                    return match decode::error_code(msg.payload) {
+                        0 => Ok(()),
+                        errno => Err(DiagError::Kernel { errno, request: what() }),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// `SOCK_DESTROY`: the message type of a sock_diag request to close a socket.
+pub const SOCK_DESTROY: u16 = 21;
+const NLM_F_ACK: u16 = 0x4;
+
+/// `nlmsghdr` + `inet_diag_req_v2` naming one socket exactly, for
+/// [`Reader::destroy`] (sequence number filled in per send).
+pub fn destroy_bytes(s: &Socket) -> Result<Vec<u8>, DiagError> {
+    let (af, alen) = match s.family {
+        Family::Ipv4 => (libc::AF_INET as u8, 4),
+        Family::Ipv6 => (libc::AF_INET6 as u8, 16),
+        _ => return Err(DiagError::Filter(format!("{:?} sockets cannot be closed with SOCK_DESTROY", s.family))),
+    };
+    let protocol = match s.proto {
+        Proto::Tcp => libc::IPPROTO_TCP as u8,
+        Proto::Udp => libc::IPPROTO_UDP as u8,
+        p => return Err(DiagError::Filter(format!("{p} sockets cannot be closed here"))),
+    };
+    let Some(local) = s.local_ip() else {
+        return Err(DiagError::Filter("a socket without an IP address".to_string()));
+    };
+    let remote = s.remote_ip().map_or_else(
+        || (if local.addr.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u8; 16]) }, 0),
+        |r| (r.addr, r.port),
+    );
+    let octets = |a: IpAddr| -> Vec<u8> {
+        match a {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        }
+    };
+    let total = decode::NLMSG_HDRLEN + 56;
+    let mut buf = vec![0u8; total];
+    buf[0..4].copy_from_slice(&(total as u32).to_ne_bytes());
+    buf[4..6].copy_from_slice(&SOCK_DESTROY.to_ne_bytes());
+    buf[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    let b = &mut buf[decode::NLMSG_HDRLEN..];
+    b[0] = af;
+    b[1] = protocol;
+    // idiag_ext, pad: 0; idiag_states: every state (an exact lookup ignores them).
+    b[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
+    // struct inet_diag_sockid at 8: ports big endian, addresses network order.
+    b[8..10].copy_from_slice(&local.port.to_be_bytes());
+    b[10..12].copy_from_slice(&remote.1.to_be_bytes());
+    b[12..12 + alen].copy_from_slice(&octets(local.addr));
+    b[28..28 + alen].copy_from_slice(&octets(remote.0));
+    b[44..48].copy_from_slice(&s.ifindex.to_ne_bytes());
+    // Cookie words as the dump gave them; "no cookie" (all ones) when unknown.
+    let cookie = if s.cookie == 0 { u64::MAX } else { s.cookie };
+    b[48..52].copy_from_slice(&(cookie as u32).to_ne_bytes());
+    b[52..56].copy_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
+    Ok(buf)
 }
 
 fn describe(proto: Proto, family: Family) -> String {
@@ -422,6 +610,37 @@ mod tests {
         assert_eq!(u16::from_ne_bytes(b[72..74].try_into().unwrap()) as usize, 4 + bc.len());
         assert_eq!(u16::from_ne_bytes(b[74..76].try_into().unwrap()), INET_DIAG_REQ_BYTECODE);
         assert_eq!(&b[76..76 + bc.len()], &bc[..]);
+    }
+
+    /// The SOCK_DESTROY request names the socket as the dump gave it:
+    /// ports big endian, addresses in network order, device, cookie words.
+    #[test]
+    fn destroy_request_layout() {
+        let mut s =
+            Socket::sample(Proto::Tcp, crate::model::State::Established, "127.0.0.1:40000", Some("10.0.0.5:5432"), 7);
+        s.cookie = 0x1122_3344_5566_7788;
+        s.ifindex = 3;
+        let b = destroy_bytes(&s).unwrap();
+        assert_eq!(b.len(), 72);
+        assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), 21);
+        assert_eq!(u16::from_ne_bytes(b[6..8].try_into().unwrap()), 0x5);
+        assert_eq!(&b[16..18], &[libc::AF_INET as u8, libc::IPPROTO_TCP as u8]);
+        assert_eq!(
+            &b[24..28],
+            &40000u16.to_be_bytes().iter().chain(&5432u16.to_be_bytes()).copied().collect::<Vec<u8>>()[..]
+        );
+        assert_eq!(&b[28..32], &[127, 0, 0, 1]);
+        assert_eq!(&b[44..48], &[10, 0, 0, 5]);
+        assert_eq!(u32::from_ne_bytes(b[60..64].try_into().unwrap()), 3);
+        assert_eq!(u32::from_ne_bytes(b[64..68].try_into().unwrap()), 0x5566_7788);
+        assert_eq!(u32::from_ne_bytes(b[68..72].try_into().unwrap()), 0x1122_3344);
+        // A listener: remote all zeros; IPv6 addresses take 16 bytes.
+        let l = Socket::sample(Proto::Udp, crate::model::State::Unconn, "[::1]:53", None, 8);
+        let b = destroy_bytes(&l).unwrap();
+        assert_eq!(&b[16..18], &[libc::AF_INET6 as u8, libc::IPPROTO_UDP as u8]);
+        assert_eq!(&b[28..44], &"::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        assert!(b[44..60].iter().all(|&x| x == 0));
+        assert_eq!(&b[64..72], &[0xff; 8], "no cookie known: INET_DIAG_NOCOOKIE");
     }
 
     #[test]

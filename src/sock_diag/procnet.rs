@@ -8,6 +8,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Expr, matches};
+// Conditions beyond the ends are refused before this reader is used.
 use crate::model::{Endpoint, Family, Proto, Socket, State, Timer, TimerKind};
 
 pub fn read(proto: Proto, family: Family, states: u32, filter: Option<&Expr>, out: &mut Vec<Socket>) -> io::Result<()> {

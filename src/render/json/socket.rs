@@ -439,7 +439,7 @@ pub(crate) mod tests {
                 (s.inode, s.uid, s.recv_q, s.send_q) = numbers;
                 s.v6only = v6only;
                 s.exposure = exposure;
-                s.interface = interface;
+                s.interface = interface.map(Into::into);
                 s.service = service.map(Into::into);
                 s.timer = timer.map(|(kind, expires_ms, retrans)| Timer { kind, expires_ms, retrans });
                 s.owners = owners;
