@@ -83,6 +83,122 @@ impl FromStr for Cidr {
     }
 }
 
+/// A `--port`/`--sport`/`--dport` value: a port or range, or a service
+/// name (resolved later, with I/O); `!` in front excludes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortArg {
+    pub negated: bool,
+    pub value: PortArgValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortArgValue {
+    Range(PortRange),
+    Service(String),
+}
+
+impl FromStr for PortArg {
+    type Err = String;
+
+    /// `8080`, `:8080`, `8000-8100`, `https`, `!22`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (negated, body) = match t.strip_prefix('!') {
+            Some(b) => (true, b.trim()),
+            None => (false, t),
+        };
+        let bare = body.trim_start_matches(':');
+        let is_name = !bare.is_empty()
+            && bare.bytes().any(|b| b.is_ascii_alphabetic())
+            && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        let value = if is_name { PortArgValue::Service(bare.to_string()) } else { PortArgValue::Range(body.parse()?) };
+        Ok(PortArg { negated, value })
+    }
+}
+
+/// A `--src`/`--dst` value: an address or network; `!` in front excludes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CidrArg {
+    pub negated: bool,
+    pub cidr: Cidr,
+}
+
+impl FromStr for CidrArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        match t.strip_prefix('!') {
+            Some(b) => Ok(CidrArg { negated: true, cidr: b.parse()? }),
+            None => Ok(CidrArg { negated: false, cidr: t.parse()? }),
+        }
+    }
+}
+
+/// A table column `-o/--columns` can name (listen and conns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Column {
+    Proto,
+    State,
+    Local,
+    Port,
+    Remote,
+    Service,
+    Exposure,
+    RecvQ,
+    SendQ,
+    Timer,
+    Pid,
+    Process,
+    User,
+    Fd,
+    Cmdline,
+    Uid,
+    Inode,
+    Netns,
+    Context,
+    Rtt,
+    Retrans,
+    Cwnd,
+    /// The congestion algorithm.
+    Cc,
+    Mss,
+    Lost,
+    Delivery,
+    Sent,
+    Recv,
+    /// Receive memory / buffer (socket memory).
+    Rmem,
+    Drops,
+    /// A listener's accept queue: queued / backlog.
+    AcceptQ,
+}
+
+/// A `--sort` key (listen and conns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum SortKey {
+    /// The local port.
+    Port,
+    /// The local address and port.
+    Local,
+    /// The remote address and port.
+    Remote,
+    /// The remote port.
+    Rport,
+    State,
+    Proto,
+    /// The first holder's pid.
+    Pid,
+    /// The first holder's name.
+    Process,
+    /// The first holder's user.
+    User,
+    RecvQ,
+    SendQ,
+    Inode,
+    Uid,
+}
+
 /// A port given as a number or a service name (resolved later, with I/O).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortRef {
@@ -377,6 +493,30 @@ mod tests {
             let e = s.parse::<PortRange>().unwrap_err();
             assert!(e.contains(want), "{s}: {e}");
         }
+    }
+
+    #[test]
+    fn port_args_take_names_and_exclusions() {
+        let r = |lo, hi| PortArgValue::Range(PortRange { lo, hi });
+        let ok = [
+            ("80", false, r(80, 80)),
+            ("!22", true, r(22, 22)),
+            ("! 8000-8100", true, r(8000, 8100)),
+            (":443", false, r(443, 443)),
+            ("https", false, PortArgValue::Service("https".into())),
+            ("!:http-alt", true, PortArgValue::Service("http-alt".into())),
+        ];
+        for (s, negated, value) in ok {
+            assert_eq!(s.parse::<PortArg>(), Ok(PortArg { negated, value }), "{s}");
+        }
+        for (bad, want) in
+            [("70000", "out of range"), ("!", "empty"), ("9-3", "backwards"), ("a b", "not a port"), ("0", "port 0")]
+        {
+            let e = bad.parse::<PortArg>().unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        assert_eq!("!10.0.0.0/8".parse::<CidrArg>().map(|c| (c.negated, c.cidr.prefix)), Ok((true, 8)));
+        assert!("!10.0.0.0/33".parse::<CidrArg>().is_err());
     }
 
     impl Cidr {

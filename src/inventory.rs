@@ -116,18 +116,31 @@ pub fn collect(query: &sock_diag::Query, owners: Owners<'_>, report: &mut Report
 
 /// The sockets `listen` shows, sorted (also one refresh of `watch listen`).
 pub fn listen(req: &ListenRequest, report: &mut Report) -> Result<Vec<Socket>> {
+    listen_with_procs(req, report).map(|(sockets, _)| sockets)
+}
+
+/// [`listen`] with the process table, for views that read more about the
+/// holders (`--by-process`).
+pub fn listen_with_procs(req: &ListenRequest, report: &mut Report) -> Result<(Vec<Socket>, ProcTable)> {
     let scope = Scope::open(&req.namespaces, report)?;
     let source = ProcWalk::host();
     let mut inv = collect_in(&scope, &req.query(), Owners::Resolve(&source), Some(order::listen), report)?;
-    let mut sockets: Vec<Socket> = inv.sockets.into_iter().filter(|s| req.select.keeps(s)).collect();
+    let procs = &mut inv.procs;
+    let mut sockets: Vec<Socket> =
+        inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, procs)).collect();
     if req.context {
         attach_context(&mut sockets, &mut inv.procs);
     }
-    Ok(sockets)
+    Ok((sockets, inv.procs))
 }
 
 /// The sockets `conns` shows, sorted (also one refresh of `watch conns`).
 pub fn conns(req: &ConnsRequest, report: &mut Report) -> Result<Vec<Socket>> {
+    conns_with_procs(req, report).map(|(sockets, _)| sockets)
+}
+
+/// [`conns`] with the process table (`--by-process`).
+pub fn conns_with_procs(req: &ConnsRequest, report: &mut Report) -> Result<(Vec<Socket>, ProcTable)> {
     let source = ProcWalk::host();
     // TIME_WAIT sockets have no file, so no owner: skip the owner source
     // when they are all that was asked for.
@@ -144,7 +157,30 @@ pub fn conns(req: &ConnsRequest, report: &mut Report) -> Result<Vec<Socket>> {
     if req.context {
         attach_context(&mut sockets, &mut procs);
     }
-    Ok(sockets)
+    Ok((sockets, procs))
+}
+
+/// Closes each socket (SOCK_DESTROY) from inside `netns` (the current
+/// namespace when `None`): the errno of each attempt, 0 for success. An
+/// error is returned only when sock_diag cannot be opened there.
+pub fn destroy(netns: Option<&Netns>, sockets: &[Socket]) -> Result<Vec<i32>> {
+    let run = || -> Result<Vec<i32>, sock_diag::DiagError> {
+        let mut r = sock_diag::Reader::new()?;
+        Ok(sockets
+            .iter()
+            .map(|s| match r.destroy(s) {
+                Ok(()) => 0,
+                Err(sock_diag::DiagError::Kernel { errno, .. }) => errno,
+                Err(sock_diag::DiagError::Io(e)) => e.raw_os_error().unwrap_or(libc::EIO),
+                Err(_) => libc::EINVAL,
+            })
+            .collect())
+    };
+    let r = match netns {
+        None => run(),
+        Some(ns) => ns.run(run)?,
+    };
+    r.context("could not open sock_diag to close sockets")
 }
 
 /// Attaches owners to `sockets` from a fresh map of `source` (a command that

@@ -47,8 +47,12 @@ use request::Request;
 /// Output goes through one buffered writer; warnings go to stderr after it.
 pub fn run(cli: Cli) -> Result<i32> {
     timings::start();
-    let request = Request::from_cli(cli)?;
+    let mut notes = Vec::new();
+    let request = Request::from_cli_noting(cli, &mut notes)?;
     let mut report = Report::default();
+    for n in notes {
+        report.note(n);
+    }
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let result = match &request {
         Request::Listen(r) => commands::listen::run(r, &mut out, &mut report),
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Request::Wait(r) => commands::wait::run(r, &mut out, &mut report),
         Request::Watch(r) => commands::watch::run(r, &mut out, &mut report),
         Request::Stats(r) => commands::stats::run(r, &mut out, &mut report),
+        Request::Close(r) => commands::close::run(r, &mut out, &mut report),
         Request::Completions(shell) => commands::completions::run(*shell, &mut out),
         Request::Man(r) => commands::man::run(r, &mut out),
     };

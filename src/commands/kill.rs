@@ -1,142 +1,221 @@
-//! `portctl kill SPEC`: free a port by signalling the processes holding it —
-//! asking first, refusing pid 1 and our own ancestry, and through pidfds so a
-//! recycled pid is never hit.
+//! `portctl kill SPEC...`: free ports by signalling the processes holding
+//! them — asking first, refusing pid 1 and our own ancestry, and through
+//! pidfds so a recycled pid is never hit. A process holding several of the
+//! ports is asked about and signalled once.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::domain::kill::{self, KillReport};
+use crate::domain::kill::{self, Holder, KillReport};
+use crate::domain::who::Target;
 use crate::error::UserError;
 use crate::inventory::{self, Owners};
-use crate::model::{State, StateSet};
+use crate::model::{Socket, State, StateSet};
 use crate::procs::ProcWalk;
 use crate::procs::pidfd::{self, Delivery, PidFd};
 use crate::render::{self, json};
-use crate::report::{EXIT_NO_MATCH, Report};
+use crate::report::{EXIT_ERROR, EXIT_MATCHED, EXIT_NO_MATCH, Report};
 use crate::request::{self, KillRequest};
 use crate::text::plural;
 
+/// One port's part: its report and its holders.
+struct Part {
+    target: Target,
+    out: KillReport,
+    holders: BTreeMap<u32, Holder>,
+    /// Indexes into `out.targets` still to signal.
+    to_signal: Vec<usize>,
+}
+
 pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
-    let t = &req.target;
     let source = ProcWalk::host();
-    let query = request::port_query(t, StateSet::all(), true);
+    let query = request::ports_query(&req.targets, StateSet::all(), true);
     let mut inv = inventory::collect(&query, Owners::Resolve(&source), report)?;
-    let sockets: Vec<_> = inv.sockets.into_iter().filter(|s| t.served_by(s)).collect();
-    let label = t.label();
-    let holders = kill::holders(&sockets, t.port);
-    let hidden = sockets.iter().filter(|s| s.owners_hidden).count();
-    if hidden > 0 {
-        report.warn(format!(
-            "{hidden} socket{} on {label} belong{} to processes portctl could not read{}",
-            plural(hidden),
-            if hidden == 1 { "s" } else { "" },
-            if crate::sys::is_root() {
-                " (even as root: a sandbox or LSM restricts /proc)"
-            } else {
-                ": run as root to signal them"
-            }
-        ));
-    }
-    let mut out = KillReport {
-        port: t.port,
-        protos: t.protos(),
-        signal: format!("SIG{}", req.signal.name),
-        dry_run: req.dry_run,
-        targets: Vec::new(),
-        freed: None,
-        waited_ms: None,
-        time_wait_left: None,
-        message: String::new(),
-    };
-    if holders.is_empty() {
-        out.message = if hidden > 0 {
-            format!("nothing portctl may signal: the holders of {label} could not be read")
-        } else {
-            kill::nothing_to_kill(&label, &sockets)
-        };
-        return finish(w, req, &out, EXIT_NO_MATCH);
-    }
     let protected = kill::protected_pids(&mut inv.procs);
-    let (targets, to_signal) = kill::plan(&holders, &protected, req.force, req.dry_run);
-    out.targets = targets;
-    if !to_signal.is_empty() && !req.yes && !confirm(req, &out, &to_signal, &label)? {
-        out.message = "nothing signalled: not confirmed".into();
-        return finish(w, req, &out, EXIT_NO_MATCH);
+    let mut parts: Vec<Part> = Vec::new();
+    for t in &req.targets {
+        let sockets: Vec<Socket> = inv.sockets.iter().filter(|s| t.covers(s) && t.served_by(s)).cloned().collect();
+        let label = t.label();
+        let holders = kill::holders(&sockets, t.port);
+        let hidden = sockets.iter().filter(|s| s.owners_hidden).count();
+        if hidden > 0 {
+            report.warn(format!(
+                "{hidden} socket{} on {label} belong{} to processes portctl could not read{}",
+                plural(hidden),
+                if hidden == 1 { "s" } else { "" },
+                if crate::sys::is_root() {
+                    " (even as root: a sandbox or LSM restricts /proc)"
+                } else {
+                    ": run as root to signal them"
+                }
+            ));
+        }
+        let mut out = KillReport {
+            port: t.port,
+            protos: t.protos(),
+            signal: format!("SIG{}", req.signal.name),
+            dry_run: req.dry_run,
+            targets: Vec::new(),
+            freed: None,
+            waited_ms: None,
+            time_wait_left: None,
+            message: String::new(),
+        };
+        let mut to_signal = Vec::new();
+        if holders.is_empty() {
+            out.message = if hidden > 0 {
+                format!("nothing portctl may signal: the holders of {label} could not be read")
+            } else {
+                kill::nothing_to_kill(&label, &sockets)
+            };
+        } else {
+            let (targets, todo) = kill::plan(&holders, &protected, req.force, req.dry_run);
+            out.targets = targets;
+            to_signal = todo;
+        }
+        parts.push(Part { target: t.clone(), out, holders, to_signal });
     }
-    let mut pidfds: Vec<(usize, PidFd)> = Vec::new();
-    for i in to_signal {
-        let h = &holders[&out.targets[i].pid];
+    // Every process to signal, once, with every socket it holds on the ports.
+    let mut union: BTreeMap<u32, Holder> = BTreeMap::new();
+    for p in &parts {
+        for &i in &p.to_signal {
+            let h = &p.holders[&p.out.targets[i].pid];
+            let u = union.entry(h.pid).or_insert_with(|| Holder { links: Vec::new(), ..h.clone() });
+            u.links.extend(h.links.iter().copied().filter(|l| !u.links.contains(l)).collect::<Vec<_>>());
+        }
+    }
+    if !union.is_empty() && !req.yes && !confirm(req, &parts, &union)? {
+        for p in &mut parts {
+            if p.out.message.is_empty() {
+                p.out.message = "nothing signalled: not confirmed".into();
+            }
+        }
+        return finish(w, req, &parts, EXIT_NO_MATCH);
+    }
+    let mut results: BTreeMap<u32, (String, Option<String>)> = BTreeMap::new();
+    let mut pidfds: Vec<(u32, PidFd)> = Vec::new();
+    for h in union.values() {
         let (result, reason) = match pidfd::signal_holder(Path::new("/proc"), h.pid, &h.links, req.signal.number) {
             Delivery::Signalled(p) => {
-                pidfds.push((i, p));
+                pidfds.push((h.pid, p));
                 ("signalled", None)
             }
             Delivery::Gone(why) => ("gone", Some(why.to_string())),
             Delivery::NotPermitted(why) => ("not_permitted", Some(why)),
         };
-        out.targets[i].result = result.into();
-        out.targets[i].reason = reason;
+        results.insert(h.pid, (result.to_string(), reason));
+    }
+    for p in &mut parts {
+        for &i in &p.to_signal {
+            let t = &mut p.out.targets[i];
+            if let Some((result, reason)) = results.get(&t.pid) {
+                t.result = result.clone();
+                t.reason = reason.clone();
+            }
+        }
     }
     if let Some(limit) = req.wait {
-        wait_for_free(req, &mut out, &pidfds, limit)?;
+        let deadline = Instant::now() + limit;
+        for p in &mut parts {
+            if !p.out.targets.is_empty() {
+                wait_for_free(req, p, &pidfds, deadline, limit)?;
+            }
+        }
     }
-    out.message = kill::summary(&out, &label);
-    let code = kill::status(&out);
-    finish(w, req, &out, code)
+    let mut codes = Vec::new();
+    for p in &mut parts {
+        if !p.out.targets.is_empty() {
+            p.out.message = kill::summary(&p.out, &p.target.label());
+            codes.push(kill::status(&p.out));
+        } else {
+            codes.push(EXIT_NO_MATCH);
+        }
+    }
+    // One port failing fails the run; else any port signalled is success.
+    let code = if codes.contains(&EXIT_ERROR) {
+        EXIT_ERROR
+    } else if codes.contains(&EXIT_MATCHED) {
+        EXIT_MATCHED
+    } else {
+        EXIT_NO_MATCH
+    };
+    finish(w, req, &parts, code)
 }
 
-/// `--wait`: until the listeners are gone; with `--then-kill`, SIGKILL what
-/// is left and wait a little more. Records the outcome in `out`.
-fn wait_for_free(req: &KillRequest, out: &mut KillReport, pidfds: &[(usize, PidFd)], limit: Duration) -> Result<()> {
-    let t = &req.target;
+/// `--wait`: until the port's listeners are gone (by `deadline`); with
+/// `--then-kill`, SIGKILL what is left and wait a little more. Records the
+/// outcome in the part's report.
+fn wait_for_free(
+    req: &KillRequest,
+    p: &mut Part,
+    pidfds: &[(u32, PidFd)],
+    deadline: Instant,
+    limit: Duration,
+) -> Result<()> {
+    let t = &p.target;
     let listeners = request::port_query(t, StateSet::of(&[State::Listen, State::Unconn]), false);
     let gone =
         |timeout| inventory::poll_listeners(&listeners, |s| t.served_by(s), false, timeout, Duration::from_millis(100));
     let started = Instant::now();
-    let mut freed = gone(limit)?;
+    let mut freed = gone(deadline.saturating_duration_since(Instant::now()))?;
     if !freed && req.then_kill {
-        for (i, p) in pidfds {
-            if !p.exited() && p.signal(libc::SIGKILL).is_ok() {
-                out.targets[*i].result = "killed".into();
-                out.targets[*i].reason = Some(format!("still there after {}; sent SIGKILL", kill::secs(limit)));
+        for (pid, fd) in pidfds {
+            if let Some(target) = p.out.targets.iter_mut().find(|x| x.pid == *pid)
+                && !fd.exited()
+                && fd.signal(libc::SIGKILL).is_ok()
+            {
+                target.result = "killed".into();
+                target.reason = Some(format!("still there after {}; sent SIGKILL", kill::secs(limit)));
             }
         }
         freed = gone(Duration::from_secs(5))?;
     }
-    out.freed = Some(freed);
-    out.waited_ms = Some(started.elapsed().as_millis() as u64);
+    p.out.freed = Some(freed);
+    p.out.waited_ms = Some(started.elapsed().as_millis() as u64);
     // Only TCP has TIME_WAIT: the UDP part of the query asks for nothing.
     let time_wait = request::port_query(t, StateSet::of(&[State::TimeWait]), false);
-    out.time_wait_left = Some(crate::sock_diag::dump(&time_wait)?.sockets.len());
+    p.out.time_wait_left = Some(crate::sock_diag::dump(&time_wait)?.sockets.len());
     Ok(())
 }
 
 /// Asks on the terminal; refuses (as an error) when there is none.
-fn confirm(req: &KillRequest, out: &KillReport, which: &[usize], label: &str) -> Result<bool> {
-    let processes = if which.len() == 1 { "process" } else { "processes" };
+fn confirm(req: &KillRequest, parts: &[Part], union: &BTreeMap<u32, Holder>) -> Result<bool> {
+    let processes = if union.len() == 1 { "process" } else { "processes" };
+    let labels: Vec<String> = parts.iter().filter(|p| !p.to_signal.is_empty()).map(|p| p.target.label()).collect();
+    let label = labels.join(", ");
     if !std::io::stdin().is_terminal() {
         return Err(UserError::new(format!(
             "refusing to signal {} {processes} holding {label} without confirmation: stdin is not a terminal",
-            which.len()
+            union.len()
         ))
         .hint("pass --yes, or --dry-run to see what would be signalled")
         .into());
     }
-    let question = format!("send {} to {} {processes} holding {label}? [y/N]", out.signal, which.len());
-    render::kill::prompt(&mut std::io::stderr().lock(), out, which, &question, req.out.style())?;
+    let signal = format!("SIG{}", req.signal.name);
+    let question = format!("send {signal} to {} {processes} holding {label}? [y/N]", union.len());
+    let holders: Vec<&Holder> = union.values().collect();
+    render::kill::prompt(&mut std::io::stderr().lock(), &holders, &question, req.out.style())?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-fn finish(w: &mut impl Write, req: &KillRequest, out: &KillReport, code: i32) -> Result<i32> {
-    if req.out.is_json() {
-        json::object(w, out)?;
-    } else {
-        render::kill::write(w, out, req.out.style())?;
+fn finish(w: &mut impl Write, req: &KillRequest, parts: &[Part], code: i32) -> Result<i32> {
+    match (req.out.is_json(), parts) {
+        (true, [one]) => json::object(w, &one.out)?,
+        (true, many) => json::object(w, &many.iter().map(|p| &p.out).collect::<Vec<_>>())?,
+        (false, many) => {
+            for (i, p) in many.iter().enumerate() {
+                if i > 0 && many.len() > 1 {
+                    writeln!(w)?;
+                }
+                render::kill::write(w, &p.out, req.out.style())?;
+            }
+        }
     }
     Ok(code)
 }

@@ -1,5 +1,6 @@
-//! `portctl who SPEC`: who holds a port, what a new bind() would get, and
-//! what to do about it.
+//! `portctl who SPEC...`: who holds a port, what a new bind() would get, and
+//! what to do about it (one answer per port); `who --pid PID`: what one
+//! process holds.
 
 use std::io::Write;
 
@@ -10,13 +11,14 @@ use std::time::{Duration, Instant};
 use crate::counters::Counters;
 use crate::domain::who::OverflowCounters;
 use crate::domain::{order, who};
+use crate::error::UserError;
 use crate::inventory::{self, Owners, Scope};
-use crate::model::{Proto, Socket, State, StateSet};
+use crate::model::{Family, Proto, Socket, State, StateSet};
 use crate::netns::{self, Netns};
 use crate::procs::ProcWalk;
 use crate::render::{self, json};
 use crate::report::{self, Report};
-use crate::request::{self, WhoRequest};
+use crate::request::{self, WhoRequest, WhoWhat};
 use crate::sysctl::Sysctls;
 
 /// The shortest time over which `who` measures the rise of the overflow
@@ -30,6 +32,10 @@ fn overflow_counters() -> (Option<i64>, Option<i64>) {
 }
 
 pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
+    let targets = match &req.what {
+        WhoWhat::Pid(pid) => return run_pid(req, *pid, w, report),
+        WhoWhat::Ports(t) => t,
+    };
     // The namespace asked about decides the verdict; every other namespace
     // we can enter is looked at too, for "it is free here, but ...".
     let main = match &req.netns {
@@ -43,7 +49,7 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
     let (sys, before) = main.run(|| (Sysctls::read(), overflow_counters()))?;
     let started = Instant::now();
     let scope = Scope::WithOthers(main, others);
-    let query = request::port_query(&req.target, StateSet::all(), true);
+    let query = request::ports_query(targets, StateSet::all(), true);
     let source = ProcWalk::host();
     let mut inv = inventory::collect_in(&scope, &query, Owners::Resolve(&source), Some(order::listen), report)?;
     let (sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
@@ -69,12 +75,80 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
             counters.rise = Some((rise(after.0, before.0), rise(after.1, before.1), elapsed));
         }
     }
-    let found = who::Found { sockets, other_netns, unreadable_netns: inv.unreadable_netns, counters };
-    let answer = who::answer(&req.target, found, &mut inv.procs, &sys, who::Viewer::me());
-    if req.out.is_json() {
-        json::object(w, &answer)?;
-    } else {
-        render::who::write(w, &answer, req.out.style())?;
+    let answers: Vec<who::WhoReport> = targets
+        .iter()
+        .map(|t| {
+            let found = who::Found {
+                sockets: sockets.iter().filter(|s| t.covers(s)).cloned().collect(),
+                other_netns: other_netns.iter().filter(|s| t.covers(s)).cloned().collect(),
+                unreadable_netns: inv.unreadable_netns.clone(),
+                counters,
+            };
+            who::answer(t, found, &mut inv.procs, &sys, who::Viewer::me())
+        })
+        .collect();
+    if req.pids {
+        let mut pids: Vec<u32> = answers.iter().flat_map(|a| a.holders.iter().map(|h| h.pid)).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        render::pids(w, &pids)?;
+        return Ok(report::status(!pids.is_empty()));
     }
-    Ok(report::status(answer.verdict.in_use))
+    match (req.out.is_json(), answers.as_slice()) {
+        (true, [one]) => json::object(w, one)?,
+        (true, many) => json::object(w, &many)?,
+        (false, many) => {
+            for (i, a) in many.iter().enumerate() {
+                if i > 0 {
+                    writeln!(w)?;
+                }
+                render::who::write(w, a, req.out.style())?;
+            }
+        }
+    }
+    // 0 only when every port asked about is in use.
+    Ok(report::status(answers.iter().all(|a| a.verdict.in_use)))
+}
+
+/// `who --pid PID`: its sockets, in its own network namespace (or the one
+/// `--netns` names).
+fn run_pid(req: &WhoRequest, pid: u32, w: &mut impl Write, report: &mut Report) -> Result<i32> {
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(UserError::new(format!("no process {pid}")).into());
+    }
+    let ns = match &req.netns {
+        Some(spec) => Some(Netns::open(spec)?),
+        // Its own namespace; ours when we cannot open it (not root).
+        None => Netns::open(&format!("pid:{pid}")).ok().filter(|n| !n.current),
+    };
+    let scope = ns.map_or(Scope::Current, Scope::One);
+    let query = crate::sock_diag::Query {
+        protos: vec![Proto::Tcp, Proto::Udp],
+        families: Family::IP.to_vec(),
+        states: StateSet::all(),
+        filter: None,
+        tcp_info: false,
+        skmem: vec![Proto::Udp],
+        bound_inactive: false,
+        source: request::stats_query().source,
+    };
+    let source = ProcWalk::host();
+    let mut inv = inventory::collect_in(&scope, &query, Owners::Resolve(&source), Some(order::listen), report)?;
+    if inv.map.as_ref().is_some_and(|m| m.denied.contains(&pid)) {
+        report.warn(format!(
+            "could not read the descriptors of process {pid}{}: its sockets are not listed",
+            if crate::sys::is_root() { " (even as root: a sandbox or LSM restricts /proc)" } else { "; run as root" }
+        ));
+    }
+    let r = who::process_report(pid, inv.sockets, &mut inv.procs);
+    let held = !r.sockets.is_empty();
+    if req.pids {
+        let pids: Vec<u32> = if held { vec![pid] } else { Vec::new() };
+        render::pids(w, &pids)?;
+    } else if req.out.is_json() {
+        json::object(w, &r)?;
+    } else {
+        render::who::write_process(w, &r, req.out.style())?;
+    }
+    Ok(report::status(held))
 }

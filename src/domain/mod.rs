@@ -4,8 +4,10 @@
 //! (details of owners, read once and cached).
 
 pub mod bind;
+pub mod close;
 pub mod kill;
 pub mod order;
+pub mod process;
 pub mod select;
 pub mod stats;
 pub mod who;

@@ -48,7 +48,7 @@ pub fn rows(sockets: &[Socket], context: bool) -> (Vec<table::Column>, Vec<Vec<t
 }
 
 /// `wildcard`, `loopback`, `address(eth0)`, coloured by reach.
-fn exposure_cell(s: &Socket) -> table::Styled {
+pub(super) fn exposure_cell(s: &Socket) -> table::Styled {
     let text = match (&s.exposure, &s.interface) {
         (Exposure::Address, Some(ifname)) => format!("address({ifname})"),
         (e, _) => e.as_str().to_string(),

@@ -3,6 +3,9 @@
 //! here ([`table`] escapes every cell, [`Style`] every line); JSON carries
 //! raw strings.
 
+pub mod by_process;
+pub mod close;
+pub mod columns;
 pub mod conns;
 pub mod json;
 pub mod kill;
@@ -101,6 +104,16 @@ impl Style {
         let t = sanitize::escape(text);
         if self.color { format!("\x1b[{}m{t}\x1b[39m", table::ansi(color)) } else { t.into_owned() }
     }
+}
+
+/// `--pids`: one pid a line, nothing else.
+pub fn pids(w: &mut impl Write, pids: &[u32]) -> io::Result<()> {
+    let mut buf = itoa::Buffer::new();
+    for &p in pids {
+        w.write_all(buf.format(p).as_bytes())?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// Address column text: `127.0.0.1`, `[::]`, `[::ffff:10.0.0.1]`; unix

@@ -12,9 +12,16 @@ use crate::model::Socket;
 
 /// Which table to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
-    Listen { context: bool },
-    Conns { extended: bool, context: bool },
+pub enum Table<'a> {
+    Listen {
+        context: bool,
+    },
+    Conns {
+        extended: bool,
+        context: bool,
+    },
+    /// `-o/--columns`: these columns.
+    Columns(&'a [crate::filter::Column]),
 }
 
 /// What changed for one row.
@@ -51,7 +58,7 @@ impl Mark {
 /// refreshes follow each other.
 pub fn frame(
     w: &mut impl Write,
-    what: Table,
+    what: Table<'_>,
     rows: &[Socket],
     marks: &[Mark],
     heading: &str,
@@ -60,6 +67,7 @@ pub fn frame(
     let (mut columns, cells) = match what {
         Table::Listen { context } => super::listen::rows(rows, context),
         Table::Conns { extended, context } => super::conns::rows(rows, extended, context),
+        Table::Columns(cols) => super::columns::rows(rows, cols),
     };
     columns.insert(0, table::col(" "));
     let cells: Vec<Vec<Styled>> = cells

@@ -1081,7 +1081,7 @@ mod tests {
                         s.ifindex = IFINDEXES[k % IFINDEXES.len()];
                         s.mark = MARKS[(k * 3) % MARKS.len()];
                         s.cgroup = CGROUPS[(k * 5) % CGROUPS.len()];
-                        s.autobound = k % 3 == 0;
+                        s.autobound = k.is_multiple_of(3);
                         out.push(s);
                     }
                 }

@@ -176,10 +176,19 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
             procnet::read(proto, family, states, filter, &mut out.sockets).map_err(DiagError::Io)?;
         }
     }
-    let tcp_listener = out.sockets.iter().any(|s| s.proto == Proto::Tcp && s.state == crate::model::State::Listen);
+    // With the ports the filter names (one or several `sport = N`), a port
+    // that has a TCP listener needs no second look; without, any listener
+    // answers.
+    let listens_on = |port: Option<u16>| {
+        out.sockets.iter().any(|s| {
+            s.proto == Proto::Tcp && s.state == crate::model::State::Listen && port.is_none_or(|p| s.port() == p)
+        })
+    };
+    let ports = filter.map(named_ports).unwrap_or_default();
+    let all_listen = if ports.is_empty() { listens_on(None) } else { ports.iter().all(|&p| listens_on(Some(p))) };
     if query.bound_inactive
         && query.protos.contains(&Proto::Tcp)
-        && !tcp_listener
+        && !all_listen
         && let Some(r) = reader.as_mut()
     {
         for &family in query.families.iter().filter(|f| Family::IP.contains(f)) {
@@ -188,6 +197,18 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
         }
     }
     Ok(out)
+}
+
+/// The local ports a filter consists of: `sport = N`, or an `or` of them.
+fn named_ports(e: &Expr) -> Vec<u16> {
+    match e {
+        Expr::Cond(Cond::SPort { lo, hi }) if lo == hi => vec![*lo],
+        Expr::Or(v) => {
+            let ports: Vec<u16> = v.iter().flat_map(named_ports).collect();
+            if ports.len() == v.len() { ports } else { Vec::new() }
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// What a fact is, for messages.
