@@ -92,6 +92,9 @@ pub struct ListenArgs {
     pub port: Vec<PortArg>,
     #[command(flatten)]
     pub owner: OwnerArgs,
+    /// Kernel data only: no /proc walk, no owners (as `ss -tuln` without `-p`).
+    #[arg(long)]
+    pub no_owners: bool,
     #[command(flatten)]
     pub view: ViewArgs,
     /// An ss filter expression (see below).
@@ -170,6 +173,9 @@ pub struct ConnsArgs {
     pub dst: Vec<CidrArg>,
     #[command(flatten)]
     pub owner: OwnerArgs,
+    /// Kernel data only: no /proc walk, no owners (as `ss -tuan` without `-p`).
+    #[arg(long)]
+    pub no_owners: bool,
     /// Add tcp_info (RTT, retransmits, cwnd, congestion algorithm, mss, lost,
     /// delivery rate, bytes sent and received) and socket memory (receive
     /// buffer use, drops; TCP and UDP).

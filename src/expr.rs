@@ -98,7 +98,10 @@ pub fn hosts_lookup(text: &str, name: &str) -> Vec<IpAddr> {
 pub fn cgroup_id(path: &str) -> Result<u64, String> {
     use std::os::unix::fs::MetadataExt;
     let mount = cgroup2_mount()
-        .ok_or_else(|| "cgroup v2 is not mounted here (no cgroup2 in /proc/self/mountinfo)".to_string())?;
+        .ok_or_else(|| {
+        "cgroup v2 is not mounted here (no cgroup2 in /proc/self/mountinfo; `ip netns exec` remounts /sys: use --netns instead)"
+            .to_string()
+    })?;
     let rel = path.trim_start_matches('/');
     if rel.split('/').any(|c| c == "..") {
         return Err(format!("cgroup path '{path}' may not contain '..'"));
@@ -202,12 +205,18 @@ pub fn parse(args: &[String], names: &dyn Names) -> Result<Filter, ParseError> {
         let kw = p.next_token().expect("peeked");
         let v = p.value(&kw, "a state or group (established, listening, time-wait, connected, all, ...)")?;
         let set = state_set(&v)?;
-        states = Some(match (states, include) {
+        let now = match (states, include) {
             (None, true) => set,
             (None, false) => minus(StateSet::all(), set),
             (Some(s), true) => s.union(set),
             (Some(s), false) => minus(s, set),
-        });
+        };
+        if now.is_empty() && p.peek().is_none_or(|t| !matches!(t.text.as_str(), "state")) {
+            // ss quietly drops a state filter that ends up empty and shows
+            // its default states instead; here it is a mistake to say.
+            return Err(p.error(&v, "leaves no state (the states and excludes before it cancel out)"));
+        }
+        states = Some(now);
     }
     let expr = if p.peek().is_some() { Some(p.list(0)?) } else { None };
     if let Some(t) = p.peek() {
@@ -1032,6 +1041,8 @@ mod tests {
             ("state estab1ished", "did you mean 'established'"),
             ("sport = :80 state listening", "'state' (word 4) must come before the expression"),
             ("sport = :1 sport", "'sport' (word 4) needs a port"),
+            ("state bucket exclude all", "'all' (word 4) leaves no state"),
+            ("exclude all", "'all' (word 2) leaves no state"),
         ];
         for (s, want) in table {
             let err = p(s).expect_err(s);

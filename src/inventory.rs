@@ -124,7 +124,8 @@ pub fn listen(req: &ListenRequest, report: &mut Report) -> Result<Vec<Socket>> {
 pub fn listen_with_procs(req: &ListenRequest, report: &mut Report) -> Result<(Vec<Socket>, ProcTable)> {
     let scope = Scope::open(&req.namespaces, report)?;
     let source = ProcWalk::host();
-    let mut inv = collect_in(&scope, &req.query(), Owners::Resolve(&source), Some(order::listen), report)?;
+    let owners = if req.resolve_owners { Owners::Resolve(&source) } else { Owners::Skip };
+    let mut inv = collect_in(&scope, &req.query(), owners, Some(order::listen), report)?;
     let procs = &mut inv.procs;
     let mut sockets: Vec<Socket> =
         inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, procs)).collect();
@@ -144,7 +145,7 @@ pub fn conns_with_procs(req: &ConnsRequest, report: &mut Report) -> Result<(Vec<
     let source = ProcWalk::host();
     // TIME_WAIT sockets have no file, so no owner: skip the owner source
     // when they are all that was asked for.
-    let owners = if req.states == StateSet::of(&[State::TimeWait]) && req.owners.is_empty() {
+    let owners = if !req.resolve_owners || (req.states == StateSet::of(&[State::TimeWait]) && req.owners.is_empty()) {
         Owners::Skip
     } else {
         Owners::ResolveAll(&source)
@@ -351,7 +352,12 @@ fn dump_all<'a>(scope: &'a Scope, query: &sock_diag::Query) -> Vec<(Option<&'a N
         ..query.clone()
     };
     let one = |q: &sock_diag::Query| -> Result<sock_diag::Dump> {
-        let mut d = sock_diag::dump(q).context("could not read the kernel's socket table")?;
+        let mut d = match sock_diag::dump(q) {
+            Ok(d) => d,
+            // What the user asked cannot be answered here: their error, not the kernel's.
+            Err(sock_diag::DiagError::Untestable(msg)) => return Err(UserError::new(msg).into()),
+            Err(e) => return Err(anyhow::Error::from(e).context("could not read the kernel's socket table")),
+        };
         enrich(&mut d.sockets);
         Ok(d)
     };

@@ -50,9 +50,6 @@ pub fn run(cli: Cli) -> Result<i32> {
     let mut notes = Vec::new();
     let request = Request::from_cli_noting(cli, &mut notes)?;
     let mut report = Report::default();
-    for n in notes {
-        report.note(n);
-    }
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let result = match &request {
         Request::Listen(r) => commands::listen::run(r, &mut out, &mut report),
@@ -68,6 +65,13 @@ pub fn run(cli: Cli) -> Result<i32> {
     };
     let flushed = out.flush();
     timings::mark("output flushed");
+    // How the filter was read is worth saying when it was used; an error
+    // is said in one line.
+    if result.is_ok() {
+        for n in notes {
+            report.note(n);
+        }
+    }
     report.flush();
     let status = result?;
     flushed?;

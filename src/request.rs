@@ -69,6 +69,8 @@ pub struct ListenRequest {
     pub filter: Option<Expr>,
     /// Owners, evaluated after the /proc walk.
     pub owners: OwnerFilter,
+    /// Walk /proc for the holders (`--no-owners`: kernel data only).
+    pub resolve_owners: bool,
     /// Add the owners' systemd unit and container.
     pub context: bool,
     pub view: View,
@@ -84,6 +86,7 @@ impl ListenRequest {
             states: StateSet::of(&[State::Listen, State::Unconn]),
             filter: None,
             owners: OwnerFilter::default(),
+            resolve_owners: true,
             context: false,
             view: View::default(),
             out,
@@ -122,6 +125,8 @@ pub struct ConnsRequest {
     pub filter: Option<Expr>,
     /// Owners, evaluated after the /proc walk.
     pub owners: OwnerFilter,
+    /// Walk /proc for the holders (`--no-owners`: kernel data only).
+    pub resolve_owners: bool,
     /// tcp_info essentials.
     pub extended: bool,
     pub context: bool,
@@ -138,6 +143,7 @@ impl ConnsRequest {
             states: StateSet::of(&[State::Established]),
             filter: None,
             owners: OwnerFilter::default(),
+            resolve_owners: true,
             extended: false,
             context: false,
             view: View::default(),
@@ -511,12 +517,15 @@ fn listen(a: cli::ListenArgs, notes: &mut Vec<String>) -> Result<ListenRequest, 
     let flags = flag_expr(ports.into_iter().map(|(neg, r)| (neg, Expr::Cond(Cond::SPort { lo: r.lo, hi: r.hi }))));
     let out = listing_output(&a.out, format);
     let view = view(&a.view, &out)?;
+    let owner_filter = owners(&a.owner)?;
+    no_owners_alone(a.no_owners, &owner_filter, &view, a.context)?;
     Ok(ListenRequest {
         namespaces: namespaces(&a.ns),
         select: narrow_families(Selection::new(a.sel.tcp, a.sel.udp, a.sel.ipv4, a.sel.ipv6), f.families.as_ref())?,
         states,
         filter: all_of([flags, f.expr].into_iter().flatten().collect()),
-        owners: owners(&a.owner)?,
+        owners: owner_filter,
+        resolve_owners: !a.no_owners,
         context: a.context || a.view.columns.contains(&Column::Context),
         view,
         out,
@@ -544,12 +553,14 @@ fn conns(a: cli::ConnsArgs, notes: &mut Vec<String>) -> Result<ConnsRequest, Use
     );
     let out = listing_output(&a.out, None);
     let view = view(&a.view, &out)?;
+    no_owners_alone(a.no_owners, &owners, &view, a.context)?;
     Ok(ConnsRequest {
         namespaces: namespaces(&a.ns),
         select: narrow_families(Selection::new(a.sel.tcp, a.sel.udp, a.sel.ipv4, a.sel.ipv6), f.families.as_ref())?,
         states,
         filter: all_of([flags, f.expr].into_iter().flatten().collect()),
         owners,
+        resolve_owners: !a.no_owners,
         extended: a.extended
             || a.view.columns.iter().any(|c| {
                 matches!(
@@ -603,6 +614,16 @@ fn close(a: cli::CloseArgs, notes: &mut Vec<String>) -> Result<CloseRequest, Use
         yes: a.yes,
         out: report_output(&a.out, None),
     })
+}
+
+/// `--no-owners` means no /proc walk: nothing that needs the holders.
+fn no_owners_alone(no_owners: bool, owners: &OwnerFilter, view: &View, context: bool) -> Result<(), UserError> {
+    if no_owners && (!owners.is_empty() || view.pids || view.by_process || context) {
+        return Err(UserError::new(
+            "--no-owners skips the /proc walk: it cannot go with owner filters, --pids, --by-process or --context",
+        ));
+    }
+    Ok(())
 }
 
 /// The owner flags, checked (users resolved, the regex compiled).

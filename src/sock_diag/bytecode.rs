@@ -168,8 +168,11 @@ pub enum Cond {
     },
     /// Created in this cgroup (v2 id: the cgroup directory's inode number).
     Cgroup(u64),
-    /// The local port was chosen by the kernel rather than bound
-    /// explicitly (a client's ephemeral port).
+    /// The port was not bound explicitly (`SOCK_BINDPORT_LOCK` clear):
+    /// the kernel's `AUTO` test alone, which also holds for connections a
+    /// listener accepted (they do not inherit the lock) and TIME_WAIT.
+    /// ss's `autobound`, and portctl's, add "and the port is in
+    /// `ip_local_port_range`" ([`Expr::expand_autobound`]).
     AutoBound,
 }
 
@@ -325,6 +328,22 @@ impl Expr {
             Expr::Or(v) => Expr::Or(v.iter().map(|x| x.resolve_devices(lookup)).collect::<Result<_, _>>()?),
             Expr::Not(x) => Expr::Not(Box::new(x.resolve_devices(lookup)?)),
         })
+    }
+
+    /// The expression with each [`Cond::AutoBound`] also requiring the
+    /// local port to be in `lo..=hi` (the namespace's ephemeral range), as
+    /// `ss` tests `autobound`: its kernel program asks `AUTO` and its
+    /// user-space check asks the range, and it shows what passes both.
+    pub fn expand_autobound(&self, lo: u16, hi: u16) -> Expr {
+        match self {
+            Expr::Cond(Cond::AutoBound) => {
+                Expr::And(vec![Expr::Cond(Cond::AutoBound), Expr::Cond(Cond::SPort { lo, hi })])
+            }
+            Expr::Cond(c) => Expr::Cond(c.clone()),
+            Expr::And(v) => Expr::And(v.iter().map(|x| x.expand_autobound(lo, hi)).collect()),
+            Expr::Or(v) => Expr::Or(v.iter().map(|x| x.expand_autobound(lo, hi)).collect()),
+            Expr::Not(x) => Expr::Not(Box::new(x.expand_autobound(lo, hi))),
+        }
     }
 
     /// Whether it names a device that [`Expr::resolve_devices`] must look up.

@@ -81,6 +81,10 @@ pub enum DiagError {
     },
     /// The filter cannot be expressed as kernel bytecode (too large).
     Filter(String),
+    /// The filter asks about something this source cannot tell (a fact
+    /// /proc/net does not show, a device this namespace lacks): a message
+    /// for the user, as is.
+    Untestable(String),
     /// A reply we could not decode.
     Decode(String),
     Io(io::Error),
@@ -99,6 +103,7 @@ impl fmt::Display for DiagError {
                 write!(f, "the socket table changed during every one of {tries} dumps (NLM_F_DUMP_INTR)")
             }
             DiagError::Filter(e) => write!(f, "the filter cannot be given to the kernel: {e}"),
+            DiagError::Untestable(e) => f.write_str(e),
             DiagError::Decode(e) => write!(f, "could not decode a sock_diag reply: {e}"),
             DiagError::Io(e) => write!(f, "netlink I/O failed: {e}"),
         }
@@ -125,14 +130,20 @@ impl DiagError {
 /// can, from /proc/net when it cannot (with a note saying so).
 pub fn dump(query: &Query) -> Result<Dump, DiagError> {
     let mut out = Dump::default();
-    // Device names are this namespace's interfaces: looked up here, in the
-    // thread that dumps (it has entered the namespace asked about).
+    // Device names are this namespace's interfaces, and `autobound` its
+    // ephemeral range: looked up here, in the thread that dumps (it has
+    // entered the namespace asked about).
     let resolved;
     let filter = match &query.filter {
-        Some(f) if f.has_device_names() => {
-            resolved = f.resolve_devices(&crate::sys::interface_index).map_err(|name| {
-                DiagError::Filter(format!("'dev {name}': no network device '{name}' in this network namespace"))
+        Some(f) if f.has_device_names() || f.needs().contains(&Fact::AutoBound) => {
+            let mut e = f.resolve_devices(&crate::sys::interface_index).map_err(|name| {
+                DiagError::Untestable(format!("'dev {name}': no network device '{name}' in this network namespace"))
             })?;
+            if e.needs().contains(&Fact::AutoBound) {
+                let r = crate::sysctl::local_port_range();
+                e = e.expand_autobound(r.lo, r.hi);
+            }
+            resolved = e;
             Some(&resolved)
         }
         f => f.as_ref(),
@@ -167,7 +178,7 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                 }
             }
             if let Some(fact) = filter.and_then(|f| f.needs().first().copied()) {
-                return Err(DiagError::Filter(format!(
+                return Err(DiagError::Untestable(format!(
                     "'{}' cannot be tested on sockets read from /proc/net, which does not show {}: it needs sock_diag",
                     fact.keyword(),
                     fact_what(fact)
@@ -406,7 +417,7 @@ impl Reader {
                             match expr.eval(&entry) {
                                 Ok(true) => {}
                                 Ok(false) => continue,
-                                Err(fact) => return Err(DiagError::Filter(untestable(fact))),
+                                Err(fact) => return Err(DiagError::Untestable(untestable(fact))),
                             }
                         }
                         let s = decode::socket(proto, msg.payload).map_err(DiagError::Decode)?;
