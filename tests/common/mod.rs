@@ -269,6 +269,8 @@ pub struct Portctl {
     env: Vec<(OsString, OsString)>,
     netns: Option<String>,
     user: Option<(u32, u32)>,
+    /// A command portctl runs under (`setpriv --bounding-set=-net_admin`).
+    wrap: Vec<OsString>,
 }
 
 impl Portctl {
@@ -283,7 +285,19 @@ impl Portctl {
             env: Vec::new(),
             netns: None,
             user: None,
+            wrap: Vec::new(),
         }
+    }
+
+    /// Runs portctl under this command, e.g. `["setpriv",
+    /// "--bounding-set=-net_admin"]` to take a capability away from root.
+    pub fn wrapped<I, S>(mut self, prefix: I) -> Portctl
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.wrap = prefix.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        self
     }
 
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Portctl {
@@ -334,6 +348,7 @@ impl Portctl {
             argv.push(format!("--regid={gid}").into());
             argv.push("--clear-groups".into());
         }
+        argv.extend(self.wrap.iter().cloned());
         argv.push(self.bin.clone().into());
         argv.extend(self.args.iter().cloned());
         let mut cmd = Command::new(&argv[0]);
