@@ -227,8 +227,8 @@ pub struct ViewArgs {
     /// Print the holders' pids, one per line, nothing else (like `lsof -t`).
     #[arg(long, conflicts_with_all = ["by_process", "columns"])]
     pub pids: bool,
-    /// Group by process: each holder with its ancestry line (systemd →
-    /// nginx.service → nginx) and its sockets.
+    /// Group by process: each holder with its ancestry line (systemd ->
+    /// nginx.service -> nginx) and its sockets.
     #[arg(long)]
     pub by_process: bool,
     /// Table columns, in this order (comma-separated).
