@@ -84,6 +84,11 @@ TARGETS = [
     ("small", "conns / `ss -tan`", lambda by, b: ratio(by, "portctl-conns", "ss-tan"), 2.0),
     ("small", "listen / `ss -tan`", lambda by, b: ratio(by, "portctl-listen", "ss-tan"), 2.0),
     ("small", "who / `ss -tan`", lambda by, b: ratio(by, "portctl-who", "ss-tan"), 2.0),
+] + [
+    # Issue 18: a filter expression costs no more than the equivalent flags
+    # (one bytecode program either way); 10% for run-to-run noise.
+    (scale, "conns expression / the same flags", lambda by, b: ratio(by, "portctl-conns-expr", "portctl-conns-flags"), 1.10)
+    for scale in ("small", "medium", "large")
 ]
 
 

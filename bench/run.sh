@@ -218,9 +218,14 @@ counts "$OUT/counts-before.txt"
 cat "$OUT/counts-before.txt" >&2
 
 # ---------------------------------------------------------------------------- benchmark
-NAMES=(portctl-conns portctl-listen portctl-who floor ss-tanp ss-tan ss-tlnp ss-tanp-sport lsof-i lsof-iTCP-port netstat-tanp)
+NAMES=(portctl-conns portctl-listen portctl-who portctl-conns-flags portctl-conns-expr floor ss-tanp ss-tan ss-tlnp ss-tanp-sport lsof-i lsof-iTCP-port netstat-tanp)
+# The same selection twice: with flags, and as an ss filter expression (one
+# bytecode program either way; the expression must cost no more).
+PORT_HI=$((BASE_PORT + 499))
 declare -A CMD=(
     [portctl-conns]="$PORTCTL conns --state all --json"
+    [portctl-conns-flags]="$PORTCTL conns --state all --json --sport $BASE_PORT-$PORT_HI --dst 127.0.0.0/8"
+    [portctl-conns-expr]="$PORTCTL conns --json state all sport ge :$BASE_PORT and sport le :$PORT_HI and dst 127.0.0.0/8"
     [portctl-listen]="$PORTCTL listen --json"
     [portctl-who]="$PORTCTL who :$PORT --json"
     [floor]="$FLOOR"
