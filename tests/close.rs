@@ -176,7 +176,7 @@ fn without_cap_net_admin_the_error_says_so() {
 fn close_by_destination_like_ss_k() {
     require_root();
     let ns = Netns::new();
-    output(&mut std::process::Command::new("ip").args(["-n", ns.name(), "addr", "add", "10.0.0.5/32", "dev", "lo"]))
+    output(std::process::Command::new("ip").args(["-n", ns.name(), "addr", "add", "10.0.0.5/32", "dev", "lo"]))
         .expect_code(0);
     let (l, c, s, other) = in_netns(&ns, || {
         let l = tcp_listener("10.0.0.5:5432".parse().unwrap(), None, 8);

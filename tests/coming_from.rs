@@ -91,7 +91,8 @@ fn read_ss(out: &str, words: &[String]) -> BTreeSet<Key> {
         None
     };
     let mut keys = BTreeSet::new();
-    for line in out.lines().filter(|l| !l.is_empty() && !l.starts_with("Netid") && !l.starts_with("State")) {
+    for line in out.lines().filter(|l| !l.is_empty() && !["Netid", "State", "Recv-Q"].iter().any(|h| l.starts_with(h)))
+    {
         let f: Vec<&str> = line.split_whitespace().collect();
         let mut i = 0;
         let proto = match f[0] {
@@ -126,7 +127,12 @@ fn read_netstat(out: &str) -> BTreeSet<Key> {
             _ => continue,
         };
         let v6 = f[0].ends_with('6');
-        keys.insert((proto, endpoint(f[3], v6).expect("a local port"), endpoint(f[4], v6)));
+        // netstat prints a tcp6 socket's IPv4-mapped ends as IPv4.
+        let mapped = |e: Endpoint| match e.addr {
+            IpAddr::V4(a) if v6 => Endpoint { addr: IpAddr::V6(a.to_ipv6_mapped()), port: e.port },
+            _ => e,
+        };
+        keys.insert((proto, mapped(endpoint(f[3], v6).expect("a local port")), endpoint(f[4], v6).map(mapped)));
     }
     keys
 }
@@ -154,7 +160,16 @@ fn read_lsof(out: &str) -> BTreeSet<Key> {
                     Some((l, r)) => (l, Some(r)),
                     None => (value, None),
                 };
-                keys.insert((p, endpoint(l, v6).expect("a local port"), r.and_then(|r| endpoint(r, v6))));
+                // lsof prints an IPv6 socket's IPv4-mapped ends as IPv4.
+                let mapped = |e: Endpoint| match e.addr {
+                    IpAddr::V4(a) if v6 => Endpoint { addr: IpAddr::V6(a.to_ipv6_mapped()), port: e.port },
+                    _ => e,
+                };
+                keys.insert((
+                    p,
+                    mapped(endpoint(l, v6).expect("a local port")),
+                    r.and_then(|r| endpoint(r, v6)).map(mapped),
+                ));
             }
             _ => {}
         }
@@ -180,8 +195,12 @@ fn run_tool(pop: &Population, words: &[String]) -> Seen {
     let tool = words[0].as_str();
     let mut args: Vec<String> = words[1..].to_vec();
     match tool {
-        // What ss -K would close is what it lists without -K.
-        "ss" => args.retain(|w| w != "-K"),
+        // What ss -K would close is what it lists without -K; numbers
+        // rather than service names to compare.
+        "ss" => {
+            args.retain(|w| w != "-K");
+            args.insert(0, "-n".into());
+        }
         "netstat" => args.push("-W".into()),
         "lsof" if !args.iter().any(|w| w == "-t") => args.push("-FpPtn".into()),
         "fuser" => args.retain(|w| w != "-k"),
