@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what the tests need (iproute2 for ss/ip/nstat,
-# util-linux for setpriv, procps, prometheus for promtool, groff-base and
-# bsdextrautils for the man page and `column -t` checks) when missing,
+# util-linux for setpriv and nsenter, procps, prometheus for promtool,
+# groff-base and bsdextrautils for the man page and `column -t` checks;
+# nftables, lsof, psmisc (fuser) and net-tools (netstat) for the filter tests
+# and docs/coming-from.md's pairs) when missing,
 # without recommends (prometheus recommends node-exporter, a listener on
 # :9100). As root it also runs the root-only tests (network namespaces,
 # other users): --include-ignored.
@@ -16,6 +18,11 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v groff >/dev/null 2>&1 || need+=(groff-base)
 command -v column >/dev/null 2>&1 || need+=(bsdextrautils)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v lsof >/dev/null 2>&1 || need+=(lsof)
+command -v fuser >/dev/null 2>&1 || need+=(psmisc)
+command -v netstat >/dev/null 2>&1 || need+=(net-tools)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
