@@ -44,7 +44,9 @@ def load(d):
         if meta.get("portctl"):
             cmd = cmd.replace(meta["portctl"], "portctl")
         if name == "floor":
-            cmd = "floor (examples/floor.rs)"
+            cmd = "floor (examples/floor.rs: one dump + one-thread /proc walk)"
+        if name == "floor-bpf":
+            cmd = "floor-bpf (bench/floor_bpf.c: one dump + one-thread task_file iterator read)"
         r = {"name": name, "cmd": cmd, "status": status, "detail": detail,
              "rss_mib": int(rss_kb) / 1024 if rss_kb.strip().isdigit() and int(rss_kb) > 0 else None}
         js = d / f"{name}.json"
@@ -72,15 +74,22 @@ def us_per_socket(by, before):
     return m / int(n) * 1e6 if m is not None and n.isdigit() and int(n) > 0 else None
 
 
-# The performance issue's targets: (scale, label, value function, limit).
+# The targets (issue 14, BPF owners; the /proc path's from issue 5): (scale, label, value
+# function, limit). `portctl-X` ran with the default owner source (BPF as root), `portctl-X-proc`
+# with --owners-from proc, in the same interleaved run.
 TARGETS = [
-    ("large", "conns / `ss -tanp`", lambda by, b: ratio(by, "portctl-conns", "ss-tanp"), 0.10),
-    ("large", "conns / floor (one dump + one-thread walk)", lambda by, b: ratio(by, "portctl-conns", "floor"), 0.8),
-    ("large", "listen / `ss -tlnp`", lambda by, b: ratio(by, "portctl-listen", "ss-tlnp"), 0.35),
-    ("large", "who / `ss -tanp 'sport = :P'`", lambda by, b: ratio(by, "portctl-who", "ss-tanp-sport"), 0.30),
-    ("large", "who / `lsof -nP -iTCP:P`", lambda by, b: ratio(by, "portctl-who", "lsof-iTCP-port"), 0.15),
+    ("large", "listen / `listen --owners-from proc`", lambda by, b: ratio(by, "portctl-listen", "portctl-listen-proc"), 0.35),
+    ("large", "listen / `ss -tlnp`", lambda by, b: ratio(by, "portctl-listen", "ss-tlnp"), 0.10),
+    ("large", "who / `who --owners-from proc`", lambda by, b: ratio(by, "portctl-who", "portctl-who-proc"), 0.45),
+    ("large", "who / `ss -tanp 'sport = :P'`", lambda by, b: ratio(by, "portctl-who", "ss-tanp-sport"), 0.12),
+    ("large", "who / `lsof -nP -iTCP:P`", lambda by, b: ratio(by, "portctl-who", "lsof-iTCP-port"), 0.08),
+    ("large", "conns / floor-bpf (C dump + C iterator read)", lambda by, b: ratio(by, "portctl-conns", "floor-bpf"), 1.0),
+    ("large", "conns / `ss -tanp`", lambda by, b: ratio(by, "portctl-conns", "ss-tanp"), 0.06),
+    ("large", "/proc path: conns / floor (dump + one-thread walk)", lambda by, b: ratio(by, "portctl-conns-proc", "floor"), 0.80),
     ("large", "peak RSS of conns (MiB)", lambda by, b: by.get("portctl-conns", {}).get("rss_mib"), 64),
     ("large", "peak RSS of listen (MiB)", lambda by, b: by.get("portctl-listen", {}).get("rss_mib"), 16),
+    ("large", "peak RSS of conns, /proc (MiB)", lambda by, b: by.get("portctl-conns-proc", {}).get("rss_mib"), 64),
+    ("large", "peak RSS of listen, /proc (MiB)", lambda by, b: by.get("portctl-listen-proc", {}).get("rss_mib"), 16),
     ("small", "conns / `ss -tan`", lambda by, b: ratio(by, "portctl-conns", "ss-tan"), 2.0),
     ("small", "listen / `ss -tan`", lambda by, b: ratio(by, "portctl-listen", "ss-tan"), 2.0),
     ("small", "who / `ss -tan`", lambda by, b: ratio(by, "portctl-who", "ss-tan"), 2.0),
@@ -125,8 +134,9 @@ def report(d):
     by = {r["name"]: r for r in rows}
     p = []
     p.append(f"## portctl benchmark — scale `{meta.get('scale', '?')}`\n")
-    p.append(f"kernel {meta.get('kernel', '?')}, {meta.get('cpus', '?')} CPUs, {meta.get('hyperfine', '')}, "
+    p.append(f"kernel {meta.get('kernel', '?')}, {meta.get('cpus', '?')} CPUs, {meta.get('timing', '')}, "
              f"{meta.get('ss', '')}, lsof {meta.get('lsof', '')}\n")
+    p.append(f"default owner source: {meta.get('owners', '?')}\n")
     p.append(f"sockpop {meta.get('sockpop_args', '')} — ready in {before.get('build_secs', '?')} s "
              f"with {before.get('holders', '?')} holder processes\n")
     p.append("### Population (network namespace)\n")
@@ -155,7 +165,10 @@ def report(d):
     p.append("### Ratios (portctl median / reference median; < 1 means portctl is faster)\n")
     p.append("| portctl | reference | ratio |")
     p.append("|---|---|---:|")
-    for a, b in [("portctl-conns", "ss-tanp"), ("portctl-conns", "floor"), ("portctl-listen", "ss-tlnp"),
+    for a, b in [("portctl-listen", "portctl-listen-proc"), ("portctl-who", "portctl-who-proc"),
+                 ("portctl-conns", "portctl-conns-proc"), ("portctl-conns", "floor-bpf"),
+                 ("portctl-conns-proc", "floor"), ("floor-bpf", "floor"),
+                 ("portctl-conns", "ss-tanp"), ("portctl-listen", "ss-tlnp"),
                  ("portctl-who", "ss-tanp-sport"), ("portctl-who", "lsof-iTCP-port"),
                  ("portctl-conns", "ss-tan"), ("portctl-listen", "ss-tan"), ("portctl-who", "ss-tan")]:
         ra, rb = by.get(a, {}), by.get(b, {})

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # portctl benchmark: builds a socket population with examples/sockpop.rs inside a private
-# network namespace, then times portctl against ss / lsof / netstat with hyperfine.
+# network namespace, then times portctl (owners from BPF and from /proc) against ss / lsof /
+# netstat and the floors, interleaved round after round (bench/interleave.py).
 #
 #   sudo bench/run.sh [--scale small|medium|large|all] [--runs N] [--no-build] [--out DIR]
 #
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -51,15 +52,11 @@ if [ "$SCALE" = all ]; then
 fi
 
 BASE_PORT=20000
-# Scale presets. Per-command budget: a reference tool whose single run takes longer than
-# SKIP_SECS is skipped; slow ones get fewer runs so each command stays within CMD_BUDGET s.
+# Scale presets. A command whose single run takes longer than SKIP_SECS is skipped.
 case "$SCALE" in
-    small)  SP_ARGS=(--procs 10  --listeners 100  --established 1200  --time-wait 300   --close-wait 30   --udp 50)
-            CMD_BUDGET=60 ;;
-    medium) SP_ARGS=(--procs 50  --listeners 500  --established 20000 --time-wait 4000  --close-wait 300  --udp 200)
-            CMD_BUDGET=90 ;;
-    large)  SP_ARGS=(--procs 200 --listeners 1000 --established 60000 --time-wait 10000 --close-wait 1000 --udp 500)
-            CMD_BUDGET=75 ;;
+    small)  SP_ARGS=(--procs 10  --listeners 100  --established 1200  --time-wait 300   --close-wait 30   --udp 50) ;;
+    medium) SP_ARGS=(--procs 50  --listeners 500  --established 20000 --time-wait 4000  --close-wait 300  --udp 200) ;;
+    large)  SP_ARGS=(--procs 200 --listeners 1000 --established 60000 --time-wait 10000 --close-wait 1000 --udp 500) ;;
     *) echo "run.sh: --scale must be small, medium, large or all" >&2; exit 2 ;;
 esac
 SP_ARGS+=(--shared-listener --base-port "$BASE_PORT" --hold-secs 3600)
@@ -78,8 +75,9 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---------------------------------------------------------------------------- tools
 need=()
-command -v hyperfine >/dev/null 2>&1 || need+=(hyperfine)
 [ -x /usr/bin/time ] || need+=(time)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+[ -f /usr/include/bpf/libbpf.h ] || need+=(libbpf-dev)
 { command -v ip && command -v ss; } >/dev/null 2>&1 || need+=(iproute2)
 command -v lsof >/dev/null 2>&1 || need+=(lsof)
 command -v netstat >/dev/null 2>&1 || need+=(net-tools)
@@ -114,8 +112,15 @@ if [ "$BUILD" = 1 ]; then
         cargo build --release --bin portctl --example floor || log "portctl build failed: its rows will read n/a"
     fi
 fi
-# The floor: one full TCP dump plus a one-thread /proc fd walk (examples/floor.rs).
+# The floors: one full TCP dump plus a one-thread /proc fd walk (examples/floor.rs), and plus
+# a one-thread read of the task_file iterator (bench/floor_bpf.c, C and libbpf).
 FLOOR="${FLOOR:-$TARGET_DIR/release/examples/floor}"
+FLOOR_BPF="${FLOOR_BPF:-$TARGET_DIR/bench/floor_bpf}"
+if [ "$BUILD" = 1 ] || [ ! -x "$FLOOR_BPF" ]; then
+    log "cc -O2 bench/floor_bpf.c -lbpf"
+    mkdir -p "$(dirname "$FLOOR_BPF")"
+    cc -O2 -Wall -o "$FLOOR_BPF" bench/floor_bpf.c -lbpf || log "floor_bpf build failed: its row will read n/a"
+fi
 SOCKPOP="${SOCKPOP:-$TARGET_DIR/release/examples/sockpop}"
 PORTCTL="${PORTCTL:-$TARGET_DIR/release/portctl}"
 [ -x "$SOCKPOP" ] || { echo "run.sh: no sockpop binary at $SOCKPOP" >&2; exit 1; }
@@ -135,7 +140,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
-    # A probe or hyperfine still running (it runs in the background so signals are
+    # A probe or the timing run still going (it runs in the background so signals are
     # handled at once): stop it by its pid.
     if [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; then
         kill -TERM "$CHILD" 2>/dev/null
@@ -218,17 +223,25 @@ counts "$OUT/counts-before.txt"
 cat "$OUT/counts-before.txt" >&2
 
 # ---------------------------------------------------------------------------- benchmark
-NAMES=(portctl-conns portctl-listen portctl-who portctl-conns-flags portctl-conns-expr floor ss-tanp ss-tan ss-tlnp ss-tanp-sport lsof-i lsof-iTCP-port netstat-tanp)
+# portctl-X runs with the default owner source (auto: BPF as root), portctl-X-proc with
+# --owners-from proc: both in the same interleaved run.
+NAMES=(portctl-conns portctl-conns-proc portctl-listen portctl-listen-proc portctl-who portctl-who-proc
+       portctl-conns-flags portctl-conns-expr
+       floor floor-bpf ss-tanp ss-tan ss-tlnp ss-tanp-sport lsof-i lsof-iTCP-port netstat-tanp)
 # The same selection twice: with flags, and as an ss filter expression (one
 # bytecode program either way; the expression must cost no more).
 PORT_HI=$((BASE_PORT + 499))
 declare -A CMD=(
-    [portctl-conns]="$PORTCTL conns --state all --json"
+    [portctl-conns]="$PORTCTL conns --state all --tcp --json"
+    [portctl-conns-proc]="$PORTCTL conns --state all --tcp --json --owners-from proc"
     [portctl-conns-flags]="$PORTCTL conns --state all --json --sport $BASE_PORT-$PORT_HI --dst 127.0.0.0/8"
     [portctl-conns-expr]="$PORTCTL conns --json state all sport ge :$BASE_PORT and sport le :$PORT_HI and dst 127.0.0.0/8"
     [portctl-listen]="$PORTCTL listen --json"
+    [portctl-listen-proc]="$PORTCTL listen --json --owners-from proc"
     [portctl-who]="$PORTCTL who :$PORT --json"
+    [portctl-who-proc]="$PORTCTL who :$PORT --json --owners-from proc"
     [floor]="$FLOOR"
+    [floor-bpf]="$FLOOR_BPF $ROOT/bpf/portctl.bpf.o"
     [ss-tanp]="ss -tanp"
     [ss-tan]="ss -tan"
     [ss-tlnp]="ss -tlnp"
@@ -243,7 +256,8 @@ declare -A CMD=(
     echo "sockpop_args=${SP_ARGS[*]}"
     echo "kernel=$(uname -r)"
     echo "cpus=$(nproc)"
-    echo "hyperfine=$(hyperfine --version 2>&1 | head -1)"
+    echo "timing=bench/interleave.py, $RUNS interleaved rounds"
+    echo "owners=$("$PORTCTL" -v listen --port 1 2>&1 >/dev/null | sed -n 's/^portctl: owners from //p' | head -1)"
     echo "ss=$(ss -V 2>&1 | head -1)"
     echo "lsof=$(lsof -v 2>&1 | awk '/revision/{print $NF; exit}')"
     echo "netstat=$(netstat --version 2>&1 | head -1)"
@@ -251,6 +265,7 @@ declare -A CMD=(
 } >"$OUT/meta.txt"
 : >"$OUT/commands.tsv"
 
+: >"$OUT/plan.tsv"
 for name in "${NAMES[@]}"; do
     cmd="${CMD[$name]}"
     # One probe run: checks the command works, gives its wall time and peak RSS
@@ -264,7 +279,7 @@ for name in "${NAMES[@]}"; do
         printf '%s\t%s\tskipped\t>%ss per run\t\n' "$name" "$cmd" "$SKIP_SECS" >>"$OUT/commands.tsv"
         continue
     fi
-    if [ "$rc" != 0 ]; then
+    if [ "$rc" != 0 ] && [ "$rc" != 1 ]; then
         why=$(grep -v '^Command exited' "$OUT/$name.err" | head -1 | tr '\t' ' ')
         log "$name: failed (exit $rc): ${why:-no message}"
         printf '%s\t%s\tfailed\texit %s: %s\t%s\n' "$name" "$cmd" "$rc" "$why" "$rss_kb" >>"$OUT/commands.tsv"
@@ -275,27 +290,19 @@ for name in "${NAMES[@]}"; do
         printf '%s\t%s\tskipped\t%ss per run\t%s\n' "$name" "$cmd" "$secs" "$rss_kb" >>"$OUT/commands.tsv"
         continue
     fi
-    # Fewer runs (and no warm-up; the probe was one) for slow commands. Fast ones (the
-    # small scale: a few ms, where a run-to-run jitter of 1-2 ms is common) run for at
-    # least 3 s, hyperfine's default, so that their medians are steady.
-    read -r runs warmup <<<"$(awk -v s="$secs" -v r="$RUNS" -v b="$CMD_BUDGET" 'BEGIN{
-        if (s * (r + 1) <= b) { print r, 1; exit }
-        n = int(b / (s > 0 ? s : 1)); if (n > r) n = r; if (n < 2) n = 2; print n, 0 }')"
-    count=(--runs "$runs")
-    if awk -v s="$secs" 'BEGIN{exit !(s < 0.2)}'; then
-        count=(--min-runs "$runs")
-        warmup=5
-    fi
-    log "$name: probe ${secs}s, ${rss_kb} KiB; hyperfine ${count[*]} --warmup $warmup"
-    bg_wait inns hyperfine -N --warmup "$warmup" "${count[@]}" --output=null --style basic \
-        --command-name "$name" --export-json "$OUT/$name.json" -- "$cmd" \
-        >"$OUT/$name.hyperfine.txt" 2>&1 || {
-        log "$name: hyperfine failed (see $OUT/$name.hyperfine.txt)"
-        printf '%s\t%s\tfailed\thyperfine failed\t%s\n' "$name" "$cmd" "$rss_kb" >>"$OUT/commands.tsv"
-        continue
-    }
-    printf '%s\t%s\tok\t%s\t%s\n' "$name" "$cmd" "$runs" "$rss_kb" >>"$OUT/commands.tsv"
+    # Fast commands (the small scale: a few ms, where run-to-run jitter of 1-2 ms is common)
+    # run several times a round, so that each gets about 0.2 s of runs per round and its
+    # median is steady.
+    reps=$(awk -v s="$secs" 'BEGIN{ r = (s > 0) ? int(0.2 / s) : 20; if (r < 1) r = 1; if (r > 20) r = 20; print r }')
+    log "$name: probe ${secs}s, ${rss_kb} KiB; $reps run(s) per round"
+    printf '%s\t%s\t%s\n' "$name" "$reps" "$cmd" >>"$OUT/plan.tsv"
+    printf '%s\t%s\tok\t%s\t%s\n' "$name" "$cmd" "$((reps * RUNS))" "$rss_kb" >>"$OUT/commands.tsv"
 done
+
+# Every command once (or a few times) per round, round after round: a shared machine's load
+# drifts, and it should weigh on both sides of every ratio alike.
+log "interleaved: $RUNS rounds (+1 warm-up) of $(wc -l <"$OUT/plan.tsv") commands"
+bg_wait inns python3 "$ROOT/bench/interleave.py" "$OUT" "$RUNS" "$OUT/plan.tsv"
 
 counts "$OUT/counts-after.txt"
 python3 "$ROOT/bench/report.py" "$OUT" | tee "$OUT/report.md"

@@ -3,10 +3,11 @@
 # util-linux for setpriv and nsenter, procps, prometheus for promtool,
 # groff-base and bsdextrautils for the man page and `column -t` checks;
 # nftables, lsof, psmisc (fuser) and net-tools (netstat) for the filter tests
-# and docs/coming-from.md's pairs) when missing,
-# without recommends (prometheus recommends node-exporter, a listener on
-# :9100). As root it also runs the root-only tests (network namespaces,
-# other users): --include-ignored.
+# and docs/coming-from.md's pairs; clang and libbpf-dev to check that the
+# committed BPF object is what its source compiles to, bpftool to list loaded
+# BPF programs) when missing, without recommends (prometheus recommends
+# node-exporter, a listener on :9100). As root it also runs the root-only
+# tests (network namespaces, other users, BPF): --include-ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,9 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v lsof >/dev/null 2>&1 || need+=(lsof)
 command -v fuser >/dev/null 2>&1 || need+=(psmisc)
 command -v netstat >/dev/null 2>&1 || need+=(net-tools)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need+=(bpftool)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -13,8 +13,39 @@ use crate::filter::{CidrArg, Column, DurationArg, PortArg, PortSpec, SignalSpec,
 #[command(name = "portctl", version = VERSION, about, max_term_width = 100)]
 #[command(after_help = "Exit status: 0 something matched, 1 nothing matched, 2 error.")]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options every command takes, before or after its name.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct GlobalArgs {
+    /// Where the owners of sockets come from: `bpf` (the kernel's
+    /// task_file iterator: needs root, or CAP_BPF and CAP_PERFMON, and
+    /// Linux 5.11 with BTF), `proc` (walk /proc/*/fd), or `auto` (BPF when
+    /// the kernel allows it, else /proc).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = OwnersFromArg::Auto,
+        env = "PORTCTL_OWNERS",
+        value_name = "SOURCE"
+    )]
+    pub owners_from: OwnersFromArg,
+    /// Say on stderr how the answer was found: which owner source ran and,
+    /// with `auto`, why BPF did not.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OwnersFromArg {
+    Auto,
+    Bpf,
+    Proc,
 }
 
 /// `0.1.0 (b0b67b1 2026-11-21)`: the crate version and, when built from a git

@@ -13,6 +13,7 @@
 //! warnings -> report (stderr), which also decides the exit status
 //! ```
 
+pub mod bpf;
 pub mod cli;
 pub mod commands;
 pub mod counters;
@@ -47,9 +48,10 @@ use request::Request;
 /// Output goes through one buffered writer; warnings go to stderr after it.
 pub fn run(cli: Cli) -> Result<i32> {
     timings::start();
+    let verbose = cli.global.verbose;
     let mut notes = Vec::new();
     let request = Request::from_cli_noting(cli, &mut notes)?;
-    let mut report = Report::default();
+    let mut report = Report::verbose(verbose);
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let result = match &request {
         Request::Listen(r) => commands::listen::run(r, &mut out, &mut report),

@@ -529,6 +529,10 @@ pub struct Owner {
     /// no name; `?` when the process vanished before we could look.
     pub user: Arc<str>,
     pub fd: u32,
+    /// The thread whose descriptor table holds `fd`, when that is not the
+    /// process's own: a thread that called `unshare(CLONE_FILES)`
+    /// (`/proc/PID/task/TID/fd`). `None` for the process's table.
+    pub tid: Option<u32>,
     /// Full command line, arguments joined by spaces; empty for kernel threads
     /// and zombies.
     pub cmdline: Arc<str>,
@@ -651,6 +655,45 @@ impl SocketExt {
     }
 }
 
+/// An interface name on a socket record, shared by every socket on the
+/// interface and one pointer wide (a record per socket on the host is
+/// kept: [`Socket`] stays at 176 bytes). Reads as a `str`; JSON: a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IfName(Arc<String>);
+
+impl std::ops::Deref for IfName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl From<String> for IfName {
+    fn from(s: String) -> IfName {
+        IfName(Arc::new(s))
+    }
+}
+
+impl From<&str> for IfName {
+    fn from(s: &str) -> IfName {
+        IfName(Arc::new(s.to_string()))
+    }
+}
+
+impl From<Box<str>> for IfName {
+    fn from(s: Box<str>) -> IfName {
+        IfName(Arc::new(s.into_string()))
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// The network namespace a socket lives in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -667,6 +710,74 @@ impl fmt::Display for NetnsRef {
         match &self.name {
             Some(n) => f.write_str(n),
             None => write!(f, "net:[{}]", self.inode),
+        }
+    }
+}
+
+/// Why a socket that has an inode has no owner although every process
+/// could be read (`owners` empty, `owners_hidden` false).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unheld {
+    /// No file refers to it: a socket the kernel made for itself (the BPF
+    /// socket iterators tell).
+    Kernel,
+    /// A file refers to it, but no process has a descriptor of it: in
+    /// flight in a unix socket message (SCM_RIGHTS) not yet received, or
+    /// kept by the kernel (the BPF socket iterators tell).
+    InFlight,
+    /// No process holds it, and nothing could tell which of the two above
+    /// (the /proc path): in flight in a unix socket message, or held by the
+    /// kernel.
+    NoProcess,
+}
+
+impl Unheld {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unheld::Kernel => "kernel",
+            Unheld::InFlight => "in_flight",
+            Unheld::NoProcess => "no_process",
+        }
+    }
+
+    /// What a table shows instead of a process.
+    pub fn label(self) -> &'static str {
+        match self {
+            Unheld::Kernel => "(kernel)",
+            Unheld::InFlight => "(in flight)",
+            Unheld::NoProcess => "(no process)",
+        }
+    }
+
+    /// The subject of a sentence: what holds the socket.
+    pub fn subject(self) -> &'static str {
+        match self {
+            Unheld::Kernel => "a socket of the kernel's own (no process holds it)",
+            Unheld::InFlight => "a socket no process holds (in flight in a unix socket message, or kept by the kernel)",
+            Unheld::NoProcess => "a socket no process holds (in flight in a unix socket message, or the kernel's)",
+        }
+    }
+
+    /// Why no process holds it, for a parenthesis.
+    pub fn why(self) -> &'static str {
+        match self {
+            Unheld::Kernel => "the kernel made it for itself",
+            Unheld::InFlight => {
+                "it is in flight in a unix socket message (SCM_RIGHTS) not yet received, or kept by the kernel"
+            }
+            Unheld::NoProcess => "in flight in a unix socket message, or the kernel's",
+        }
+    }
+
+    /// The explanation, for sentences.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Unheld::Kernel => "held by the kernel (a socket it made for itself; no process has it)",
+            Unheld::InFlight => {
+                "held by no process: in flight in a unix socket message (SCM_RIGHTS) not yet received, or kept by the kernel"
+            }
+            Unheld::NoProcess => "held by no process: in flight in a unix socket message, or by the kernel",
         }
     }
 }
@@ -690,9 +801,21 @@ pub struct Socket {
     /// IPv6 sockets: whether IPV6_V6ONLY is set; `null` for IPv4 or when the
     /// kernel did not say.
     pub v6only: Option<bool>,
+    /// SO_REUSEADDR (`sk_reuse`), as the kernel has it; `null` when it could
+    /// not be read (sock_diag does not report it: it comes from the BPF
+    /// iterators). TIME_WAIT sockets keep the flag of the socket they were.
+    pub reuseaddr: Option<bool>,
+    /// SO_REUSEPORT (`sk_reuseport`), the same way.
+    pub reuseport: Option<bool>,
     pub exposure: Exposure,
-    /// Interface that carries the local address, for `address` exposure.
-    pub interface: Option<Arc<str>>,
+    /// Interface that carries the local address, for `address` exposure,
+    /// or the device the socket is bound to (see [`IfName`]).
+    pub interface: Option<IfName>,
+    /// The index of the device the socket is bound to (SO_BINDTODEVICE,
+    /// `sk_bound_dev_if`); 0 when it is bound to none; `null` when unknown
+    /// (read from /proc/net). `close` names the socket to SOCK_DESTROY by
+    /// it (with the addresses and `cookie`).
+    pub bound_ifindex: Option<u32>,
     /// Well-known service name of the local port (listeners) or remote port.
     pub service: Option<Cow<'static, str>>,
     /// Receive queue: pending connections for listeners, unread bytes otherwise.
@@ -704,6 +827,10 @@ pub struct Socket {
     /// True when the owners could not be read (permissions): `owners` being
     /// empty then does not mean "no process".
     pub owners_hidden: bool,
+    /// Why a socket with an inode has no owner: see [`Unheld`]; `None` when
+    /// it has owners, when no descriptor can refer to it (TIME_WAIT,
+    /// orphans: inode 0), and when they are hidden and nothing more is known.
+    pub unheld: Option<Unheld>,
     /// `accept_queue`, `tcp_info`, `skmem`: see [`SocketExt`]; `None` when
     /// it has none of them.
     #[serde(flatten)]
@@ -712,14 +839,10 @@ pub struct Socket {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<Box<NetnsRef>>,
     /// The kernel's cookie for the socket (`idiag_cookie`): with the
-    /// addresses and `ifindex` it names this very socket to `close`
+    /// addresses and `bound_ifindex` it names this very socket to `close`
     /// (SOCK_DESTROY); 0 when unknown (read from /proc/net). Not in JSON.
     #[serde(skip)]
     pub cookie: u64,
-    /// The device the socket is bound to (`idiag_if`, SO_BINDTODEVICE), 0
-    /// for none. Not in JSON (`interface` names it).
-    #[serde(skip)]
-    pub ifindex: u32,
 }
 
 /// [`Socket`] as JSON has it: every field flat. Deserialising checks the
@@ -735,14 +858,18 @@ pub struct SocketRecord {
     inode: u64,
     uid: u32,
     v6only: Option<bool>,
+    reuseaddr: Option<bool>,
+    reuseport: Option<bool>,
     exposure: Exposure,
-    interface: Option<String>,
+    interface: Option<Box<str>>,
+    bound_ifindex: Option<u32>,
     service: Option<Cow<'static, str>>,
     recv_q: u32,
     send_q: u32,
     timer: Option<Timer>,
     owners: Vec<Owner>,
     owners_hidden: bool,
+    unheld: Option<Unheld>,
     #[serde(default)]
     accept_queue: Option<AcceptQueue>,
     #[serde(default)]
@@ -765,18 +892,21 @@ impl From<SocketRecord> for Socket {
             inode: r.inode,
             uid: r.uid,
             v6only: r.v6only,
+            reuseaddr: r.reuseaddr,
+            reuseport: r.reuseport,
             exposure: r.exposure,
-            interface: r.interface.map(Arc::from),
+            interface: r.interface.map(IfName::from),
+            bound_ifindex: r.bound_ifindex,
             service: r.service,
             recv_q: r.recv_q,
             send_q: r.send_q,
             timer: r.timer,
             owners: r.owners,
             owners_hidden: r.owners_hidden,
+            unheld: r.unheld,
             ext: (!ext.is_empty()).then(|| Box::new(ext)),
             netns: r.netns,
             cookie: 0,
-            ifindex: 0,
         }
     }
 }
@@ -854,18 +984,21 @@ impl Socket {
             inode: 0,
             uid: 0,
             v6only: None,
+            reuseaddr: None,
+            reuseport: None,
             exposure,
             interface: None,
+            bound_ifindex: None,
             service: None,
             recv_q: 0,
             send_q: 0,
             timer: None,
             owners: Vec::new(),
             owners_hidden: false,
+            unheld: None,
             ext: None,
             netns: None,
             cookie: 0,
-            ifindex: 0,
         }
     }
 
@@ -934,7 +1067,8 @@ mod tests {
     #[test]
     fn records_stay_small() {
         assert!(std::mem::size_of::<Socket>() <= 176, "Socket is {} bytes", std::mem::size_of::<Socket>());
-        assert!(std::mem::size_of::<Owner>() <= 64, "Owner is {} bytes", std::mem::size_of::<Owner>());
+        // 72: the thread id of a thread-private table (issue 14) costs 8.
+        assert!(std::mem::size_of::<Owner>() <= 72, "Owner is {} bytes", std::mem::size_of::<Owner>());
     }
 
     #[test]

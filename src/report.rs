@@ -11,9 +11,24 @@ pub const EXIT_ERROR: i32 = 2;
 #[derive(Debug, Default)]
 pub struct Report {
     lines: Vec<String>,
+    /// `-v`: also say how the answer was found ([`Report::info`]).
+    pub verbose: bool,
 }
 
 impl Report {
+    /// A report that prints [`Report::info`] lines too.
+    pub fn verbose(verbose: bool) -> Report {
+        Report { lines: Vec::new(), verbose }
+    }
+
+    /// How the answer was found (which owner source ran, and why): only
+    /// with `-v`.
+    pub fn info(&mut self, msg: impl Into<String>) {
+        if self.verbose {
+            self.push(format!("portctl: {}", msg.into()));
+        }
+    }
+
     /// Something the user should act on (hidden owners, unreadable data).
     pub fn warn(&mut self, msg: impl Into<String>) {
         self.push(format!("portctl: warning: {}", msg.into()));

@@ -14,6 +14,7 @@ use crate::filter::{
     Cidr, CidrArg, Column, PortArg, PortArgValue, PortRef, PortSpec, SignalSpec, SortKey, StateSpec, UserSpec,
 };
 use crate::model::{Family, PortRange, Proto, State, StateSet};
+pub use crate::procs::OwnersFrom;
 use crate::render::{Format, Output};
 use crate::sock_diag::{self, Cond, Expr, Source};
 
@@ -74,6 +75,8 @@ pub struct ListenRequest {
     /// Add the owners' systemd unit and container.
     pub context: bool,
     pub view: View,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -89,6 +92,7 @@ impl ListenRequest {
             resolve_owners: true,
             context: false,
             view: View::default(),
+            owners_from: OwnersFrom::Auto,
             out,
         }
     }
@@ -131,6 +135,8 @@ pub struct ConnsRequest {
     pub extended: bool,
     pub context: bool,
     pub view: View,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -147,6 +153,7 @@ impl ConnsRequest {
             extended: false,
             context: false,
             view: View::default(),
+            owners_from: OwnersFrom::Auto,
             out,
         }
     }
@@ -175,6 +182,8 @@ pub struct WhoRequest {
     pub netns: Option<String>,
     /// `--pids`: the holders' pids only.
     pub pids: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -201,6 +210,8 @@ pub struct KillRequest {
     pub wait: Option<Duration>,
     /// After the wait, SIGKILL what is left.
     pub then_kill: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -253,6 +264,8 @@ pub struct CloseRequest {
     pub dry_run: bool,
     /// Do not ask.
     pub yes: bool,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -305,6 +318,8 @@ pub struct StatsRequest {
     pub top: usize,
     /// Read the kernel's counters twice, this far apart (`--interval`).
     pub interval: Option<Duration>,
+    /// `--owners-from`.
+    pub owners_from: OwnersFrom,
     pub out: Output,
 }
 
@@ -394,15 +409,22 @@ impl Request {
     /// [`Request::from_cli`], with what is worth a note on stderr (how a
     /// filter expression grouped) added to `notes`.
     pub fn from_cli_noting(cli: Cli, notes: &mut Vec<String>) -> Result<Request, UserError> {
+        let from = owners_from(cli.global.owners_from);
         Ok(match cli.command {
-            Command::Listen(a) => Request::Listen(listen(a, notes)?),
-            Command::Conns(a) => Request::Conns(conns(a, notes)?),
+            Command::Listen(a) => Request::Listen(listen(a, from, notes)?),
+            Command::Conns(a) => Request::Conns(conns(a, from, notes)?),
             Command::Who(a) => {
                 let what = match a.pid {
                     Some(pid) => WhoWhat::Pid(pid),
                     None => WhoWhat::Ports(targets(&a.spec)?),
                 };
-                Request::Who(WhoRequest { what, netns: a.ns.netns, pids: a.pids, out: report_output(&a.out, None) })
+                Request::Who(WhoRequest {
+                    what,
+                    netns: a.ns.netns,
+                    pids: a.pids,
+                    owners_from: from,
+                    out: report_output(&a.out, None),
+                })
             }
             Command::Kill(a) => Request::Kill(KillRequest {
                 targets: targets(&a.spec)?,
@@ -412,6 +434,7 @@ impl Request {
                 force: a.force,
                 wait: a.wait.map(|d| d.0),
                 then_kill: a.then_kill,
+                owners_from: from,
                 out: report_output(&a.out, None),
             }),
             Command::Wait(a) => Request::Wait(WaitRequest {
@@ -422,9 +445,12 @@ impl Request {
             }),
             Command::Watch(a) => {
                 let what = match a.what {
-                    Some(cli::WatchWhat::Listen(l)) => Watched::Listen(listen(*l, notes)?),
-                    Some(cli::WatchWhat::Conns(c)) => Watched::Conns(conns(*c, notes)?),
-                    None => Watched::Listen(ListenRequest::new(Output::new(Format::Table, true, None))),
+                    Some(cli::WatchWhat::Listen(l)) => Watched::Listen(listen(*l, from, notes)?),
+                    Some(cli::WatchWhat::Conns(c)) => Watched::Conns(conns(*c, from, notes)?),
+                    None => Watched::Listen(ListenRequest {
+                        owners_from: from,
+                        ..ListenRequest::new(Output::new(Format::Table, true, None))
+                    }),
                 };
                 if what.out().format != Format::Table {
                     return Err(UserError::new("watch shows a table; for JSON use `portctl watch --events ...`"));
@@ -462,13 +488,23 @@ impl Request {
                     owners: !a.no_owners,
                     top: a.top,
                     interval: a.interval.map(|d| d.0),
+                    owners_from: from,
                     out: report_output(&a.out, format),
                 })
             }
-            Command::Close(a) => Request::Close(close(a, notes)?),
+            Command::Close(a) => Request::Close(close(a, from, notes)?),
             Command::Completions(a) => Request::Completions(a.shell),
             Command::Man(a) => Request::Man(ManRequest { command: a.command, out_dir: a.out_dir }),
         })
+    }
+}
+
+/// `--owners-from` (or `PORTCTL_OWNERS`) as the domain's choice.
+pub fn owners_from(a: cli::OwnersFromArg) -> OwnersFrom {
+    match a {
+        cli::OwnersFromArg::Auto => OwnersFrom::Auto,
+        cli::OwnersFromArg::Bpf => OwnersFrom::Bpf,
+        cli::OwnersFromArg::Proc => OwnersFrom::Proc,
     }
 }
 
@@ -492,7 +528,7 @@ fn narrow_families(mut select: Selection, families: Option<&Vec<Family>>) -> Res
     Ok(select)
 }
 
-fn listen(a: cli::ListenArgs, notes: &mut Vec<String>) -> Result<ListenRequest, UserError> {
+fn listen(a: cli::ListenArgs, owners_from: OwnersFrom, notes: &mut Vec<String>) -> Result<ListenRequest, UserError> {
     let format = match a.format {
         Some(ListenFormat::Prometheus) => Some(Format::Prometheus),
         Some(ListenFormat::Json) => Some(Format::Json),
@@ -528,11 +564,12 @@ fn listen(a: cli::ListenArgs, notes: &mut Vec<String>) -> Result<ListenRequest, 
         resolve_owners: !a.no_owners,
         context: a.context || a.view.columns.contains(&Column::Context),
         view,
+        owners_from,
         out,
     })
 }
 
-fn conns(a: cli::ConnsArgs, notes: &mut Vec<String>) -> Result<ConnsRequest, UserError> {
+fn conns(a: cli::ConnsArgs, owners_from: OwnersFrom, notes: &mut Vec<String>) -> Result<ConnsRequest, UserError> {
     // Every value the user typed is checked before the kernel is asked.
     let owners = owners(&a.owner)?;
     let f = filter_words(&a.filter, notes)?;
@@ -580,11 +617,12 @@ fn conns(a: cli::ConnsArgs, notes: &mut Vec<String>) -> Result<ConnsRequest, Use
             }),
         context: a.context || a.view.columns.contains(&Column::Context),
         view,
+        owners_from,
         out,
     })
 }
 
-fn close(a: cli::CloseArgs, notes: &mut Vec<String>) -> Result<CloseRequest, UserError> {
+fn close(a: cli::CloseArgs, owners_from: OwnersFrom, notes: &mut Vec<String>) -> Result<CloseRequest, UserError> {
     let owners = owners(&a.owner)?;
     let f = filter_words(&a.filter, notes)?;
     if f.expr.is_none() && f.states.is_none() && owners.is_empty() {
@@ -612,6 +650,7 @@ fn close(a: cli::CloseArgs, notes: &mut Vec<String>) -> Result<CloseRequest, Use
         owners,
         dry_run: a.dry_run,
         yes: a.yes,
+        owners_from,
         out: report_output(&a.out, None),
     })
 }

@@ -168,9 +168,17 @@ mod schema {
         pub uid: u32,
         #[serde(deserialize_with = "nullable")]
         pub v6only: Option<bool>,
+        /// Version 3: `null` unless read by BPF.
+        #[serde(deserialize_with = "nullable")]
+        pub reuseaddr: Option<bool>,
+        #[serde(deserialize_with = "nullable")]
+        pub reuseport: Option<bool>,
         pub exposure: Exposure,
         #[serde(deserialize_with = "nullable")]
         pub interface: Option<String>,
+        /// Version 3: `null` only from /proc/net.
+        #[serde(deserialize_with = "nullable")]
+        pub bound_ifindex: Option<u32>,
         #[serde(deserialize_with = "nullable")]
         pub service: Option<String>,
         pub recv_q: u64,
@@ -179,6 +187,9 @@ mod schema {
         pub timer: Option<Timer>,
         pub owners: Vec<Owner>,
         pub owners_hidden: bool,
+        /// Version 3.
+        #[serde(deserialize_with = "nullable")]
+        pub unheld: Option<Unheld>,
         /// TCP listeners read through sock_diag (version 3).
         #[serde(default, deserialize_with = "present")]
         pub accept_queue: Option<AcceptQueue>,
@@ -193,6 +204,15 @@ mod schema {
         pub netns: Option<NetnsRef>,
     }
 
+    /// `unheld`: the documented reasons, no others.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Unheld {
+        Kernel,
+        InFlight,
+        NoProcess,
+    }
+
     #[derive(Debug, Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Owner {
@@ -200,6 +220,9 @@ mod schema {
         pub name: String,
         pub user: String,
         pub fd: u32,
+        /// Version 3: the thread of a thread-private descriptor table.
+        #[serde(deserialize_with = "nullable")]
+        pub tid: Option<u32>,
         pub cmdline: String,
         /// Only with `--context`; "`{...}` or `null`".
         #[serde(default, deserialize_with = "present_nullable")]
@@ -377,6 +400,16 @@ mod schema {
         OnlyIfTheirsToo,
     }
 
+    /// `reuseport` (version 3): `reuseaddr`'s three, or `"only_as_uid"`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Reuseport {
+        Ok,
+        Fails,
+        OnlyIfTheirsToo,
+        OnlyAsUid,
+    }
+
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Bind {
@@ -387,6 +420,9 @@ mod schema {
         pub v6only: Option<bool>,
         pub plain: Plain,
         pub reuseaddr: Reuse,
+        pub reuseport: Reuseport,
+        #[serde(deserialize_with = "nullable")]
+        pub reuseport_uid: Option<u32>,
         pub blocked_by: Vec<u64>,
         pub reason: String,
     }
@@ -1181,6 +1217,14 @@ fn check_record(r: &Record) {
     if let Some(m) = r.skmem {
         assert!(m.rcvbuf > 0 && m.sndbuf > 0, "{r:?}");
     }
+    if let Some(u) = r.unheld {
+        assert!(r.owners.is_empty() && r.inode != 0, "unheld: no owner, an inode: {r:?}");
+        assert!(u != Unheld::Kernel || !r.owners_hidden, "the kernel's socket is nobody's, hidden or not: {r:?}");
+    }
+    assert_eq!(r.reuseaddr.is_some(), r.reuseport.is_some(), "the options are read together: {r:?}");
+    for o in &r.owners {
+        assert_ne!(o.tid, Some(o.pid), "tid names a thread other than the process's table: {r:?}");
+    }
 }
 
 /// The records of `run` on `port` (either end).
@@ -1396,13 +1440,15 @@ fn the_documentation_check_fails_on_an_undocumented_field() {
     .into();
     assert_eq!(missing, want);
     // And the types refuse what the document does not allow.
-    let record = r#"{"proto":"tcp","family":"ipv4","state":"listen","local":{"addr":"127.0.0.1","port":1},"remote":null,"inode":1,"uid":0,"v6only":null,"exposure":"loopback","interface":null,"service":null,"recv_q":0,"send_q":1,"timer":null,"owners":[],"owners_hidden":false}"#;
+    let record = r#"{"proto":"tcp","family":"ipv4","state":"listen","local":{"addr":"127.0.0.1","port":1},"remote":null,"inode":1,"uid":0,"v6only":null,"reuseaddr":null,"reuseport":null,"exposure":"loopback","interface":null,"bound_ifindex":0,"service":null,"recv_q":0,"send_q":1,"timer":null,"owners":[],"owners_hidden":false,"unheld":null}"#;
     assert!(serde_json::from_str::<Record>(record).is_ok());
     for (from, to) in [
         (r#""owners_hidden":false"#, r#""owners_hidden":false,"extra":1"#),
         (r#""remote":null,"#, ""),
         (r#""state":"listen""#, r#""state":"LISTEN""#),
         (r#""owners_hidden":false"#, r#""owners_hidden":false,"tcp_info":null"#),
+        (r#""reuseaddr":null,"#, ""),
+        (r#""unheld":null"#, r#""unheld":"hidden""#),
         (r#""addr":"127.0.0.1""#, r#""addr":"[::1]""#),
     ] {
         let bad = record.replace(from, to);
@@ -1595,8 +1641,10 @@ fn who_json_verdict_binds_holders_and_sockets() {
     }
     let spec = port.to_string();
     let mut r: Option<Who> = None;
+    // Owners from /proc: the options of the sockets are unknown, and the
+    // verdicts that depend on them conditional.
     wait_until("a TIME_WAIT on the port", || {
-        let run = Portctl::new(["who", &spec, "--json"]).run();
+        let run = Portctl::new(["who", &spec, "--json", "--owners-from", "proc"]).run();
         run.expect_code(0);
         let who: Who = object(&run, Output::Who);
         let found = who.sockets.iter().any(|s| s.state == State::TimeWait);
@@ -1630,8 +1678,10 @@ fn who_json_verdict_binds_holders_and_sockets() {
                 assert_eq!(b.blocked_by, [socket_inode(udp.as_raw_fd())], "{b:?}");
             }
         }
+        assert_eq!((b.reuseport, b.reuseport_uid), (Reuseport::OnlyIfTheirsToo, Some(common::euid())), "{b:?}");
         assert!(!b.reason.is_empty());
     }
+    assert!(r.sockets.iter().all(|s| s.reuseaddr.is_none() && s.reuseport.is_none()), "{:#?}", r.sockets);
 
     // holders: the child (parent: us, inherited) and us, every detail there.
     let pids: Vec<u32> = r.holders.iter().map(|h| h.pid).collect();
@@ -1666,7 +1716,7 @@ fn who_json_verdict_binds_holders_and_sockets() {
     assert!(r.other_netns.iter().all(|s| s.netns.is_some()), "other_netns records carry netns");
 
     // An address in the spec: spec.addr, a fourth candidate, one protocol.
-    let run = Portctl::new(["who", &format!("[::1]:{port}/udp"), "--json"]).run();
+    let run = Portctl::new(["who", &format!("[::1]:{port}/udp"), "--json", "--owners-from", "proc"]).run();
     run.expect_code(0);
     let r: Who = object(&run, Output::Who);
     assert_eq!((r.spec.addr, r.spec.protos.as_slice()), (Some("::1".parse().unwrap()), &[Proto::Udp][..]));

@@ -608,12 +608,12 @@ fn other_users_owners_are_hidden_not_dropped() {
     assert!(lines[0].starts_with("portctl: warning:"), "{:?}", lines[0]);
     assert!(lines[0].contains("hidden") && lines[0].contains("sudo"), "{:?}", lines[0]);
 
-    // The table prints them as `-`.
+    // The table prints them as `-`, PROCESS saying why.
     let run = Portctl::new(["listen", "--port", &e.port.to_string()]).as_user(65534, 65534, &bin).run();
     run.expect_code(0);
     let (_, rows) = run.table();
     let row = rows.iter().find(|r| r[1] == e.local_text).unwrap_or_else(|| panic!("no row\n{}", run.dump()));
-    assert_eq!(&row[5..], ["-", "-", "-"], "{}", run.dump());
+    assert_eq!(&row[5..], ["-", "(hidden)", "-"], "{}", run.dump());
     drop(listener);
 }
 

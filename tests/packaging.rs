@@ -330,3 +330,33 @@ fn rust_version_is_the_highest_among_locked_dependencies() {
     let ours = version(ours["rust_version"].as_str().expect("Cargo.toml sets rust-version"));
     assert_eq!(ours, highest, "rust-version should be the highest locked one: {by} needs {highest:?}");
 }
+
+// ---------------------------------------------------------------------------
+// 5. The BPF object (issue 14)
+
+/// The committed bpf/portctl.bpf.o is what bpf/portctl.bpf.c compiles to
+/// (scripts/build-bpf.sh --check: clang and libbpf's headers, which
+/// scripts/test.sh installs), so the embedded programs are the reviewed
+/// source; building portctl itself needs neither.
+#[test]
+fn committed_bpf_object_is_what_the_source_compiles_to() {
+    let script = manifest_dir().join("scripts/build-bpf.sh");
+    let run = output(Command::new("bash").arg(&script).arg("--check"));
+    assert!(run.status.success(), "{}", run.dump());
+    assert!(run.stdout.starts_with("bpf/portctl.bpf.o matches bpf/portctl.bpf.c"), "{}", run.dump());
+    // And the check can fail: a source that differs is caught.
+    let dir = TempDir::new();
+    for sub in ["bpf", "scripts"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    for f in ["bpf/portctl.bpf.o", "bpf/CLANG_VERSION", "scripts/build-bpf.sh"] {
+        std::fs::copy(manifest_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    let source = std::fs::read_to_string(manifest_dir().join("bpf/portctl.bpf.c")).unwrap();
+    let changed = source.replace("#define TCP_TIME_WAIT 6", "#define TCP_TIME_WAIT 7");
+    assert_ne!(source, changed);
+    std::fs::write(dir.path().join("bpf/portctl.bpf.c"), changed).unwrap();
+    let run = output(Command::new("bash").arg(dir.path().join("scripts/build-bpf.sh")).arg("--check"));
+    assert_eq!(run.status.code(), Some(1), "{}", run.dump());
+    assert!(run.stderr.contains("is not what bpf/portctl.bpf.c compiles to"), "{}", run.dump());
+}

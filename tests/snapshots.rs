@@ -21,7 +21,15 @@ use portctl::render::{self, Format, Output, Style};
 use portctl::sysctl::Sysctls;
 
 fn owner(pid: u32, name: &str, user: &str, fd: u32, cmdline: &str) -> Owner {
-    Owner { pid, name: Arc::from(name), user: Arc::from(user), fd, cmdline: Arc::from(cmdline), context: None }
+    Owner {
+        pid,
+        name: Arc::from(name),
+        user: Arc::from(user),
+        fd,
+        tid: None,
+        cmdline: Arc::from(cmdline),
+        context: None,
+    }
 }
 
 fn sock(proto: Proto, state: State, local: &str, remote: Option<&str>, inode: u64, owners: Vec<Owner>) -> Socket {
@@ -370,6 +378,73 @@ fn who_text_free_and_time_wait_only() {
         who::answer(&target7000, who::Found { sockets: vec![tw], ..Default::default() }, &mut procs, &sysctls(), me);
     insta::assert_snapshot!("who_free", text(|w| render::who::write(w, &free, Style { color: false })));
     insta::assert_snapshot!("who_time_wait_only", text(|w| render::who::write(w, &tw_only, Style { color: false })));
+}
+
+/// Issue 14: what portctl says once the options were read (BPF) — definite
+/// verdicts on a TIME_WAIT-only port, a SO_REUSEPORT group of another user,
+/// a listener bound to a device — and who holds what when no process does.
+#[test]
+fn who_text_with_the_options_known() {
+    let mut procs = ProcTable::new(Path::new("/nonexistent-proc"));
+    let me = who::Viewer { root: true };
+    let known = |mut s: Socket, reuseaddr, reuseport| {
+        s.reuseaddr = Some(reuseaddr);
+        s.reuseport = Some(reuseport);
+        s.bound_ifindex = Some(0);
+        s
+    };
+    for (name, reuse) in [("who_time_wait_reuseaddr_known", true), ("who_time_wait_no_reuseaddr_known", false)] {
+        let mut tw = known(
+            sock(Proto::Tcp, State::TimeWait, "127.0.0.1:7000", Some("127.0.0.1:50000"), 0, vec![]),
+            reuse,
+            false,
+        );
+        tw.timer = Some(Timer { kind: TimerKind::TimeWait, expires_ms: 30_000, retrans: 0 });
+        let target = Target { port: 7000, proto: Some(Proto::Tcp), addr: None };
+        let r =
+            who::answer(&target, who::Found { sockets: vec![tw], ..Default::default() }, &mut procs, &sysctls(), me);
+        insta::assert_snapshot!(name, text(|w| render::who::write(w, &r, Style { color: false })));
+    }
+    // Two workers of uid 1000 in one SO_REUSEPORT group, one thread-private.
+    let mut worker = owner(5001, "worker", "app", 4, "worker --port 8443");
+    let a = known(sock(Proto::Tcp, State::Listen, "0.0.0.0:8443", None, 3001, vec![worker.clone()]), false, true);
+    worker.pid = 5002;
+    worker.tid = Some(5010);
+    let b = known(sock(Proto::Tcp, State::Listen, "0.0.0.0:8443", None, 3002, vec![worker]), false, true);
+    let (mut a, mut b) = (a, b);
+    a.uid = 1000;
+    b.uid = 1000;
+    let target = Target { port: 8443, proto: Some(Proto::Tcp), addr: None };
+    let r = who::answer(&target, who::Found { sockets: vec![a, b], ..Default::default() }, &mut procs, &sysctls(), me);
+    insta::assert_snapshot!("who_reuseport_group_known", text(|w| render::who::write(w, &r, Style { color: false })));
+    // A listener bound to a device, and a socket in flight.
+    let mut dev = known(sock(Proto::Udp, State::Unconn, "0.0.0.0:5353", None, 3003, vec![]), true, false);
+    dev.bound_ifindex = Some(2);
+    dev.interface = Some("eth0".into());
+    dev.unheld = Some(portctl::model::Unheld::InFlight);
+    let target = Target { port: 5353, proto: Some(Proto::Udp), addr: None };
+    let r = who::answer(&target, who::Found { sockets: vec![dev], ..Default::default() }, &mut procs, &sysctls(), me);
+    insta::assert_snapshot!("who_device_bound_in_flight", text(|w| render::who::write(w, &r, Style { color: false })));
+}
+
+/// Sockets nobody holds (the kernel's, in flight, unknown) and a thread's own
+/// table, as the listen table shows them.
+#[test]
+fn listen_table_unheld_and_threads() {
+    use portctl::model::Unheld;
+    let mut v = vec![
+        sock(Proto::Udp, State::Unconn, "0.0.0.0:4789", None, 4001, vec![]),
+        sock(Proto::Tcp, State::Listen, "127.0.0.1:7000", None, 4002, vec![]),
+        sock(Proto::Tcp, State::Listen, "127.0.0.1:7001", None, 4003, vec![]),
+        sock(Proto::Tcp, State::Listen, "127.0.0.1:7002", None, 4004, vec![]),
+    ];
+    v[0].unheld = Some(Unheld::Kernel);
+    v[1].unheld = Some(Unheld::InFlight);
+    v[2].unheld = Some(Unheld::NoProcess);
+    let mut t = owner(6000, "java", "app", 12, "java -jar app.jar");
+    t.tid = Some(6042);
+    v[3].owners = vec![t];
+    insta::assert_snapshot!(text(|w| render::listen::write(w, &v, &table(), false)));
 }
 
 #[test]

@@ -1,5 +1,12 @@
 //! `portctl who` (issue 3): every bind case of the issue, with real sockets,
 //! and each verdict checked against what a real bind() does right after.
+//!
+//! The issue-3 cases run with `--owners-from proc`: the sockets' options are
+//! unknown there and the verdicts that hang on them stay conditional. The
+//! issue-14 cases (root: BPF) read the options and check that every verdict
+//! is definite and what the kernel does with those options set — as this
+//! user and, for SO_REUSEPORT's same-user rule, as another
+//! (`examples/trybind` run through setpriv).
 
 mod common;
 
@@ -8,13 +15,23 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Portctl, Run, require_root, spawn, tcp_listener, udp_socket, unused_port};
+use common::{HeldSocket, Portctl, Run, require_root, spawn, tcp_listener, try_bind_as, udp_socket, unused_port};
 use portctl::domain::bind::Outcome;
 use portctl::domain::who::WhoReport;
 use portctl::model::{Proto, State};
 
+/// `who SPEC --json`, owners from /proc (options unknown).
 fn who(spec: &str) -> (Run, WhoReport) {
-    let run = Portctl::new(["who", spec, "--json"]).run();
+    who_from(spec, "proc")
+}
+
+/// `who SPEC --json`, owners and options from BPF (root).
+fn who_bpf(spec: &str) -> (Run, WhoReport) {
+    who_from(spec, "bpf")
+}
+
+fn who_from(spec: &str, source: &str) -> (Run, WhoReport) {
+    let run = Portctl::new(["who", spec, "--json", "--owners-from", source]).run();
     let report: WhoReport = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("who {spec} --json is not a WhoReport: {e}\n{}", run.dump()));
     (run, report)
@@ -36,6 +53,11 @@ fn sin(addr: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
 
 /// A real bind() attempt: Ok(()) or the errno.
 fn try_bind(proto: Proto, addr: SocketAddr, v6only: bool, reuseaddr: bool) -> Result<(), i32> {
+    try_bind_with(proto, addr, v6only, reuseaddr, false)
+}
+
+/// [`try_bind`], also with SO_REUSEPORT.
+fn try_bind_with(proto: Proto, addr: SocketAddr, v6only: bool, reuseaddr: bool, reuseport: bool) -> Result<(), i32> {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     let ty = if proto == Proto::Tcp { libc::SOCK_STREAM } else { libc::SOCK_DGRAM };
     // SAFETY: plain syscalls on a descriptor we own; every pointer is valid for its call.
@@ -47,6 +69,9 @@ fn try_bind(proto: Proto, addr: SocketAddr, v6only: bool, reuseaddr: bool) -> Re
         let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         if reuseaddr {
             libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const i32).cast(), len);
+        }
+        if reuseport {
+            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, (&one as *const i32).cast(), len);
         }
         if let SocketAddr::V6(_) = addr {
             let v: libc::c_int = v6only.into();
@@ -96,6 +121,37 @@ fn verdicts_match_the_kernel(r: &WhoReport) {
                 "SO_REUSEADDR bind {addr}: kernel {real:?}, portctl {b:?}"
             );
         }
+        // SO_REUSEPORT: definite, or for one user only (checked as that
+        // user by the callers that made the socket another's).
+        let real = try_bind_with(b.proto, addr, v6only, false, true);
+        match (b.reuseport, b.reuseport_uid) {
+            (Outcome::Ok | Outcome::Fails, _) => assert_eq!(
+                real.is_ok(),
+                b.reuseport == Outcome::Ok,
+                "SO_REUSEPORT bind {addr}: kernel {real:?}, portctl {b:?}"
+            ),
+            (Outcome::OnlyAsUid, Some(uid)) => assert_eq!(
+                real.is_ok(),
+                uid == common::euid(),
+                "SO_REUSEPORT bind {addr} as uid {}: kernel {real:?}, portctl {b:?}",
+                common::euid()
+            ),
+            (Outcome::OnlyAsUid, None) => panic!("only_as_uid without a uid: {b:?}"),
+            (Outcome::OnlyIfTheirsToo, _) => {}
+        }
+    }
+}
+
+/// Every verdict definite (the sockets' options were read).
+fn definite(r: &WhoReport) {
+    for b in &r.verdict.binds {
+        assert!(
+            b.reuseaddr != Outcome::OnlyIfTheirsToo && b.reuseport != Outcome::OnlyIfTheirsToo,
+            "options known, verdicts definite: {b:?}"
+        );
+    }
+    for s in r.sockets.iter().filter(|s| s.proto.has_ports()) {
+        assert!(s.reuseaddr.is_some() && s.reuseport.is_some(), "BPF read the options of {s:?}");
     }
 }
 
@@ -568,7 +624,8 @@ fn a_udp_socket_that_dropped_gets_a_hint() {
 }
 
 /// Several ports: one answer each, a JSON array; exit 0 only when every
-/// port is in use.
+/// port is in use. (Owners from `auto`: as root the options of both ports
+/// come from BPF, and the definite verdicts are checked too.)
 #[test]
 fn several_ports_one_answer_each() {
     let (p1, p2, free) = (unused_port(), unused_port(), unused_port());
@@ -590,4 +647,205 @@ fn several_ports_one_answer_each() {
     let (run, r) = who(&p1.to_string());
     run.expect_code(0);
     assert_eq!(r.spec.port, p1);
+}
+
+// --- issue 14: the options read by BPF make every verdict definite ---------
+
+/// A TCP socket with these options set, bound (and listening with `listen`).
+fn tcp_with(addr: &str, reuseaddr: bool, reuseport: bool, listen: bool) -> TcpListener {
+    let addr = sa(addr);
+    let SocketAddr::V4(a) = addr else { panic!("IPv4 only: {addr}") };
+    // SAFETY: plain syscalls on a descriptor we own; pointers valid for each call.
+    unsafe {
+        let fd = OwnedFd::from_raw_fd(libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0));
+        let one: libc::c_int = 1;
+        if reuseaddr {
+            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const i32).cast(), 4);
+        }
+        if reuseport {
+            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, (&one as *const i32).cast(), 4);
+        }
+        let sin = sin(*a.ip(), a.port());
+        assert_eq!(libc::bind(fd.as_raw_fd(), (&sin as *const libc::sockaddr_in).cast(), 16), 0, "bind {addr}");
+        if listen {
+            assert_eq!(libc::listen(fd.as_raw_fd(), 16), 0);
+        }
+        TcpListener::from(fd)
+    }
+}
+
+/// The record of one socket of the port, by inode.
+fn record(r: &WhoReport, inode: u64) -> &portctl::model::Socket {
+    r.sockets.iter().find(|s| s.inode == inode).unwrap_or_else(|| panic!("no socket {inode}: {:#?}", r.sockets))
+}
+
+#[test]
+#[ignore = "needs root"]
+fn issue14_time_wait_verdicts_are_definite_both_ways() {
+    common::require_root();
+    for reuse in [true, false] {
+        let port = unused_port();
+        time_wait_on(port, reuse);
+        let (run, r) = who_bpf(&format!("{port}/tcp"));
+        run.expect_code(1);
+        definite(&r);
+        let tw = r.sockets.iter().find(|s| s.state == State::TimeWait).expect("the TIME_WAIT socket");
+        assert_eq!((tw.reuseaddr, tw.reuseport), (Some(reuse), Some(false)), "as the listener had them: {tw:?}");
+        let b = bind_of(&r, Proto::Tcp, "127.0.0.1");
+        let want = if reuse { Outcome::Ok } else { Outcome::Fails };
+        assert_eq!((b.plain, b.reuseaddr, b.reuseport), (Outcome::Fails, want, Outcome::Fails), "{b:?}");
+        let summary = &r.verdict.summary[0];
+        if reuse {
+            assert!(summary.contains("they have SO_REUSEADDR, so a bind with SO_REUSEADDR works now"), "{summary}");
+        } else {
+            assert!(summary.contains("they did not set SO_REUSEADDR, so a bind fails until then"), "{summary}");
+        }
+        assert!(!summary.contains("only if"), "{summary}");
+        verdicts_match_the_kernel(&r);
+        // And listen() agrees after the SO_REUSEADDR bind.
+        assert_eq!(try_bind_as(None, &["--reuseaddr", "--listen", "tcp", &format!("127.0.0.1:{port}")]).is_ok(), reuse);
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn issue14_reuseport_group_of_another_user_takes_that_user_only() {
+    common::require_root();
+    let port = unused_port();
+    let addr = format!("127.0.0.1:{port}");
+    let a = HeldSocket::start(Some(65534), &["--reuseport", "--listen", "tcp", &addr]);
+    let b = HeldSocket::start(Some(65534), &["--reuseport", "--listen", "tcp", &addr]);
+    assert_eq!((a.uid, b.uid), (65534, 65534));
+    let (run, r) = who_bpf(&format!("{port}/tcp"));
+    run.expect_code(0);
+    definite(&r);
+    for h in [&a, &b] {
+        let s = record(&r, h.inode);
+        assert_eq!((s.reuseaddr, s.reuseport, s.uid), (Some(false), Some(true), 65534), "{s:?}");
+        assert_eq!(s.owners.iter().map(|o| o.pid).collect::<Vec<_>>(), [h.pid()]);
+    }
+    let c = bind_of(&r, Proto::Tcp, "0.0.0.0");
+    assert_eq!(
+        (c.plain, c.reuseaddr, c.reuseport, c.reuseport_uid),
+        (Outcome::Fails, Outcome::Fails, Outcome::OnlyAsUid, Some(65534))
+    );
+    let hint = r.hints.iter().find(|h| h.contains("SO_REUSEPORT set")).unwrap_or_else(|| panic!("{:?}", r.hints));
+    assert!(hint.starts_with(&format!("2 tcp sockets on {addr} have SO_REUSEPORT set")), "{hint}");
+    assert!(
+        hint.contains("uid 65534") && hint.contains(&a.pid().to_string()) && hint.contains(&b.pid().to_string()),
+        "{hint}"
+    );
+    // root is another user: refused; the group's user joins.
+    verdicts_match_the_kernel(&r);
+    assert_eq!(try_bind_as(Some(65534), &["--reuseport", "--listen", "tcp", &addr]), Ok(()));
+    assert!(try_bind_as(Some(65533), &["--reuseport", "--listen", "tcp", &addr]).is_err());
+    let text = Portctl::new(["who", &format!("{port}/tcp"), "--owners-from", "bpf"]).run();
+    assert!(text.stdout.contains("with SO_REUSEPORT: only as uid 65534"), "{}", text.stdout);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn issue14_own_reuseport_listener_lets_a_new_member_join() {
+    common::require_root();
+    let port = unused_port();
+    let l = tcp_with(&format!("127.0.0.1:{port}"), false, true, true);
+    let (run, r) = who_bpf(&format!("{port}/tcp"));
+    run.expect_code(0);
+    definite(&r);
+    let s = record(&r, common::socket_inode(l.as_raw_fd()));
+    assert_eq!((s.reuseaddr, s.reuseport), (Some(false), Some(true)));
+    let b = bind_of(&r, Proto::Tcp, "127.0.0.1");
+    assert_eq!((b.reuseport, b.reuseport_uid), (Outcome::OnlyAsUid, Some(0)));
+    // A group of one: the hint says a new socket would join it.
+    assert!(
+        r.hints.iter().any(|h| h.starts_with(&format!("1 tcp socket on 127.0.0.1:{port} has SO_REUSEPORT set"))),
+        "{:?}",
+        r.hints
+    );
+    verdicts_match_the_kernel(&r);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn issue14_connections_with_and_without_reuseaddr() {
+    common::require_root();
+    for reuse in [true, false] {
+        let port = unused_port();
+        let server = tcp_listener(sa("127.0.0.1:0"), None, 16);
+        let client = tcp_with(&format!("127.0.0.1:{port}"), reuse, false, false);
+        let dst = sin(std::net::Ipv4Addr::LOCALHOST, server.local_addr().unwrap().port());
+        // SAFETY: valid sockaddr of the given size.
+        assert_eq!(unsafe { libc::connect(client.as_raw_fd(), (&dst as *const libc::sockaddr_in).cast(), 16) }, 0);
+        let _accepted = server.accept().unwrap();
+        let (run, r) = who_bpf(&format!("{port}/tcp"));
+        run.expect_code(0);
+        definite(&r);
+        assert_eq!(record(&r, common::socket_inode(client.as_raw_fd())).reuseaddr, Some(reuse));
+        let b = bind_of(&r, Proto::Tcp, "0.0.0.0");
+        assert_eq!((b.plain, b.reuseaddr), (Outcome::Fails, if reuse { Outcome::Ok } else { Outcome::Fails }));
+        let hint = r.hints.iter().find(|h| h.contains("still use")).unwrap_or_else(|| panic!("{:?}", r.hints));
+        assert!(hint.contains(if reuse { "with SO_REUSEADDR set" } else { "without SO_REUSEADDR" }), "{hint}");
+        verdicts_match_the_kernel(&r);
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn issue14_udp_reuse_rules() {
+    common::require_root();
+    let port = unused_port();
+    let addr = format!("127.0.0.1:{port}");
+    // SO_REUSEADDR on both sides shares a UDP port, listener or not.
+    let reuse = HeldSocket::start(None, &["--reuseaddr", "udp", &addr]);
+    let (run, r) = who_bpf(&format!("{port}/udp"));
+    run.expect_code(0);
+    definite(&r);
+    assert_eq!(record(&r, reuse.inode).reuseaddr, Some(true));
+    let b = bind_of(&r, Proto::Udp, "127.0.0.1");
+    assert_eq!((b.plain, b.reuseaddr, b.reuseport), (Outcome::Fails, Outcome::Ok, Outcome::Fails), "{b:?}");
+    verdicts_match_the_kernel(&r);
+    drop(reuse);
+    // SO_REUSEPORT of another user: that user only.
+    let other = HeldSocket::start(Some(65534), &["--reuseport", "udp", &addr]);
+    let (_, r) = who_bpf(&format!("{port}/udp"));
+    definite(&r);
+    let b = bind_of(&r, Proto::Udp, "127.0.0.1");
+    assert_eq!((b.reuseaddr, b.reuseport, b.reuseport_uid), (Outcome::Fails, Outcome::OnlyAsUid, Some(other.uid)));
+    verdicts_match_the_kernel(&r);
+    assert_eq!(try_bind_as(Some(65534), &["--reuseport", "udp", &addr]), Ok(()));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn issue14_device_bound_listener_blocks_unbound_binds_not_other_devices() {
+    common::require_root();
+    let ns = common::Netns::new();
+    let ip = |args: &[&str]| {
+        let run = common::output(ns.command("ip").args(args));
+        assert!(run.status.success(), "{}", run.dump());
+    };
+    ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    ip(&["link", "set", "d0", "up"]);
+    let port = 7777;
+    let held = HeldSocket::start_in(&ns, &["--device", "lo", "--listen", "tcp", &format!("0.0.0.0:{port}")]);
+    let run = Portctl::new(["who", &format!("{port}/tcp"), "--json", "--owners-from", "bpf"]).netns(&ns).run();
+    run.expect_code(0);
+    let r: WhoReport = serde_json::from_str(&run.stdout).unwrap();
+    let s = record(&r, held.inode);
+    assert_eq!((s.bound_ifindex, s.interface.as_deref()), (Some(1), Some("lo")), "{s:?}");
+    let b = bind_of(&r, Proto::Tcp, "0.0.0.0");
+    assert_eq!(b.plain, Outcome::Fails, "a new socket bound to no device conflicts: {b:?}");
+    assert!(b.reason.contains("(SO_BINDTODEVICE lo)"), "{b:?}");
+    assert!(
+        r.hints
+            .iter()
+            .any(|h| h.contains(&format!("the tcp sockets on port {port} are bound to device lo (SO_BINDTODEVICE)"))),
+        "{:?}",
+        r.hints
+    );
+    // The kernel agrees: unbound fails, bound to another device binds.
+    let tb = |args: &[&str]| common::try_bind_in(&ns, args);
+    assert!(tb(&["tcp", &format!("0.0.0.0:{port}")]).is_err());
+    assert_eq!(tb(&["--device", "d0", "tcp", &format!("0.0.0.0:{port}")]), Ok(()));
+    assert!(tb(&["--device", "lo", "tcp", &format!("0.0.0.0:{port}")]).is_err());
 }

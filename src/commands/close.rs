@@ -13,7 +13,7 @@ use crate::domain::order;
 use crate::error::UserError;
 use crate::inventory::{self, Owners, Scope};
 use crate::netns::Netns;
-use crate::procs::ProcWalk;
+use crate::procs::Chosen;
 use crate::render::{self, json};
 use crate::report::{EXIT_NO_MATCH, Report};
 use crate::request::CloseRequest;
@@ -30,7 +30,7 @@ pub fn run(req: &CloseRequest, w: &mut impl Write, report: &mut Report) -> Resul
         Some(spec) => Scope::One(Netns::open(spec)?),
         None => Scope::Current,
     };
-    let source = ProcWalk::host();
+    let source = Chosen::new(req.owners_from);
     let mut inv = inventory::collect_in(&scope, &query, Owners::ResolveAll(&source), Some(order::conns), report)?;
     let procs = &mut inv.procs;
     let sockets: Vec<_> =

@@ -15,7 +15,7 @@ use crate::domain::who::Target;
 use crate::error::UserError;
 use crate::inventory::{self, Owners};
 use crate::model::{Socket, State, StateSet};
-use crate::procs::ProcWalk;
+use crate::procs::Chosen;
 use crate::procs::pidfd::{self, Delivery, PidFd};
 use crate::render::{self, json};
 use crate::report::{EXIT_ERROR, EXIT_MATCHED, EXIT_NO_MATCH, Report};
@@ -32,7 +32,7 @@ struct Part {
 }
 
 pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
-    let source = ProcWalk::host();
+    let source = Chosen::new(req.owners_from);
     let query = request::ports_query(&req.targets, StateSet::all(), true);
     let mut inv = inventory::collect(&query, Owners::Resolve(&source), report)?;
     let protected = kill::protected_pids(&mut inv.procs);
@@ -48,7 +48,7 @@ pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result
                 plural(hidden),
                 if hidden == 1 { "s" } else { "" },
                 if crate::sys::is_root() {
-                    " (even as root: a sandbox or LSM restricts /proc)"
+                    " (even as root: a sandbox or LSM hides them)"
                 } else {
                     ": run as root to signal them"
                 }

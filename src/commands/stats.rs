@@ -24,7 +24,7 @@ use crate::domain::stats;
 use crate::inventory::{self, Owners, Scope};
 use crate::model::{Proto, Socket, State};
 use crate::netns::Netns;
-use crate::procs::ProcWalk;
+use crate::procs::Chosen;
 use crate::render::{self, Format, json, prometheus};
 use crate::report::{self, Report};
 use crate::request::StatsRequest;
@@ -83,7 +83,7 @@ pub fn run(req: &StatsRequest, w: &mut impl Write, report: &mut Report) -> Resul
         let resolved = if wanted.is_empty() {
             Ok(())
         } else {
-            inventory::resolve_owners(&mut wanted, &ProcWalk::host(), &mut inv.procs, report)
+            inventory::resolve_owners(&mut wanted, &Chosen::new(req.owners_from), &mut inv.procs, &scope, report)
         };
         match resolved {
             Ok(()) => {

@@ -15,7 +15,7 @@ use crate::error::UserError;
 use crate::inventory::{self, Owners, Scope};
 use crate::model::{Family, Proto, Socket, State, StateSet};
 use crate::netns::{self, Netns};
-use crate::procs::ProcWalk;
+use crate::procs::Chosen;
 use crate::render::{self, json};
 use crate::report::{self, Report};
 use crate::request::{self, WhoRequest, WhoWhat};
@@ -50,9 +50,9 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
     let started = Instant::now();
     let scope = Scope::WithOthers(main, others);
     let query = request::ports_query(targets, StateSet::all(), true);
-    let source = ProcWalk::host();
+    let source = Chosen::new(req.owners_from);
     let mut inv = inventory::collect_in(&scope, &query, Owners::Resolve(&source), Some(order::listen), report)?;
-    let (sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
+    let (mut sockets, other_netns): (Vec<Socket>, Vec<Socket>) =
         inv.sockets.into_iter().partition(|s| s.netns.as_ref().is_none_or(|n| n.inode == main_inode));
     let listener = |s: &Socket| s.proto == Proto::Tcp && s.state == State::Listen;
     let mut counters = OverflowCounters { overflows: before.0, drops: before.1, rise: None };
@@ -73,6 +73,16 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
         if alarming {
             let rise = |a: Option<i64>, b: Option<i64>| Some(a?.wrapping_sub(b?));
             counters.rise = Some((rise(after.0, before.0), rise(after.1, before.1), elapsed));
+        }
+    }
+    // The options of the sockets no descriptor shows (TIME_WAIT), from the
+    // kernel's socket tables, for definite bind verdicts: once per port.
+    if let Scope::WithOthers(main, _) = &scope {
+        let mut ports: Vec<u16> = targets.iter().map(|t| t.port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        for port in ports {
+            inventory::kernel_flags(&mut sockets, &source, port, Some(main));
         }
     }
     let answers: Vec<who::WhoReport> = targets
@@ -132,12 +142,12 @@ fn run_pid(req: &WhoRequest, pid: u32, w: &mut impl Write, report: &mut Report) 
         bound_inactive: false,
         source: request::stats_query().source,
     };
-    let source = ProcWalk::host();
+    let source = Chosen::new(req.owners_from);
     let mut inv = inventory::collect_in(&scope, &query, Owners::Resolve(&source), Some(order::listen), report)?;
     if inv.map.as_ref().is_some_and(|m| m.denied.contains(&pid)) {
         report.warn(format!(
             "could not read the descriptors of process {pid}{}: its sockets are not listed",
-            if crate::sys::is_root() { " (even as root: a sandbox or LSM restricts /proc)" } else { "; run as root" }
+            if crate::sys::is_root() { " (even as root: a sandbox or LSM hides them)" } else { "; run as root" }
         ));
     }
     let r = who::process_report(pid, inv.sockets, &mut inv.procs);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Proto, Socket, State, longest_timer_ms};
 use crate::procs::ProcTable;
+use crate::procs::pidfd::Held;
 use crate::report::{EXIT_ERROR, EXIT_MATCHED, EXIT_NO_MATCH};
 use crate::text::{duration_ms, plural};
 
@@ -44,14 +45,14 @@ pub struct Target {
     pub sockets: Vec<u64>,
 }
 
-/// One process holding sockets on the port: its (fd, inode) pairs, which
-/// are checked again through its pidfd before it is signalled.
+/// One process holding sockets on the port: the descriptors it holds them
+/// by, checked again through its pidfd before it is signalled.
 #[derive(Debug, Clone)]
 pub struct Holder {
     pub pid: u32,
     pub name: String,
     pub user: String,
-    pub links: Vec<(u32, u64)>,
+    pub links: Vec<Held>,
 }
 
 /// The holders of the sockets on `port`, by pid.
@@ -65,7 +66,7 @@ pub fn holders(sockets: &[Socket], port: u16) -> BTreeMap<u32, Holder> {
                 user: o.user.to_string(),
                 links: Vec::new(),
             });
-            h.links.push((o.fd, s.inode));
+            h.links.push(Held { tid: o.tid, fd: o.fd, inode: s.inode });
         }
     }
     holders
@@ -89,7 +90,7 @@ pub fn plan(
             user: h.user.clone(),
             result: String::new(),
             reason: None,
-            sockets: h.links.iter().map(|l| l.1).collect(),
+            sockets: h.links.iter().map(|l| l.inode).collect(),
         };
         if !force && protected.contains(&h.pid) {
             t.result = "refused".into();
@@ -213,6 +214,7 @@ mod tests {
                 name: Arc::from("srv"),
                 user: Arc::from("root"),
                 fd,
+                tid: None,
                 cmdline: Arc::from("srv"),
                 context: None,
             })
@@ -225,7 +227,8 @@ mod tests {
         let sockets = [held(80, 11, &[(1, 3), (500, 4)]), held(80, 12, &[(500, 5)]), held(81, 13, &[(600, 3)])];
         let h = holders(&sockets, 80);
         assert_eq!(h.keys().copied().collect::<Vec<_>>(), [1, 500]);
-        assert_eq!(h[&500].links, [(4, 11), (5, 12)]);
+        let links: Vec<(u32, u64)> = h[&500].links.iter().map(|l| (l.fd, l.inode)).collect();
+        assert_eq!(links, [(4, 11), (5, 12)]);
         let (targets, todo) = plan(&h, &[1], false, false);
         assert_eq!(targets[0].result, "refused");
         assert!(targets[0].reason.as_deref().unwrap().contains("pid 1"));

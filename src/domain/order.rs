@@ -210,6 +210,7 @@ mod tests {
             name: "a".into(),
             user: "u".into(),
             fd: 3,
+            tid: None,
             cmdline: "a".into(),
             context: None,
         });

@@ -158,6 +158,7 @@ pub(crate) mod tests {
                 name: Arc::from(name),
                 user: Arc::from("root"),
                 fd: 3,
+                tid: None,
                 cmdline: Arc::from(name),
                 context: None,
             })

@@ -235,6 +235,7 @@ mod tests {
                 name: Arc::from(name),
                 user: Arc::from("?"),
                 fd: 3,
+                tid: None,
                 cmdline: Arc::from(cmdline),
                 context: None,
             })

@@ -877,6 +877,7 @@ pub(crate) mod tests {
                 name: Arc::from(name),
                 user: Arc::from("alice"),
                 fd: 3,
+                tid: None,
                 cmdline: Arc::from(name),
                 context: None,
             })

@@ -471,11 +471,14 @@ fn verdict_line(
                 format!("{} (pid {}, user {}){others}", o.name, o.pid, o.user)
             }
             None if s.owners_hidden && viewer.root => {
-                "a process whose descriptors could not be read (even as root: a sandbox or LSM restricts /proc)"
+                "a socket no process portctl could read holds (in flight in a unix socket message, kept by the kernel, or held by a process a sandbox or LSM hides even from root)"
                     .to_string()
             }
             None if s.owners_hidden => "a process you may not inspect (run as root to see it)".to_string(),
-            None => "no visible process (another PID namespace, or the kernel)".to_string(),
+            None => match s.unheld {
+                Some(u) => u.subject().to_string(),
+                None => "no visible process (another PID namespace, or the kernel)".to_string(),
+            },
         };
         let what = match s.state {
             State::Listen => format!("listens on {}", s.local),
@@ -494,8 +497,21 @@ fn verdict_line(
     let tw: Vec<&&Socket> = mine.iter().filter(|s| s.state == State::TimeWait).collect();
     if !tw.is_empty() {
         let longest = longest_timer_ms(tw.iter().map(|s| **s));
+        let check = binds.iter().find(|b| b.proto == proto && asked.is_none_or(|a| b.addr == a));
+        let what = match check.map(|b| (b.reuseaddr, b.reuseport)) {
+            Some((Outcome::Ok, _)) => {
+                "they have SO_REUSEADDR, so a bind with SO_REUSEADDR works now; without it, it fails until then"
+            }
+            Some((Outcome::Fails, Outcome::Ok)) => {
+                "they did not set SO_REUSEADDR, so a bind fails until then, SO_REUSEADDR or not; with SO_REUSEPORT (they have it) it works now"
+            }
+            Some((Outcome::Fails, _)) => {
+                "they did not set SO_REUSEADDR, so a bind fails until then, SO_REUSEADDR or not"
+            }
+            _ => "a bind without SO_REUSEADDR fails until then",
+        };
         return format!(
-            "{target} is not in use, but {} TIME_WAIT socket{} remain{} for up to {}: a bind without SO_REUSEADDR fails until then",
+            "{target} is not in use, but {} TIME_WAIT socket{} remain{} for up to {}: {what}",
             tw.len(),
             plural(tw.len()),
             if tw.len() == 1 { "s" } else { "" },
@@ -517,15 +533,34 @@ fn hints(
     let mut h = Vec::new();
     let listeners: Vec<&Socket> = sockets.iter().filter(|s| matches!(s.state, State::Listen | State::Unconn)).collect();
     for g in bind::reuseport_groups(sockets) {
-        let pids: Vec<String> = g.iter().flat_map(|s| s.owners.iter().map(|o| o.pid.to_string())).collect();
-        h.push(format!(
-            "{} {} sockets share {} with SO_REUSEPORT (pids {}): a new member can join only with SO_REUSEPORT set and as the same user (uid {})",
-            g.len(),
-            g[0].proto,
-            g[0].local,
-            if pids.is_empty() { "hidden".to_string() } else { pids.join(",") },
-            g[0].uid
-        ));
+        let first = g.members[0];
+        let pids: Vec<String> = g
+            .members
+            .iter()
+            .flat_map(|s| s.owners.iter().map(|o| o.pid))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        let pids = if pids.is_empty() { "hidden".to_string() } else { pids.join(",") };
+        let n = g.members.len();
+        h.push(if g.known {
+            format!(
+                "{n} {} socket{} on {} {} SO_REUSEPORT set (pid {pids}, uid {}): a new socket with SO_REUSEPORT of uid {} joins the group and shares its {}; any other bind there fails",
+                first.proto,
+                plural(n),
+                first.local,
+                if n == 1 { "has" } else { "have" },
+                first.uid,
+                first.uid,
+                if first.proto == Proto::Tcp { "connections" } else { "datagrams" }
+            )
+        } else {
+            format!(
+                "{n} {} sockets share {} with SO_REUSEPORT (pids {pids}): a new member can join only with SO_REUSEPORT set and as the same user (uid {})",
+                first.proto, first.local, first.uid
+            )
+        });
     }
     if !listeners.is_empty() {
         let pids: Vec<String> = listeners
@@ -539,9 +574,14 @@ fn hints(
             .iter()
             .find_map(|hd| hd.context.as_ref().and_then(|c| c.unit.clone()))
             .filter(|u| u.ends_with(".service"));
+        let unheld = listeners.iter().find_map(|s| s.unheld);
         match (pids.is_empty(), unit) {
+            (true, _) if !listeners.iter().any(|s| s.owners_hidden) => h.push(format!(
+                "no process holds the socket on port {port}{}: there is no process to stop; it goes when the message's receiver takes or drops it, or the kernel lets it go",
+                unheld.map_or(String::new(), |u| format!(" ({})", u.why()))
+            )),
             (true, _) if viewer.root => h.push(
-                "the holder could not be read even as root (a sandbox or LSM restricts /proc): look for it from the host or the container that runs it"
+                "no process portctl could read holds it: it is in flight in a unix socket message (it goes when the receiver takes or drops the message), or held by a process a sandbox or LSM hides even from root: look for it from the host or the container that runs it"
                     .to_string(),
             ),
             (true, _) => h.push("the holder is hidden from you: run `sudo portctl who` to see it".to_string()),
@@ -555,22 +595,61 @@ fn hints(
         .iter()
         .filter(|s| !matches!(s.state, State::Listen | State::Unconn | State::TimeWait) && s.proto == Proto::Tcp)
         .count();
-    let blocked_by_conn_only =
-        binds.iter().any(|b| b.plain == Outcome::Fails && b.reuseaddr == Outcome::OnlyIfTheirsToo);
     let tw: Vec<&Socket> = sockets.iter().filter(|s| s.state == State::TimeWait).collect();
-    if blocked_by_conn_only && !tw.is_empty() {
-        let longest = longest_timer_ms(tw.iter().copied());
-        h.push(format!(
-            "TIME_WAIT: set SO_REUSEADDR before bind() — it works only if the old server set it too (its TIME_WAIT sockets inherit the flag); otherwise wait {}",
-            duration_ms(longest)
-        ));
+    // The TCP verdict when no listener blocks: TIME_WAIT and connections
+    // are what stands in the way, and their options decide.
+    let tcp_bind = binds.iter().find(|b| b.proto == Proto::Tcp && b.plain == Outcome::Fails);
+    let blocked_by_conn_only = listeners.iter().all(|s| s.proto != Proto::Tcp) && tcp_bind.is_some();
+    if let Some(b) = tcp_bind.filter(|_| blocked_by_conn_only && !tw.is_empty()) {
+        let wait = duration_ms(longest_timer_ms(tw.iter().copied()));
+        h.push(match (b.reuseaddr, b.reuseport) {
+            (Outcome::Ok, _) => format!(
+                "TIME_WAIT: the old sockets have SO_REUSEADDR (inherited from the socket they were): set SO_REUSEADDR before bind() and it works now; without it, wait {wait}"
+            ),
+            (Outcome::Fails, Outcome::Ok) => format!(
+                "TIME_WAIT: the old sockets did not set SO_REUSEADDR, so setting it does not help; they did set SO_REUSEPORT: a bind with SO_REUSEPORT works now; otherwise wait {wait}"
+            ),
+            (Outcome::Fails, _) => format!(
+                "TIME_WAIT: the old sockets did not set SO_REUSEADDR (nor SO_REUSEPORT), so setting it does not help: wait {wait}, or bind another port"
+            ),
+            _ => format!(
+                "TIME_WAIT: set SO_REUSEADDR before bind() — it works only if the old server set it too (its TIME_WAIT sockets inherit the flag); otherwise wait {wait}"
+            ),
+        });
     }
-    if blocked_by_conn_only && listeners.is_empty() && connections > 0 {
-        h.push(format!(
-            "{connections} connection{} still use{} port {port} locally: SO_REUSEADDR helps only if they had it too; close them or bind another port",
-            plural(connections),
-            if connections == 1 { "s" } else { "" }
-        ));
+    if let Some(b) = tcp_bind.filter(|_| blocked_by_conn_only && connections > 0) {
+        let (n, s, verb) = (connections, plural(connections), if connections == 1 { "s" } else { "" });
+        h.push(match b.reuseaddr {
+            Outcome::Ok => format!(
+                "{n} connection{s} still use{verb} port {port} locally, with SO_REUSEADDR set: a bind with SO_REUSEADDR works"
+            ),
+            Outcome::Fails => format!(
+                "{n} connection{s} still use{verb} port {port} locally, without SO_REUSEADDR (or along with a socket that lacks it): close them or bind another port"
+            ),
+            _ => format!(
+                "{n} connection{s} still use{verb} port {port} locally: SO_REUSEADDR helps only if they had it too; close them or bind another port"
+            ),
+        });
+    }
+    // SO_BINDTODEVICE: sockets bound to a device block a new socket bound
+    // to none, but not one bound to another device.
+    for &proto in protos {
+        let blocked: Vec<&BindCheck> = binds.iter().filter(|b| b.proto == proto && b.plain == Outcome::Fails).collect();
+        let mut devices: Vec<String> = Vec::new();
+        let all_bound = !blocked.is_empty()
+            && blocked.iter().all(|b| {
+                let blockers = bind::blockers(b.proto, b.addr, b.port, b.v6only.unwrap_or(false), sockets);
+                bind::devices_only(&blockers).is_some_and(|d| {
+                    devices.extend(d.into_iter().filter(|n| !devices.contains(n)).collect::<Vec<_>>());
+                    true
+                })
+            });
+        if all_bound {
+            h.push(format!(
+                "the {proto} sockets on port {port} are bound to device {} (SO_BINDTODEVICE): a new socket bound to another device does not conflict with them",
+                devices.join(", ")
+            ));
+        }
     }
     let close_wait = sockets.iter().filter(|s| s.state == State::CloseWait).count();
     if close_wait > 0 {

@@ -1,10 +1,13 @@
-//! Who holds each socket: an owner source ([`OwnerSource`]: today the walk
-//! of `/proc/*/fd`, [`ProcWalk`]) builds an inode -> owners map; process
-//! details are read only for the pids that matter ([`ProcTable`]).
+//! Who holds each socket: an owner source ([`OwnerSource`]) builds an
+//! inode -> owners map — the kernel's BPF task_file iterator ([`bpf`]) or
+//! the walk of `/proc/*/fd` ([`ProcWalk`]), as `--owners-from` chooses
+//! ([`Chosen`]); process details are read only for the pids that matter
+//! ([`ProcTable`]).
 //!
 //! This module reports what it could not read (`denied`, `errors`); deciding
 //! how to present that is the caller's job.
 
+pub mod bpf;
 pub mod context;
 mod details;
 pub mod pidfd;
@@ -12,30 +15,103 @@ mod walk;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 pub use details::{Extra, ProcInfo, ProcTable, RawInfo, rfc3339};
 pub use walk::Link;
+
+use crate::bpf::records::SockRec;
+use crate::netns::Netns;
+
+/// Bits of [`Link::flags`]: what a source read of the socket itself.
+pub mod flags {
+    /// The flags below are known (an IP socket, read by the BPF iterator).
+    pub const KNOWN: u8 = 1;
+    /// SO_REUSEADDR.
+    pub const REUSEADDR: u8 = 2;
+    /// SO_REUSEPORT.
+    pub const REUSEPORT: u8 = 4;
+}
 
 /// Where the inode -> owner links come from. Sources are interchangeable:
 /// the inventory asks one for a map, and for a second look when sockets
 /// turned up that no holder was found for (a socket opened while the map
 /// was being built).
 pub trait OwnerSource: Sync {
-    /// Its name, for `-v` and messages (`proc`).
+    /// Its name, for `-v` and messages (`bpf`, `proc`).
     fn name(&self) -> &'static str;
 
-    /// Every socket link on the host. With `details`, also the details of
-    /// every process that holds a socket (`OwnerMap::infos`), read while
+    /// Every socket link on the host (or those of [`Job::offer`]'s inodes,
+    /// for a source that can filter). With `job.details`, also the details
+    /// of every process that holds a socket (`OwnerMap::infos`), read while
     /// the map is built rather than one by one afterwards.
-    fn build(&self, details: bool) -> io::Result<OwnerMap>;
+    fn build(&self, job: &Job) -> io::Result<OwnerMap>;
+
+    /// Lends the calling thread to a [`OwnerSource::build`] running on
+    /// another, once the caller's own work is done; returns when there is
+    /// nothing left to share (at once, for a source that cannot share).
+    fn help(&self, _job: &Job) {}
 
     /// Reads again the links of `candidates`, and those of processes
     /// started since the map was built; returns how many links that added.
     fn recheck(&self, map: &mut OwnerMap, candidates: &[u32]) -> usize;
+
+    /// What the kernel's socket tables say of sockets that descriptors do
+    /// not show (TIME_WAIT, orphans, sockets in flight or the kernel's
+    /// own), as the BPF socket iterators report them; `None` when this
+    /// source cannot tell.
+    fn kernel_sockets(&self, _q: &SocketQuery<'_>) -> Option<io::Result<Vec<SockRec>>> {
+        None
+    }
+
+    /// One line for `-v`: which source gave the owners, and how.
+    fn describe(&self) -> String {
+        format!("owners from {}", self.name())
+    }
 }
 
-/// The /proc walk: `getdents64` + `readlinkat` over every `/proc/PID/fd`, on
-/// every core.
+/// What one build is asked for.
+#[derive(Debug, Default)]
+pub struct Job {
+    /// Read the details of every process holding a socket (`conns`).
+    pub details: bool,
+    /// The caller will [`Job::offer`] the inodes it wants, and a source
+    /// that can filter in the kernel may wait for them (`who`, `listen`).
+    pub filter: bool,
+    wanted: OnceLock<Vec<u64>>,
+}
+
+impl Job {
+    pub fn new(details: bool, filter: bool) -> Job {
+        Job { details, filter, wanted: OnceLock::new() }
+    }
+
+    /// The inodes that matter, once known (the kernel dump is in).
+    pub fn offer(&self, inodes: Vec<u64>) {
+        let _ = self.wanted.set(inodes);
+    }
+
+    /// The offered inodes, if they came already.
+    pub fn wanted(&self) -> Option<&[u64]> {
+        self.wanted.get().map(Vec::as_slice)
+    }
+}
+
+/// Which sockets [`OwnerSource::kernel_sockets`] reports.
+#[derive(Debug, Default)]
+pub struct SocketQuery<'a> {
+    pub tcp: bool,
+    pub udp: bool,
+    /// Only those on this local port.
+    pub port: Option<u16>,
+    /// Only these inodes (none: any).
+    pub inodes: Vec<u64>,
+    /// In this namespace (the current one when `None`).
+    pub netns: Option<&'a Netns>,
+}
+
+/// The /proc walk: `getdents64` + `readlinkat` over every `/proc/PID/fd`
+/// (and the own tables of threads that have one), on every core.
 #[derive(Debug, Clone)]
 pub struct ProcWalk {
     /// `/proc`, or a fake tree in tests.
@@ -55,12 +131,96 @@ impl OwnerSource for ProcWalk {
         "proc"
     }
 
-    fn build(&self, details: bool) -> io::Result<OwnerMap> {
-        OwnerMap::walk(&self.root, self.threads, details)
+    fn build(&self, job: &Job) -> io::Result<OwnerMap> {
+        OwnerMap::walk(&self.root, self.threads, job.details)
     }
 
     fn recheck(&self, map: &mut OwnerMap, candidates: &[u32]) -> usize {
         map.recheck(candidates)
+    }
+
+    fn describe(&self) -> String {
+        "owners from the /proc walk (--owners-from proc)".to_string()
+    }
+}
+
+/// `--owners-from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OwnersFrom {
+    /// BPF when the kernel allows it, else the /proc walk.
+    #[default]
+    Auto,
+    /// BPF, or an error saying why not.
+    Bpf,
+    /// The /proc walk.
+    Proc,
+}
+
+/// The owner source `--owners-from` asked for; with `auto`, BPF falling
+/// back to the /proc walk (on any failure), remembering why for `-v`.
+pub struct Chosen {
+    from: OwnersFrom,
+    bpf: bpf::BpfOwners,
+    walk: ProcWalk,
+    /// Why BPF did not give the owners (auto), once known.
+    fallback: Mutex<Option<String>>,
+}
+
+impl Chosen {
+    pub fn new(from: OwnersFrom) -> Chosen {
+        Chosen { from, bpf: bpf::BpfOwners::new(), walk: ProcWalk::host(), fallback: Mutex::new(None) }
+    }
+
+    fn uses_bpf(&self) -> bool {
+        match self.from {
+            OwnersFrom::Proc => false,
+            OwnersFrom::Bpf => true,
+            OwnersFrom::Auto => self.fallback.lock().unwrap_or_else(PoisonError::into_inner).is_none(),
+        }
+    }
+}
+
+impl OwnerSource for Chosen {
+    fn name(&self) -> &'static str {
+        if self.uses_bpf() { "bpf" } else { "proc" }
+    }
+
+    fn build(&self, job: &Job) -> io::Result<OwnerMap> {
+        match self.from {
+            OwnersFrom::Proc => self.walk.build(job),
+            OwnersFrom::Bpf => self.bpf.build(job).map_err(|e| {
+                io::Error::other(crate::error::UserError::new(format!("--owners-from bpf: BPF is not available: {e}")))
+            }),
+            OwnersFrom::Auto => match self.bpf.build(job) {
+                Ok(m) => Ok(m),
+                Err(e) => {
+                    *self.fallback.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+                    self.walk.build(job)
+                }
+            },
+        }
+    }
+
+    fn help(&self, job: &Job) {
+        if self.from != OwnersFrom::Proc {
+            self.bpf.help(job);
+        }
+    }
+
+    fn recheck(&self, map: &mut OwnerMap, candidates: &[u32]) -> usize {
+        if self.uses_bpf() { self.bpf.recheck(map, candidates) } else { self.walk.recheck(map, candidates) }
+    }
+
+    fn kernel_sockets(&self, q: &SocketQuery<'_>) -> Option<io::Result<Vec<SockRec>>> {
+        if self.uses_bpf() { self.bpf.kernel_sockets(q) } else { None }
+    }
+
+    fn describe(&self) -> String {
+        match (self.from, self.fallback.lock().unwrap_or_else(PoisonError::into_inner).as_deref()) {
+            (OwnersFrom::Proc, _) => self.walk.describe(),
+            (OwnersFrom::Auto, Some(why)) => format!("owners from the /proc walk: BPF is not available: {why}"),
+            _ => self.bpf.describe(),
+        }
     }
 }
 
@@ -93,11 +253,53 @@ pub struct OwnerMap {
 impl OwnerMap {
     /// A map of links another source found (and, for tests, a fake's).
     pub fn from_links(mut links: Vec<Link>, mut denied: Vec<u32>) -> OwnerMap {
-        sort_links(&mut links);
-        links.dedup();
+        normalize(&mut links);
         denied.sort_unstable();
         denied.dedup();
         OwnerMap { links, denied, ..OwnerMap::default() }
+    }
+
+    /// The map a source that lists processes built: `walked` are the pids
+    /// it set out to read (a later recheck reads the others).
+    pub fn from_source(mut links: Vec<Link>, mut walked: Vec<u32>, infos: Vec<(u32, RawInfo)>) -> OwnerMap {
+        normalize(&mut links);
+        walked.sort_unstable();
+        walked.dedup();
+        OwnerMap { links, processes: walked.len(), infos, root: PathBuf::from("/proc"), walked, ..OwnerMap::default() }
+    }
+
+    /// [`OwnerMap::from_source`] for links in parts each sorted already
+    /// ([`sort_links`], on the threads that found them): merged in one
+    /// pass (the stable sort finds the runs).
+    pub fn from_sorted_parts(parts: Vec<Vec<Link>>, mut walked: Vec<u32>, infos: Vec<(u32, RawInfo)>) -> OwnerMap {
+        let mut links = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for p in parts {
+            links.extend(p);
+        }
+        links.sort_by_key(link_key);
+        finish(&mut links);
+        walked.sort_unstable();
+        walked.dedup();
+        OwnerMap { links, processes: walked.len(), infos, root: PathBuf::from("/proc"), walked, ..OwnerMap::default() }
+    }
+
+    /// Adds links found since (a recheck), and the pids read for them;
+    /// returns how many links that added.
+    pub fn add(&mut self, links: Vec<Link>, read: &[u32]) -> usize {
+        let before = self.links.len();
+        self.links.extend(links);
+        normalize(&mut self.links);
+        let new = read.iter().filter(|p| self.walked.binary_search(p).is_err()).count();
+        self.processes += new;
+        self.walked.extend_from_slice(read);
+        self.walked.sort_unstable();
+        self.walked.dedup();
+        self.links.len().saturating_sub(before)
+    }
+
+    /// Whether `pid` was read (or set out to be).
+    pub fn walked(&self, pid: u32) -> bool {
+        self.walked.binary_search(&pid).is_ok()
     }
 
     /// Walks `root` (normally `/proc`) on `threads` threads.
@@ -114,7 +316,7 @@ impl OwnerMap {
 
     fn walk(root: &Path, threads: usize, details: bool) -> io::Result<OwnerMap> {
         let mut r = walk::walk(root, threads, details)?;
-        sort_links(&mut r.links);
+        normalize(&mut r.links);
         r.pids.sort_unstable();
         Ok(OwnerMap {
             links: r.links,
@@ -154,8 +356,7 @@ impl OwnerMap {
         };
         let before = self.links.len();
         self.links.extend(r.links);
-        sort_links(&mut self.links);
-        self.links.dedup();
+        normalize(&mut self.links);
         self.denied.extend(r.denied);
         self.denied.sort_unstable();
         self.denied.dedup();
@@ -212,9 +413,38 @@ impl OwnerMap {
     }
 }
 
-/// In Link's order (inode, pid, fd), compared as one integer: twice as fast.
-fn sort_links(links: &mut [Link]) {
-    links.sort_unstable_by_key(|l| u128::from(l.inode) << 64 | u128::from(l.pid) << 32 | u128::from(l.fd));
+/// Sorts links in Link's order (inode, pid, fd, then tid) and drops
+/// repeats. A thread's own table starts as a copy of its process's: a link
+/// from it that the process's table has too (same socket, same descriptor)
+/// is the same holder, and only the process's is kept; what the thread
+/// alone holds keeps its tid.
+fn normalize(links: &mut Vec<Link>) {
+    sort_links(links);
+    finish(links);
+}
+
+/// Sorts links by (inode, pid, fd), compared as one integer: twice as fast
+/// as the tuple (equal keys, a thread's copies, are ordered afterwards).
+pub fn sort_links(links: &mut [Link]) {
+    links.sort_unstable_by_key(link_key);
+}
+
+fn link_key(l: &Link) -> u128 {
+    u128::from(l.inode) << 64 | u128::from(l.pid) << 32 | u128::from(l.fd)
+}
+
+/// The rest of [`normalize`], on links sorted by [`link_key`].
+fn finish(links: &mut Vec<Link>) {
+    let key = |l: &Link| (l.inode, l.pid, l.fd);
+    let mut i = 0;
+    while i < links.len() {
+        let j = i + links[i..].iter().take_while(|l| key(l) == key(&links[i])).count();
+        if j - i > 1 {
+            links[i..j].sort_unstable();
+        }
+        i = j;
+    }
+    links.dedup_by(|next, kept| key(next) == key(kept) && (kept.tid == 0 || kept.tid == next.tid));
 }
 
 /// Threads for the fd walk: every core the process may use.
@@ -346,6 +576,24 @@ pub(crate) mod tests {
         assert_eq!(map.processes, 3);
         // Nothing new and no candidates: nothing is read, nothing added.
         assert_eq!(map.recheck(&[]), 0);
+    }
+
+    /// A thread's table copied from its process's: a link both have is the
+    /// process's; what only the thread has keeps its tid. Parts sorted on
+    /// their threads merge to the same map.
+    #[test]
+    fn thread_copies_are_the_process_s_and_parts_merge() {
+        let l = |inode, pid, fd, tid| Link { inode, pid, fd, tid, flags: 0 };
+        let links = vec![l(9, 100, 3, 101), l(9, 100, 3, 0), l(8, 100, 4, 101), l(7, 100, 5, 102), l(7, 100, 5, 101)];
+        let map = OwnerMap::from_links(links.clone(), vec![]);
+        let got: Vec<(u64, u32)> = map.links().iter().map(|l| (l.inode, l.tid)).collect();
+        // 9: the process's; 8: the thread's only; 7: two threads' own copies.
+        assert_eq!(got, [(7, 101), (7, 102), (8, 101), (9, 0)]);
+        let (mut a, mut b) = (links[..2].to_vec(), links[2..].to_vec());
+        sort_links(&mut a);
+        sort_links(&mut b);
+        let merged = OwnerMap::from_sorted_parts(vec![b, a], vec![100], vec![]);
+        assert_eq!(merged.links(), map.links());
     }
 
     #[test]

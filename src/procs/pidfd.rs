@@ -49,17 +49,26 @@ pub enum Delivery {
     NotPermitted(String),
 }
 
+/// A descriptor a process holds a socket by: in its own table, or in the
+/// table of one of its threads (`tid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub tid: Option<u32>,
+    pub fd: u32,
+    pub inode: u64,
+}
+
 /// Signals one holder, race-free: pin the process with a pidfd, then check
-/// that it still holds one of the sockets (`links`: fd, inode), and only then
-/// signal through the pidfd.
-pub fn signal_holder(proc_root: &Path, pid: u32, links: &[(u32, u64)], sig: i32) -> Delivery {
+/// that it still holds one of the sockets (`links`), and only then signal
+/// through the pidfd.
+pub fn signal_holder(proc_root: &Path, pid: u32, links: &[Held], sig: i32) -> Delivery {
     const EXITED: &str = "exited before it could be signalled";
     let pidfd = match PidFd::open(pid) {
         Ok(p) => p,
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Delivery::Gone(EXITED),
         Err(e) => return Delivery::NotPermitted(format!("pidfd_open: {e}")),
     };
-    if !links.iter().any(|&(fd, inode)| still_holds(proc_root, pid, fd, inode)) {
+    if !links.iter().any(|h| still_holds(proc_root, pid, h)) {
         return Delivery::Gone("no longer holds the socket");
     }
     match pidfd.signal(sig) {
@@ -72,10 +81,16 @@ pub fn signal_holder(proc_root: &Path, pid: u32, links: &[(u32, u64)], sig: i32)
     }
 }
 
-/// Whether `pid` still has socket `inode` open as descriptor `fd`.
-pub fn still_holds(proc_root: &Path, pid: u32, fd: u32, inode: u64) -> bool {
-    match std::fs::read_link(proc_root.join(pid.to_string()).join("fd").join(fd.to_string())) {
-        Ok(target) => target.as_os_str().as_encoded_bytes() == format!("socket:[{inode}]").as_bytes(),
+/// Whether `pid` still has socket `h.inode` open as descriptor `h.fd` (of
+/// thread `h.tid`'s own table, when it has one).
+pub fn still_holds(proc_root: &Path, pid: u32, h: &Held) -> bool {
+    let dir = proc_root.join(pid.to_string());
+    let dir = match h.tid {
+        Some(tid) => dir.join("task").join(tid.to_string()),
+        None => dir,
+    };
+    match std::fs::read_link(dir.join("fd").join(h.fd.to_string())) {
+        Ok(target) => target.as_os_str().as_encoded_bytes() == format!("socket:[{}]", h.inode).as_bytes(),
         Err(_) => false,
     }
 }
@@ -92,8 +107,8 @@ mod tests {
         let fd = l.as_raw_fd() as u32;
         let inode = std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().ino();
         let me = std::process::id();
-        assert!(still_holds(Path::new("/proc"), me, fd, inode));
-        assert!(!still_holds(Path::new("/proc"), me, fd, inode + 1));
+        assert!(still_holds(Path::new("/proc"), me, &Held { tid: None, fd, inode }));
+        assert!(!still_holds(Path::new("/proc"), me, &Held { tid: None, fd, inode: inode + 1 }));
         let p = PidFd::open(me).unwrap();
         p.signal(0).unwrap();
         assert!(!p.exited());
@@ -104,7 +119,7 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        let d = signal_holder(Path::new("/proc"), pid, &[(3, 12345)], libc::SIGTERM);
+        let d = signal_holder(Path::new("/proc"), pid, &[Held { tid: None, fd: 3, inode: 12345 }], libc::SIGTERM);
         assert!(matches!(d, Delivery::Gone(why) if why.contains("exited")), "{d:?}");
     }
 
@@ -112,7 +127,12 @@ mod tests {
     fn process_no_longer_holding_the_socket_is_not_signalled() {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         // sleep holds no socket: as if the pid had been recycled.
-        let d = signal_holder(Path::new("/proc"), child.id(), &[(3, 999_999_999)], libc::SIGKILL);
+        let d = signal_holder(
+            Path::new("/proc"),
+            child.id(),
+            &[Held { tid: None, fd: 3, inode: 999_999_999 }],
+            libc::SIGKILL,
+        );
         assert!(matches!(d, Delivery::Gone(why) if why.contains("no longer holds")), "{d:?}");
         assert!(child.try_wait().unwrap().is_none(), "the unrelated process was not signalled");
         child.kill().unwrap();
@@ -125,7 +145,7 @@ mod tests {
         let fd = l.as_raw_fd() as u32;
         let inode = std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().ino();
         // Signal 0: every check, no effect.
-        let d = signal_holder(Path::new("/proc"), std::process::id(), &[(fd, inode)], 0);
+        let d = signal_holder(Path::new("/proc"), std::process::id(), &[Held { tid: None, fd, inode }], 0);
         assert!(matches!(d, Delivery::Signalled(_)), "{d:?}");
     }
 

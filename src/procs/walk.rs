@@ -22,12 +22,26 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::RawInfo;
 
-/// One socket reference: inode, pid, fd.
+/// One socket reference: inode, pid, fd, and the thread when the
+/// descriptor is in a thread's own table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Link {
     pub inode: u64,
     pub pid: u32,
     pub fd: u32,
+    /// 0 for the process's table; else the thread (it called
+    /// `unshare(CLONE_FILES)`) whose table holds `fd`.
+    pub tid: u32,
+    /// What the source read of the socket itself ([`super::flags`]); 0:
+    /// nothing (the /proc walk).
+    pub flags: u8,
+}
+
+impl Link {
+    /// The thread of a thread-private table.
+    pub fn thread(&self) -> Option<u32> {
+        (self.tid != 0).then_some(self.tid)
+    }
 }
 
 /// What one walk saw.
@@ -162,6 +176,7 @@ impl Work<'_> {
                 self.listing.fetch_sub(1, Ordering::AcqRel);
                 let before = out.links.len();
                 read_links(&dir, pid, &fds, &mut out);
+                thread_tables(self.root, pid, &mut dents, &mut fds, &mut out);
                 if out.links.len() > before {
                     self.read_details(pid, &mut out);
                 }
@@ -176,6 +191,8 @@ impl Work<'_> {
             }
             self.listing.fetch_sub(1, Ordering::AcqRel);
             read_links(&dir, pid, &fds[..BLOCK], &mut out);
+            let mut more = Vec::new();
+            thread_tables(self.root, pid, &mut dents, &mut more, &mut out);
             // Sockets may be in any block: a big process gets its details
             // read either way.
             self.read_details(pid, &mut out);
@@ -199,10 +216,24 @@ fn list_fds(
     fds: &mut Vec<u32>,
     out: &mut WalkResult,
 ) -> Option<OwnedFd> {
-    fds.clear();
     let mut path = [0u8; 24];
     let n = write_pid_fd_path(&mut path, pid);
-    let Ok(c) = CStr::from_bytes_with_nul(&path[..=n]) else { return None };
+    let c = CStr::from_bytes_with_nul(&path[..=n]).ok()?;
+    list_fd_dir(root, c, pid, dents, fds, out)
+}
+
+/// Opens an fd directory (`PID/fd`, `PID/task/TID/fd`) and reads its
+/// descriptor numbers into `fds`; `None` when gone or denied (recorded in
+/// `out` under `pid`).
+fn list_fd_dir(
+    root: &OwnedFd,
+    c: &CStr,
+    pid: u32,
+    dents: &mut [MaybeUninit<u8>],
+    fds: &mut Vec<u32>,
+    out: &mut WalkResult,
+) -> Option<OwnedFd> {
+    fds.clear();
     let dir = match open_dir(root, c) {
         Ok(fd) => fd,
         Err(e) => {
@@ -220,6 +251,53 @@ fn list_fds(
     Some(dir)
 }
 
+/// The descriptor tables of `pid`'s threads that are not the process's
+/// own (a thread that called `unshare(CLONE_FILES)`), walked like it, their
+/// links tagged with the thread. Cheap for everyone else: one `stat` of
+/// `PID/task` tells the thread count (its link count is 2 + threads), and
+/// only a multi-threaded process has its threads compared with
+/// `kcmp(KCMP_FILES)`.
+fn thread_tables(root: &OwnedFd, pid: u32, dents: &mut [MaybeUninit<u8>], fds: &mut Vec<u32>, out: &mut WalkResult) {
+    let mut path = [0u8; 48];
+    let n = write_decimal(&mut path, pid);
+    path[n..n + 5].copy_from_slice(b"/task");
+    path[n + 5] = 0;
+    let Ok(task) = CStr::from_bytes_with_nul(&path[..=n + 5]) else { return };
+    match rustix::fs::statat(root, task, rustix::fs::AtFlags::empty()) {
+        Ok(st) if st.st_nlink > 3 => {}
+        _ => return,
+    }
+    let Ok(dir) = open_dir(root, task) else { return };
+    let mut tids = Vec::new();
+    let _ = each_number_entry(&dir, dents, |tid| tids.push(tid));
+    for tid in tids.into_iter().filter(|&t| t != pid) {
+        match crate::sys::same_fd_table(pid, tid) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+                out.denied.push(pid);
+                return;
+            }
+            Err(_) => continue, // the thread ended
+        }
+        // PID/task/TID/fd
+        let mut m = n + 5;
+        path[m] = b'/';
+        m += 1;
+        m += write_decimal(&mut path[m..], tid);
+        path[m..m + 3].copy_from_slice(b"/fd");
+        path[m + 3] = 0;
+        let Ok(c) = CStr::from_bytes_with_nul(&path[..=m + 3]) else { continue };
+        if let Some(fd_dir) = list_fd_dir(root, c, pid, dents, fds, out) {
+            let before = out.links.len();
+            read_links(&fd_dir, pid, fds, out);
+            for l in &mut out.links[before..] {
+                l.tid = tid;
+            }
+        }
+    }
+}
+
 /// Reads the links of `fds` in the fd directory `dir`, keeping sockets.
 fn read_links(dir: &OwnedFd, pid: u32, fds: &[u32], out: &mut WalkResult) {
     let mut name = [0u8; 12];
@@ -231,7 +309,7 @@ fn read_links(dir: &OwnedFd, pid: u32, fds: &[u32], out: &mut WalkResult) {
         match rustix::fs::readlinkat_raw(dir, cname, &mut link[..]) {
             Ok(len) => {
                 if let Some(inode) = socket_inode(&link[..len.min(link.len())]) {
-                    out.links.push(Link { inode, pid, fd });
+                    out.links.push(Link { inode, pid, fd, tid: 0, flags: 0 });
                 }
             }
             Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => denied = true,

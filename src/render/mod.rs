@@ -143,9 +143,20 @@ pub fn proto_label(s: &Socket) -> String {
 /// absent owners print as `-`.
 pub fn owner_columns(s: &Socket) -> (String, String, String) {
     if s.owners.is_empty() {
-        return ("-".into(), "-".into(), "-".into());
+        // Why nobody: hidden from portctl, or held by no process.
+        let why = if s.owners_hidden { "(hidden)" } else { s.unheld.map_or("-", |u| u.label()) };
+        return ("-".into(), why.into(), "-".into());
     }
-    let pids: BTreeSet<u32> = s.owners.iter().map(|o| o.pid).collect();
+    // A descriptor in a thread's own table names the thread too.
+    let pids: BTreeSet<(u32, Option<u32>)> = s.owners.iter().map(|o| (o.pid, o.tid)).collect();
+    let pids: Vec<String> = pids
+        .iter()
+        .filter(|(pid, tid)| tid.is_none() || !pids.contains(&(*pid, None)))
+        .map(|(pid, tid)| match tid {
+            Some(t) => format!("{pid}(tid {t})"),
+            None => pid.to_string(),
+        })
+        .collect();
     let mut names: Vec<&str> = Vec::new();
     let mut users: Vec<&str> = Vec::new();
     for o in &s.owners {
@@ -156,8 +167,7 @@ pub fn owner_columns(s: &Socket) -> (String, String, String) {
             users.push(&o.user);
         }
     }
-    let pids = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-    (pids, names.join(","), users.join(","))
+    (pids.join(","), names.join(","), users.join(","))
 }
 
 /// Adds an ACCEPT-Q column (`queued/backlog`, `full` or `near full`) when

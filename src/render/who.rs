@@ -65,7 +65,7 @@ pub fn write(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
         let reuse = if b.plain == Outcome::Ok {
             String::new()
         } else {
-            format!("  with SO_REUSEADDR: {}", b.reuseaddr.as_str())
+            format!("  with SO_REUSEADDR: {}  with SO_REUSEPORT: {}", b.reuseaddr.as_str(), reuseport(b))
         };
         let why = if b.plain == Outcome::Ok { String::new() } else { format!("  ({})", b.reason) };
         let line = format!("  {:<width$}  {plain:<5}{reuse}{why}", bind_target(b));
@@ -78,6 +78,15 @@ pub fn write(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `ok`, `fails`, `only as uid 1000`, `only if theirs had it too, as uid 1000`.
+fn reuseport(b: &BindCheck) -> String {
+    match (b.reuseport, b.reuseport_uid) {
+        (Outcome::OnlyAsUid, Some(u)) => format!("only as uid {u}"),
+        (Outcome::OnlyIfTheirsToo, Some(u)) => format!("{}, as uid {u}", b.reuseport.as_str()),
+        (o, _) => o.as_str().to_string(),
+    }
 }
 
 fn holders(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
@@ -113,7 +122,15 @@ fn holders(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
             .iter()
             .filter(|s| h.sockets.contains(&s.inode))
             .map(|s| {
-                let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == h.pid).map(|o| o.fd.to_string()).collect();
+                let fds: Vec<String> = s
+                    .owners
+                    .iter()
+                    .filter(|o| o.pid == h.pid)
+                    .map(|o| match o.tid {
+                        Some(t) => format!("{} of thread {t}", o.fd),
+                        None => o.fd.to_string(),
+                    })
+                    .collect();
                 format!("{} {} {} (fd {})", proto_label(s), s.state.label(), s.local, fds.join(","))
             })
             .collect();

@@ -150,7 +150,7 @@ pub fn socket(proto: Proto, payload: &[u8]) -> Result<Socket, String> {
         s.ext = Some(Box::new(SocketExt { accept_queue, tcp_info, skmem }));
     }
     s.cookie = cookie;
-    s.ifindex = ifindex;
+    s.bound_ifindex = Some(ifindex);
     Ok(s)
 }
 
@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(s.exposure, Exposure::Wildcard);
         assert_eq!((s.uid, s.inode, s.send_q, s.recv_q), (0, 20087, 128, 0));
         assert_eq!(s.timer, None);
-        assert_eq!((s.cookie, s.ifindex), (0x442, 0));
+        assert_eq!((s.cookie, s.bound_ifindex), (0x442, Some(0)));
         // What the filter sees: the mark (captured as root) and cgroup attributes.
         let e = entry(msg.payload).unwrap();
         assert_eq!((e.local.1, e.remote.1, e.ifindex, e.mark, e.cgroup), (8080, 0, Some(0), Some(0), Some(1)));

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use netlink_packet_core::Emitable;
 use netlink_packet_sock_diag::SOCK_DIAG_BY_FAMILY;
@@ -21,7 +20,7 @@ use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
 pub use bytecode::{Cond, DevRef, Expr, Fact};
 
-use crate::model::{Family, Proto, Socket, StateSet};
+use crate::model::{Family, IfName, Proto, Socket, StateSet};
 
 /// What to ask the kernel for. Everything here is applied kernel-side.
 #[derive(Debug, Clone)]
@@ -287,7 +286,7 @@ pub struct Reader {
     sock: NlSocket,
     buf: Vec<u8>,
     seq: u32,
-    ifnames: HashMap<u32, Option<Arc<str>>>,
+    ifnames: HashMap<u32, Option<IfName>>,
 }
 
 impl Reader {
@@ -439,8 +438,8 @@ impl Reader {
         }
     }
 
-    fn ifname(&mut self, index: u32) -> Option<Arc<str>> {
-        self.ifnames.entry(index).or_insert_with(|| crate::sys::interface_name(index).map(Arc::from)).clone()
+    fn ifname(&mut self, index: u32) -> Option<IfName> {
+        self.ifnames.entry(index).or_insert_with(|| crate::sys::interface_name(index).map(IfName::from)).clone()
     }
 
     /// Closes one socket, as `ss -K` does: a `SOCK_DESTROY` request naming
@@ -535,7 +534,7 @@ pub fn destroy_bytes(s: &Socket) -> Result<Vec<u8>, DiagError> {
     b[10..12].copy_from_slice(&remote.1.to_be_bytes());
     b[12..12 + alen].copy_from_slice(&octets(local.addr));
     b[28..28 + alen].copy_from_slice(&octets(remote.0));
-    b[44..48].copy_from_slice(&s.ifindex.to_ne_bytes());
+    b[44..48].copy_from_slice(&s.bound_ifindex.unwrap_or(0).to_ne_bytes());
     // Cookie words as the dump gave them; "no cookie" (all ones) when unknown.
     let cookie = if s.cookie == 0 { u64::MAX } else { s.cookie };
     b[48..52].copy_from_slice(&(cookie as u32).to_ne_bytes());
@@ -651,7 +650,7 @@ mod tests {
         let mut s =
             Socket::sample(Proto::Tcp, crate::model::State::Established, "127.0.0.1:40000", Some("10.0.0.5:5432"), 7);
         s.cookie = 0x1122_3344_5566_7788;
-        s.ifindex = 3;
+        s.bound_ifindex = Some(3);
         let b = destroy_bytes(&s).unwrap();
         assert_eq!(b.len(), 72);
         assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), 21);

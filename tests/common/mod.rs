@@ -61,8 +61,14 @@ pub fn portctl_path() -> PathBuf {
 /// `examples/sockpop`, next to the binary under test. Panics when it has not
 /// been built (`cargo test` does not build examples; `scripts/test.sh` does).
 pub fn sockpop_path() -> PathBuf {
+    example_path("sockpop")
+}
+
+/// An example (a test fixture) next to the binary under test; panics when
+/// it has not been built.
+pub fn example_path(name: &str) -> PathBuf {
     let bin = portctl_path();
-    let path = bin.parent().expect("the binary has a directory").join("examples").join("sockpop");
+    let path = bin.parent().expect("the binary has a directory").join("examples").join(name);
     assert!(
         path.is_file(),
         "{} is missing: build the test fixtures first with `cargo build --examples` (scripts/test.sh does)",
@@ -355,7 +361,11 @@ impl Portctl {
         cmd.args(&argv[1..]);
         // A clean, predictable environment: no colour, no source override
         // unless the test sets one.
-        cmd.env_remove("PORTCTL_SOURCE").env_remove("RUST_BACKTRACE").env("NO_COLOR", "1");
+        cmd.env_remove("PORTCTL_SOURCE")
+            .env_remove("PORTCTL_OWNERS")
+            .env_remove("PORTCTL_BTF")
+            .env_remove("RUST_BACKTRACE")
+            .env("NO_COLOR", "1");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -1000,13 +1010,19 @@ impl NamedHolder {
 /// directory above it is searchable, else a 0755 copy in a temp dir (kept
 /// alive by the returned guard).
 pub fn portctl_for_others() -> (PathBuf, Option<TempDir>) {
-    if executable_by_others(&portctl_path()) {
-        return (portctl_path(), None);
+    for_others(&portctl_path())
+}
+
+/// `path`, runnable by another user (as [`portctl_for_others`]).
+pub fn for_others(path: &Path) -> (PathBuf, Option<TempDir>) {
+    if executable_by_others(path) {
+        return (path.to_path_buf(), None);
     }
     let dir = TempDir::new();
-    let to = dir.path().join("portctl");
-    std::fs::copy(portctl_path(), &to).unwrap();
+    let to = dir.path().join(path.file_name().expect("a file"));
+    std::fs::copy(path, &to).unwrap();
     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     (to, Some(dir))
 }
 
@@ -1181,6 +1197,102 @@ pub fn nstat_group(name: &str) -> Option<(&'static str, &str)> {
 
 /// Counters nstat leaves out ("useless numbers"): constants and a gauge.
 pub const NSTAT_SKIPS: [&str; 5] = ["TcpRtoAlgorithm", "TcpRtoMin", "TcpRtoMax", "TcpMaxConn", "TcpCurrEstab"];
+
+/// A socket bound by `examples/trybind --hold` (as another user with `uid`),
+/// held until dropped.
+pub struct HeldSocket {
+    // Field order = drop order: the child before the copy of the binary.
+    child: ChildGuard,
+    _stdin: ChildStdin,
+    pub inode: u64,
+    pub uid: u32,
+    /// The thread that made it (the process itself unless `--thread-table`).
+    pub tid: u32,
+    pub fd: u32,
+    _copy: Option<TempDir>,
+}
+
+/// `[ip netns exec NS] [setpriv --reuid U ...] trybind`.
+fn trybind_command(uid: Option<u32>, netns: Option<&Netns>, bin: &Path) -> Command {
+    let mut argv: Vec<OsString> = Vec::new();
+    if let Some(ns) = netns {
+        argv.extend(["ip", "netns", "exec", ns.name()].map(OsString::from));
+    }
+    if let Some(u) = uid {
+        argv.push("setpriv".into());
+        argv.push(format!("--reuid={u}").into());
+        argv.push(format!("--regid={u}").into());
+        argv.push("--clear-groups".into());
+    }
+    argv.push(bin.into());
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    cmd
+}
+
+impl HeldSocket {
+    /// `trybind --hold ARGS...`, as `uid` (through setpriv) when given;
+    /// panics unless the bind succeeded.
+    pub fn start(uid: Option<u32>, args: &[&str]) -> HeldSocket {
+        HeldSocket::launch(uid, None, args)
+    }
+
+    /// The same, inside a namespace.
+    pub fn start_in(ns: &Netns, args: &[&str]) -> HeldSocket {
+        HeldSocket::launch(None, Some(ns), args)
+    }
+
+    fn launch(uid: Option<u32>, netns: Option<&Netns>, args: &[&str]) -> HeldSocket {
+        let (bin, copy) = for_others(&example_path("trybind"));
+        let mut cmd = trybind_command(uid, netns, &bin);
+        cmd.arg("--hold").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = spawn(&mut cmd);
+        let stdin = child.child_mut().stdin.take().expect("piped stdin");
+        let mut line = String::new();
+        BufReader::new(child.child_mut().stdout.take().expect("piped stdout")).read_line(&mut line).unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ["ok", "inode", inode, "uid", got, "tid", tid, "fd", fd] = words.as_slice() else {
+            panic!("trybind --hold {args:?} as {uid:?}: {line:?}")
+        };
+        HeldSocket {
+            child,
+            _stdin: stdin,
+            inode: inode.parse().unwrap(),
+            uid: got.parse().unwrap(),
+            tid: tid.parse().unwrap(),
+            fd: fd.parse().unwrap(),
+            _copy: copy,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+}
+
+/// One `examples/trybind` bind (as `uid` when given): Ok, or the errno.
+pub fn try_bind_as(uid: Option<u32>, args: &[&str]) -> Result<(), i32> {
+    trybind(uid, None, args)
+}
+
+/// One `examples/trybind` bind inside a namespace.
+pub fn try_bind_in(ns: &Netns, args: &[&str]) -> Result<(), i32> {
+    trybind(None, Some(ns), args)
+}
+
+fn trybind(uid: Option<u32>, netns: Option<&Netns>, args: &[&str]) -> Result<(), i32> {
+    let (bin, _copy) = for_others(&example_path("trybind"));
+    let mut cmd = trybind_command(uid, netns, &bin);
+    cmd.args(args);
+    let run = output(&mut cmd);
+    match run.stdout.trim() {
+        "ok" => Ok(()),
+        other => match other.strip_prefix("errno ") {
+            Some(n) => Err(n.parse().unwrap()),
+            None => panic!("trybind {args:?}: {}", run.dump()),
+        },
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -78,14 +78,21 @@ impl Encoder<Socket> for SocketEncoder {
         number(out, s.inode);
         out.extend_from_slice(b",\"uid\":");
         number(out, s.uid.into());
-        out.extend_from_slice(match s.v6only {
-            None => b",\"v6only\":null,\"exposure\":\"",
-            Some(true) => b",\"v6only\":true,\"exposure\":\"",
-            Some(false) => b",\"v6only\":false,\"exposure\":\"",
-        });
+        out.extend_from_slice(b",\"v6only\":");
+        optional_bool(out, s.v6only);
+        out.extend_from_slice(b",\"reuseaddr\":");
+        optional_bool(out, s.reuseaddr);
+        out.extend_from_slice(b",\"reuseport\":");
+        optional_bool(out, s.reuseport);
+        out.extend_from_slice(b",\"exposure\":\"");
         out.extend_from_slice(s.exposure.as_str().as_bytes());
         out.extend_from_slice(b"\",\"interface\":");
         optional_string(out, s.interface.as_deref());
+        out.extend_from_slice(b",\"bound_ifindex\":");
+        match s.bound_ifindex {
+            Some(i) => number(out, i.into()),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"service\":");
         optional_string(out, s.service.as_deref());
         out.extend_from_slice(b",\"recv_q\":");
@@ -102,6 +109,15 @@ impl Encoder<Socket> for SocketEncoder {
             self.owner(out, o);
         }
         out.extend_from_slice(if s.owners_hidden { b"],\"owners_hidden\":true" } else { b"],\"owners_hidden\":false" });
+        out.extend_from_slice(b",\"unheld\":");
+        match s.unheld {
+            Some(u) => {
+                out.push(b'"');
+                out.extend_from_slice(u.as_str().as_bytes());
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
         if let Some(e) = &s.ext {
             if let Some(q) = &e.accept_queue {
                 out.extend_from_slice(b",\"accept_queue\":{\"queued\":");
@@ -136,6 +152,11 @@ impl SocketEncoder {
         }
         out.extend_from_slice(&fields.head);
         number(out, o.fd.into());
+        out.extend_from_slice(b",\"tid\":");
+        match o.tid {
+            Some(t) => number(out, t.into()),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(&fields.tail);
         if let Some(c) = &o.context {
             out.extend_from_slice(b",\"context\":");
@@ -182,6 +203,14 @@ fn string(out: &mut Vec<u8>, s: &str) {
     serde(out, s);
 }
 
+fn optional_bool(out: &mut Vec<u8>, b: Option<bool>) {
+    out.extend_from_slice(match b {
+        None => b"null",
+        Some(true) => b"true",
+        Some(false) => b"false",
+    });
+}
+
 fn optional_string(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => string(out, s),
@@ -199,7 +228,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::model::{
         AcceptQueue, Container, Context, Exposure, Family, LinkAddr, NetnsRef, Proto, SkMem, State, TcpInfo, Timer,
-        TimerKind, UnixName,
+        TimerKind, Unheld, UnixName,
     };
 
     fn owner(pid: u32, name: &str, cmdline: &str) -> Owner {
@@ -208,6 +237,7 @@ pub(crate) mod tests {
             name: Arc::from(name),
             user: Arc::from("root"),
             fd: pid % 7,
+            tid: None,
             cmdline: Arc::from(cmdline),
             context: None,
         }
@@ -255,6 +285,25 @@ pub(crate) mod tests {
             s.v6only = only;
             s.exposure = Exposure::Address;
             s.interface = Some("eth\"0".into());
+            out.push(s);
+        }
+        // The options read by BPF, a thread's own table, each reason a
+        // socket has no holder.
+        let mut opts = base.clone();
+        opts.reuseaddr = Some(true);
+        opts.reuseport = Some(false);
+        opts.bound_ifindex = Some(3);
+        let mut threaded = owner(77, "java", "java -jar x");
+        threaded.tid = Some(78);
+        opts.owners = vec![threaded, owner(77, "java", "java -jar x")];
+        out.push(opts.clone());
+        for u in [Unheld::Kernel, Unheld::InFlight, Unheld::NoProcess] {
+            let mut s = opts.clone();
+            s.owners.clear();
+            s.unheld = Some(u);
+            s.reuseport = Some(true);
+            s.reuseaddr = None;
+            s.bound_ifindex = Some(0);
             out.push(s);
         }
         let mut full = base.clone();
@@ -367,13 +416,14 @@ pub(crate) mod tests {
         }
 
         prop_compose! {
-            fn owner()(pid in 0u32..20, name in text(), user in text(), fd in any::<u32>(), cmdline in text(),
+            fn owner()(pid in 0u32..20, name in text(), user in text(), fd in any::<u32>(), tid in proptest::option::of(any::<u32>()), cmdline in text(),
                        ctx in proptest::option::of((text(), proptest::option::of(text()), proptest::option::of((text(), text(), proptest::option::of(text()), proptest::option::of(text())))))) -> Owner {
                 Owner {
                     pid,
                     name: Arc::from(name.as_str()),
                     user: Arc::from(user.as_str()),
                     fd,
+                    tid,
                     cmdline: Arc::from(cmdline.as_str()),
                     context: ctx.map(|(cgroup, unit, c)| Box::new(Context {
                         cgroup,
@@ -418,7 +468,7 @@ pub(crate) mod tests {
         }
 
         prop_compose! {
-            pub(crate) fn socket()(
+            fn base()(
                 proto in prop_oneof![Just(Proto::Tcp), Just(Proto::Udp), Just(Proto::Raw), Just(Proto::Unix), Just(Proto::Packet)],
                 family in prop_oneof![Just(Family::Ipv4), Just(Family::Ipv6), Just(Family::Unix), Just(Family::Packet)],
                 state in proptest::sample::select(State::TCP.iter().copied().chain([State::Unconn]).collect::<Vec<_>>()),
@@ -430,10 +480,6 @@ pub(crate) mod tests {
                 interface in proptest::option::of(text()),
                 service in proptest::option::of(text()),
                 timer in proptest::option::of((prop_oneof![Just(TimerKind::Retransmit), Just(TimerKind::Keepalive), Just(TimerKind::TimeWait), Just(TimerKind::Probe)], any::<u32>(), any::<u8>())),
-                owners in proptest::collection::vec(owner(), 0..4),
-                hidden in any::<bool>(),
-                ext in proptest::option::of(ext()),
-                netns in proptest::option::of((any::<u64>(), proptest::option::of(text()))),
             ) -> Socket {
                 let mut s = Socket::new(proto, family, state, local, remote);
                 (s.inode, s.uid, s.recv_q, s.send_q) = numbers;
@@ -442,8 +488,21 @@ pub(crate) mod tests {
                 s.interface = interface.map(Into::into);
                 s.service = service.map(Into::into);
                 s.timer = timer.map(|(kind, expires_ms, retrans)| Timer { kind, expires_ms, retrans });
+                s
+            }
+        }
+
+        prop_compose! {
+            pub(crate) fn socket()(
+                base in base(),
+                owners in proptest::collection::vec(owner(), 0..4),
+                marks in (any::<bool>(), proptest::option::of(any::<bool>()), proptest::option::of(any::<bool>()), proptest::option::of(any::<u32>()), proptest::option::of(prop_oneof![Just(Unheld::Kernel), Just(Unheld::InFlight), Just(Unheld::NoProcess)])),
+                ext in proptest::option::of(ext()),
+                netns in proptest::option::of((any::<u64>(), proptest::option::of(text()))),
+            ) -> Socket {
+                let mut s = base;
                 s.owners = owners;
-                s.owners_hidden = hidden;
+                (s.owners_hidden, s.reuseaddr, s.reuseport, s.bound_ifindex, s.unheld) = marks;
                 s.ext = ext.map(Box::new);
                 s.netns = netns.map(|(inode, name)| Box::new(NetnsRef { inode, name }));
                 s

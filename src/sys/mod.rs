@@ -1,10 +1,15 @@
 //! The C library calls rustix has no safe wrapper for, in one place: the
 //! user database through NSS (`getpwuid_r`, `getpwnam_r`, so LDAP and sssd
 //! users resolve as `ls -l` and `id` resolve them), interface addresses and
-//! names (`getifaddrs`, `if_indextoname`), and `pidfd_send_signal` with any
-//! signal number (rustix's `Signal` cannot carry 0 or real-time signals).
+//! names (`getifaddrs`, `if_indextoname`), `pidfd_send_signal` with any
+//! signal number (rustix's `Signal` cannot carry 0 or real-time signals),
+//! and `kcmp(2)`, to tell a thread's own descriptor table from its
+//! process's.
 //!
-//! Every other system call goes through rustix.
+//! Every other system call goes through rustix; `bpf(2)`, which it lacks
+//! too, is in [`bpf`].
+
+pub mod bpf;
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -131,6 +136,19 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// `kcmp(2)` with `KCMP_FILES`: whether two tasks (thread ids, or a
+/// process and one of its threads) share one file descriptor table. Needs
+/// the right to ptrace both (EPERM otherwise); ESRCH when one is gone.
+pub fn same_fd_table(a: u32, b: u32) -> io::Result<bool> {
+    const KCMP_FILES: libc::c_int = 2;
+    let (a, b) = (libc::pid_t::try_from(a), libc::pid_t::try_from(b));
+    let (Ok(a), Ok(b)) = (a, b) else { return Err(io::Error::from_raw_os_error(libc::ESRCH)) };
+    // SAFETY: kcmp takes two pids, a type and two unused numbers; no
+    // memory is passed.
+    let rc = unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0usize, 0usize) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc == 0) }
+}
+
 /// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -147,6 +165,31 @@ mod tests {
         assert_eq!(user_name(4_000_000_000), None);
         assert_eq!(uid_of("nosuchuser-portctl"), None);
         assert_eq!(uid_of("nul\0inside"), None);
+    }
+
+    /// Threads share their process's table until one unshares it.
+    #[test]
+    fn kcmp_tells_tables_apart() {
+        let me = std::process::id();
+        assert!(same_fd_table(me, me).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        assert!(same_fd_table(me, tid).unwrap(), "a thread shares the table");
+        let private = std::thread::spawn(|| {
+            // SAFETY: this thread uses no descriptor after unsharing.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }.unwrap();
+            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+            same_fd_table(std::process::id(), tid).unwrap()
+        });
+        assert!(!private.join().unwrap(), "after unshare(CLONE_FILES) it has its own");
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(same_fd_table(me, u32::MAX).is_err());
     }
 
     #[test]
