@@ -445,6 +445,27 @@ fn listen_table_unheld_and_threads() {
     t.tid = Some(6042);
     v[3].owners = vec![t];
     insta::assert_snapshot!(text(|w| render::listen::write(w, &v, &table(), false)));
+    // The views of issue 18 say the same: `-o` with FD, `--by-process`,
+    // and what `close --dry-run` would close.
+    use portctl::filter::Column as C;
+    let cols = [C::Proto, C::Local, C::Pid, C::Process, C::Fd];
+    insta::assert_snapshot!(
+        "columns_table_unheld_and_threads",
+        text(|w| render::columns::write(w, &v, &cols, &table()))
+    );
+    let tree = host_tree();
+    let mut procs = ProcTable::new(tree.path());
+    let g = portctl::domain::process::by_process(v.clone(), &mut procs);
+    insta::assert_snapshot!(
+        "by_process_text_unheld_and_threads",
+        text(|w| render::by_process::write(w, &g, Style { color: false }))
+    );
+    let mut dry = portctl::domain::close::plan(v, true);
+    dry.message = portctl::domain::close::summary(&dry);
+    insta::assert_snapshot!(
+        "close_text_unheld_and_threads",
+        text(|w| render::close::write(w, &dry, Style { color: false }))
+    );
 }
 
 #[test]

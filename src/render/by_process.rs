@@ -27,7 +27,7 @@ pub fn write(w: &mut dyn Write, g: &ByProcess, st: Style) -> io::Result<()> {
         writeln!(w, "{}{}", st.bold(&format!("{} (pid {}, user {})", p.name, p.pid, p.user)), sanitize::escape(&cmd))?;
         st.line(w, &format!("  {}", ancestry_line(&p.ancestry)))?;
         for s in &p.sockets {
-            let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == p.pid).map(|o| o.fd.to_string()).collect();
+            let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == p.pid).map(super::fd_label).collect();
             st.line(w, &widths.line(s, &format!("fd {}", fds.join(","))))?;
         }
     }
@@ -45,7 +45,8 @@ pub fn write(w: &mut dyn Write, g: &ByProcess, st: Style) -> io::Result<()> {
         first = false;
         st.heading(w, &format!("{what}: {} socket{}", v.len(), crate::text::plural(v.len())))?;
         for s in v {
-            st.line(w, &widths.line(s, ""))?;
+            // Why nobody holds it, when that is known.
+            st.line(w, &widths.line(s, s.unheld.map_or("", |u| u.label())))?;
         }
     }
     Ok(())

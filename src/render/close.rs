@@ -36,7 +36,12 @@ fn socket_lines(sockets: &[&Socket]) -> Vec<String> {
         .iter()
         .map(|s| {
             let owners = if s.owners.is_empty() {
-                if s.owners_hidden { "holder hidden".to_string() } else { "no process".to_string() }
+                match (s.owners_hidden, s.unheld) {
+                    (true, _) => "holder hidden".to_string(),
+                    // `(kernel)`, `(in flight)`, `(no process)`: why nobody holds it.
+                    (false, Some(u)) => u.label().to_string(),
+                    (false, None) => "no process".to_string(),
+                }
             } else {
                 let mut seen = Vec::new();
                 s.owners

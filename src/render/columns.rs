@@ -79,7 +79,7 @@ pub fn cell(c: Column, s: &Socket) -> table::Styled {
         Column::Process => owner_columns(s).1.into(),
         Column::User => owner_columns(s).2.into(),
         Column::Fd => {
-            let fds: Vec<String> = s.owners.iter().map(|o| o.fd.to_string()).collect();
+            let fds: Vec<String> = s.owners.iter().map(super::fd_label).collect();
             if fds.is_empty() { "-".into() } else { fds.join(",").into() }
         }
         Column::Cmdline => {

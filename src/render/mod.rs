@@ -22,7 +22,7 @@ use std::io::{self, IsTerminal, Write};
 
 use comfy_table::Color;
 
-use crate::model::Socket;
+use crate::model::{Owner, Socket};
 
 pub use crate::text::duration_ms;
 
@@ -137,6 +137,15 @@ pub fn proto_label(s: &Socket) -> String {
         _ => "",
     };
     format!("{}{suffix}", s.proto)
+}
+
+/// A descriptor as text: `3`, or `3 of thread 6042` when it is in the table
+/// of a thread that has its own (`unshare(CLONE_FILES)`).
+pub fn fd_label(o: &Owner) -> String {
+    match o.tid {
+        Some(t) => format!("{} of thread {t}", o.fd),
+        None => o.fd.to_string(),
+    }
 }
 
 /// Owner columns (pid list, process names, users), de-duplicated. Hidden or

@@ -122,15 +122,7 @@ fn holders(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
             .iter()
             .filter(|s| h.sockets.contains(&s.inode))
             .map(|s| {
-                let fds: Vec<String> = s
-                    .owners
-                    .iter()
-                    .filter(|o| o.pid == h.pid)
-                    .map(|o| match o.tid {
-                        Some(t) => format!("{} of thread {t}", o.fd),
-                        None => o.fd.to_string(),
-                    })
-                    .collect();
+                let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == h.pid).map(super::fd_label).collect();
                 format!("{} {} {} (fd {})", proto_label(s), s.state.label(), s.local, fds.join(","))
             })
             .collect();
@@ -216,7 +208,7 @@ pub fn write_process(w: &mut dyn Write, r: &ProcessReport, st: Style) -> io::Res
         writeln!(w)?;
         st.heading(w, title)?;
         for s in v {
-            let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == h.pid).map(|o| o.fd.to_string()).collect();
+            let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == h.pid).map(super::fd_label).collect();
             let remote = s.remote.as_ref().map(|r| format!(" -> {r}")).unwrap_or_default();
             st.line(
                 w,
