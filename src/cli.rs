@@ -123,7 +123,8 @@ pub struct ListenArgs {
     pub port: Vec<PortArg>,
     #[command(flatten)]
     pub owner: OwnerArgs,
-    /// Kernel data only: no /proc walk, no owners (as `ss -tuln` without `-p`).
+    /// Kernel data only: no owners looked for (neither BPF nor /proc), as
+    /// `ss -tuln` without `-p`.
     #[arg(long)]
     pub no_owners: bool,
     #[command(flatten)]
@@ -204,7 +205,8 @@ pub struct ConnsArgs {
     pub dst: Vec<CidrArg>,
     #[command(flatten)]
     pub owner: OwnerArgs,
-    /// Kernel data only: no /proc walk, no owners (as `ss -tuan` without `-p`).
+    /// Kernel data only: no owners looked for (neither BPF nor /proc), as
+    /// `ss -tuan` without `-p`.
     #[arg(long)]
     pub no_owners: bool,
     /// Add tcp_info (RTT, retransmits, cwnd, congestion algorithm, mss, lost,

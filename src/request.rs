@@ -68,9 +68,10 @@ pub struct ListenRequest {
     pub states: StateSet,
     /// `--port` and the filter expression, evaluated in the kernel.
     pub filter: Option<Expr>,
-    /// Owners, evaluated after the /proc walk.
+    /// Owners, evaluated once the owner source has found the holders.
     pub owners: OwnerFilter,
-    /// Walk /proc for the holders (`--no-owners`: kernel data only).
+    /// Look for the holders, from the owner source (`--no-owners`: kernel
+    /// data only).
     pub resolve_owners: bool,
     /// Add the owners' systemd unit and container.
     pub context: bool,
@@ -127,9 +128,10 @@ pub struct ConnsRequest {
     pub states: StateSet,
     /// Ports and addresses, evaluated in the kernel.
     pub filter: Option<Expr>,
-    /// Owners, evaluated after the /proc walk.
+    /// Owners, evaluated once the owner source has found the holders.
     pub owners: OwnerFilter,
-    /// Walk /proc for the holders (`--no-owners`: kernel data only).
+    /// Look for the holders, from the owner source (`--no-owners`: kernel
+    /// data only).
     pub resolve_owners: bool,
     /// tcp_info essentials.
     pub extended: bool,
@@ -655,11 +657,11 @@ fn close(a: cli::CloseArgs, owners_from: OwnersFrom, notes: &mut Vec<String>) ->
     })
 }
 
-/// `--no-owners` means no /proc walk: nothing that needs the holders.
+/// `--no-owners` means no owner source: nothing that needs the holders.
 fn no_owners_alone(no_owners: bool, owners: &OwnerFilter, view: &View, context: bool) -> Result<(), UserError> {
     if no_owners && (!owners.is_empty() || view.pids || view.by_process || context) {
         return Err(UserError::new(
-            "--no-owners skips the /proc walk: it cannot go with owner filters, --pids, --by-process or --context",
+            "--no-owners looks for no owners: it cannot go with owner filters, --pids, --by-process or --context",
         ));
     }
     Ok(())
