@@ -102,6 +102,11 @@ TARGETS = [
     ("small", "listen / `ss -tan`", lambda by, b: ratio(by, "portctl-listen", "ss-tan"), 2.0),
     ("small", "who / `ss -tan`", lambda by, b: ratio(by, "portctl-who", "ss-tan"), 2.0),
     ("unix", "conns -x --state all / `ss -xap`", lambda by, b: ratio(by, "portctl-conns-unix", "ss-xap"), 0.3),
+] + [
+    # Issue 18: a filter expression costs no more than the equivalent flags
+    # (one bytecode program either way); 10% for run-to-run noise.
+    (scale, "conns expression / the same flags", lambda by, b: ratio(by, "portctl-conns-expr", "portctl-conns-flags"), 1.10)
+    for scale in ("small", "medium", "large")
 ]
 
 

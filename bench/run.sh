@@ -249,10 +249,16 @@ cat "$OUT/counts-before.txt" >&2
 # portctl-X runs with the default owner source (auto: BPF as root), portctl-X-proc with
 # --owners-from proc: both in the same interleaved run.
 NAMES=(portctl-conns portctl-conns-proc portctl-listen portctl-listen-proc portctl-who portctl-who-proc
+       portctl-conns-flags portctl-conns-expr
        floor floor-bpf ss-tanp ss-tan ss-tlnp ss-tanp-sport lsof-i lsof-iTCP-port netstat-tanp)
+# The same selection twice: with flags, and as an ss filter expression (one
+# bytecode program either way; the expression must cost no more).
+PORT_HI=$((BASE_PORT + 499))
 declare -A CMD=(
     [portctl-conns]="$PORTCTL conns --state all --tcp --json"
     [portctl-conns-proc]="$PORTCTL conns --state all --tcp --json --owners-from proc"
+    [portctl-conns-flags]="$PORTCTL conns --state all --json --sport $BASE_PORT-$PORT_HI --dst 127.0.0.0/8"
+    [portctl-conns-expr]="$PORTCTL conns --json state all sport ge :$BASE_PORT and sport le :$PORT_HI and dst 127.0.0.0/8"
     [portctl-listen]="$PORTCTL listen --json"
     [portctl-listen-proc]="$PORTCTL listen --json --owners-from proc"
     [portctl-who]="$PORTCTL who :$PORT --json"

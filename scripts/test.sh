@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what the tests need (iproute2 for ss/ip/nstat,
-# util-linux for setpriv, procps, prometheus for promtool, groff-base and
-# bsdextrautils for the man page and `column -t` checks; nftables, iptables,
-# nfacct and xxd for the NAT fixtures of tests/fixtures/nat; clang and
-# libbpf-dev to check that the committed BPF object is what its source
-# compiles to, bpftool to list loaded BPF programs) when missing, without
-# recommends (prometheus recommends node-exporter, a listener on :9100). As
-# root it also runs the root-only tests (network namespaces, other users,
-# BPF): --include-ignored.
+# util-linux for setpriv and nsenter, procps, prometheus for promtool,
+# groff-base and bsdextrautils for the man page and `column -t` checks;
+# nftables, iptables, nfacct and xxd for the NAT fixtures of
+# tests/fixtures/nat; lsof, psmisc (fuser) and net-tools (netstat) for the
+# filter tests and docs/coming-from.md's pairs; clang and libbpf-dev to check
+# that the committed BPF object is what its source compiles to, bpftool to
+# list loaded BPF programs) when missing, without recommends (prometheus
+# recommends node-exporter, a listener on :9100). As root it also runs the
+# root-only tests (network namespaces, other users, BPF): --include-ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,10 +20,14 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v groff >/dev/null 2>&1 || need+=(groff-base)
 command -v column >/dev/null 2>&1 || need+=(bsdextrautils)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v iptables-legacy >/dev/null 2>&1 || need+=(iptables)
 command -v nfacct >/dev/null 2>&1 || need+=(nfacct)
 command -v xxd >/dev/null 2>&1 || need+=(xxd)
+command -v lsof >/dev/null 2>&1 || need+=(lsof)
+command -v fuser >/dev/null 2>&1 || need+=(psmisc)
+command -v netstat >/dev/null 2>&1 || need+=(net-tools)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || need+=(bpftool)

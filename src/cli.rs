@@ -5,7 +5,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::filter::{Cidr, DurationArg, PortRange, SignalSpec, StateSpec, TargetSpec, UserSpec};
+use crate::filter::{CidrArg, Column, DurationArg, PortArg, SignalSpec, SortKey, StateSpec, TargetSpec, UserSpec};
 
 /// Who holds this port, and why: sockets, their processes and a diagnosis,
 /// straight from the kernel (sock_diag).
@@ -85,13 +85,34 @@ pub enum Command {
     /// drops, the kernel's counters (nstat) and socket memory.
     #[command(after_help = "Exit status: 0 (a summary always matches), 2 error.")]
     Stats(StatsArgs),
+    /// Close single connections (SOCK_DESTROY, like `ss -K`): shows what it
+    /// would close, asks first; the holders see ECONNABORTED, TCP peers a
+    /// reset.
+    #[command(after_help = FILTER_HELP_CLOSE)]
+    Close(CloseArgs),
     /// Print a shell completion script: bash, zsh or fish (see docs/install.md).
     Completions(CompletionsArgs),
     /// Print a manual page (roff): `portctl man | man -l -`, `portctl man listen`.
     Man(ManArgs),
 }
 
+/// The filter expression help shown under listen, conns, stats and watch.
+pub const FILTER_HELP: &str = "FILTER is an ss(8) filter: [ state STATE | exclude STATE ]... [ EXPRESSION ], \
+e.g. `dport = :443 and not dst 10.0.0.0/8`, `state established '( sport = :ssh )'`. Predicates: \
+src|dst ADDR[/PREFIX][:PORT], sport|dport [=|!=|<|<=|>|>=] :PORT, dev NAME, fwmark = V[/MASK], \
+cgroup PATH, autobound; and, or (same precedence, left to right, as in ss), not, ( ). \
+Flags and the expression combine with `and`. See docs/filters.md.\n\n\
+Exit status: 0 something matched, 1 nothing matched, 2 error.";
+
+/// `close`'s help epilogue.
+pub const FILTER_HELP_CLOSE: &str = "FILTER is an ss(8) filter, as for conns (docs/filters.md): \
+`portctl close dst 10.0.0.5 dport = :5432`. Without a state, connected sockets (not listeners, not \
+TIME_WAIT) are closed; --listeners adds listening TCP and bound UDP sockets.\n\n\
+Exit status: 0 every matching socket closed (or --dry-run), 1 nothing matched or not confirmed, \
+2 a socket could not be closed, or error.";
+
 #[derive(Debug, Args)]
+#[command(after_help = FILTER_HELP)]
 pub struct ListenArgs {
     #[command(flatten)]
     pub ns: NetnsArgs,
@@ -100,9 +121,21 @@ pub struct ListenArgs {
     pub context: bool,
     #[command(flatten)]
     pub sel: SelectArgs,
-    /// Only these local ports; repeatable, ranges allowed (8000-8100).
-    #[arg(long, short = 'p', value_name = "PORT[-PORT]")]
-    pub port: Vec<PortRange>,
+    /// Only these local ports; repeatable: values OR, `!PORT` excludes;
+    /// ranges (8000-8100) and service names (https).
+    #[arg(long, short = 'p', value_name = "[!]PORT[-PORT]", allow_hyphen_values = true)]
+    pub port: Vec<PortArg>,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+    /// Kernel data only: no owners looked for (neither BPF nor /proc), as
+    /// `ss -tuln` without `-p`.
+    #[arg(long)]
+    pub no_owners: bool,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// An ss filter expression (see below).
+    #[arg(value_name = "FILTER", num_args = 0..)]
+    pub filter: Vec<String>,
     /// Leave out the ports NAT rules publish (Docker, podman, Kubernetes,
     /// hand-written DNAT), and do not read the rules.
     #[arg(long)]
@@ -125,12 +158,22 @@ pub enum ListenFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 every port asked about is in use (with --pid: the process holds a socket), \
+1 one is not (or nothing was printed with --pids), 2 error.")]
 pub struct WhoArgs {
     /// 8080, :8080, 8080/tcp, 8080/udp, 127.0.0.1:8080, `[::1]:8080`, a
     /// service name (postgresql, https/tcp), a unix socket's path
-    /// (/run/app.sock) or an abstract name (@name).
-    #[arg(value_name = "SPEC")]
-    pub spec: TargetSpec,
+    /// (/run/app.sock) or an abstract name (@name); several: one answer
+    /// each.
+    #[arg(value_name = "SPEC", required_unless_present = "pid")]
+    pub spec: Vec<TargetSpec>,
+    /// Instead of a port: what this process holds (listeners and
+    /// connections), with its ancestry.
+    #[arg(long, value_name = "PID", conflicts_with = "spec")]
+    pub pid: Option<u32>,
+    /// Print the holders' pids, one per line, nothing else (like `lsof -t`).
+    #[arg(long, conflicts_with = "json")]
+    pub pids: bool,
     #[command(flatten)]
     pub ns: NetnsArgs,
     /// Do not read the NAT rules (ports Docker, podman or Kubernetes
@@ -142,6 +185,7 @@ pub struct WhoArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = FILTER_HELP)]
 pub struct ConnsArgs {
     #[command(flatten)]
     pub ns: NetnsArgs,
@@ -150,40 +194,35 @@ pub struct ConnsArgs {
     pub context: bool,
     #[command(flatten)]
     pub sel: SelectArgs,
-    /// States or groups (all, connected, synchronized, bucket, big);
-    /// repeatable. Default: established.
+    /// States or groups, as ss names them (all, connected, synchronized,
+    /// bucket, big); repeatable. Default: established (or the filter's
+    /// `state`).
     #[arg(long, short = 's', value_name = "STATE")]
     pub state: Vec<StateSpec>,
-    /// Either end's port; repeatable, ranges allowed (8000-8100).
-    #[arg(long, short = 'p', value_name = "PORT[-PORT]")]
-    pub port: Vec<PortRange>,
-    /// Local port; repeatable, ranges allowed.
-    #[arg(long, value_name = "PORT[-PORT]")]
-    pub sport: Vec<PortRange>,
-    /// Remote port; repeatable, ranges allowed.
-    #[arg(long, value_name = "PORT[-PORT]")]
-    pub dport: Vec<PortRange>,
+    /// Either end's port; repeatable: values OR, `!PORT` excludes; ranges
+    /// (8000-8100) and service names (https).
+    #[arg(long, short = 'p', value_name = "[!]PORT[-PORT]", allow_hyphen_values = true)]
+    pub port: Vec<PortArg>,
+    /// Local port; as --port.
+    #[arg(long, value_name = "[!]PORT[-PORT]", allow_hyphen_values = true)]
+    pub sport: Vec<PortArg>,
+    /// Remote port; as --port.
+    #[arg(long, value_name = "[!]PORT[-PORT]", allow_hyphen_values = true)]
+    pub dport: Vec<PortArg>,
     /// Local address or network (10.0.0.0/8, ::1, fe80::/10); an IPv4
-    /// prefix also matches IPv4-mapped IPv6 addresses. Repeatable.
-    #[arg(long, value_name = "ADDR[/PREFIX]")]
-    pub src: Vec<Cidr>,
-    /// Remote address or network; repeatable.
-    #[arg(long, value_name = "ADDR[/PREFIX]")]
-    pub dst: Vec<Cidr>,
-    /// Sockets held by this process; repeatable.
-    #[arg(long, value_name = "PID")]
-    pub pid: Vec<u32>,
-    /// Sockets held by a process of exactly this name (comm or `argv[0]`'s
-    /// base name); repeatable.
-    #[arg(long, value_name = "NAME")]
-    pub process: Vec<String>,
-    /// Sockets held by a process whose name matches this regular
-    /// expression (unanchored).
-    #[arg(long, value_name = "REGEX")]
-    pub process_regex: Option<String>,
-    /// Sockets held by this user's processes (name or uid); repeatable.
-    #[arg(long, value_name = "USER")]
-    pub user: Vec<UserSpec>,
+    /// prefix also matches IPv4-mapped IPv6 addresses. Repeatable: values
+    /// OR, `!NET` excludes.
+    #[arg(long, value_name = "[!]ADDR[/PREFIX]")]
+    pub src: Vec<CidrArg>,
+    /// Remote address or network; as --src.
+    #[arg(long, value_name = "[!]ADDR[/PREFIX]")]
+    pub dst: Vec<CidrArg>,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+    /// Kernel data only: no owners looked for (neither BPF nor /proc), as
+    /// `ss -tuan` without `-p`.
+    #[arg(long)]
+    pub no_owners: bool,
     /// Add tcp_info (RTT, retransmits, cwnd, congestion algorithm, mss, lost,
     /// delivery rate, bytes sent and received) and socket memory (receive
     /// buffer use, drops; TCP and UDP).
@@ -195,11 +234,97 @@ pub struct ConnsArgs {
     #[arg(long)]
     pub peers: bool,
     #[command(flatten)]
+    pub view: ViewArgs,
+    /// An ss filter expression (see below).
+    #[arg(value_name = "FILTER", num_args = 0..)]
+    pub filter: Vec<String>,
+    #[command(flatten)]
     pub out: OutputArgs,
+}
+
+/// Which processes' sockets (the reverse lookups): values of one flag are
+/// alternatives, different flags must all hold for one owner.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OwnerArgs {
+    /// Sockets held by this process; repeatable.
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// With --pid: its descendants' sockets too.
+    #[arg(long, requires = "pid")]
+    pub children: bool,
+    /// Sockets held by a process of exactly this name (comm or `argv[0]`'s
+    /// base name); repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub process: Vec<String>,
+    /// Sockets held by a process whose name matches this regular
+    /// expression (unanchored).
+    #[arg(long, value_name = "REGEX")]
+    pub process_regex: Option<String>,
+    /// Sockets held by this user's processes (name or uid); repeatable.
+    #[arg(long, value_name = "USER")]
+    pub user: Vec<UserSpec>,
+    /// Sockets held by processes of this systemd unit (nginx.service, or
+    /// nginx; a slice takes the units in it); repeatable.
+    #[arg(long, value_name = "UNIT")]
+    pub unit: Vec<String>,
+    /// Sockets held by processes of this container (its name, or the start
+    /// of its id); repeatable.
+    #[arg(long, value_name = "NAME|ID")]
+    pub container: Vec<String>,
+}
+
+/// How listen and conns show what they found.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ViewArgs {
+    /// Print the holders' pids, one per line, nothing else (like `lsof -t`).
+    #[arg(long, conflicts_with_all = ["by_process", "columns"])]
+    pub pids: bool,
+    /// Group by process: each holder with its ancestry line (systemd ->
+    /// nginx.service -> nginx) and its sockets.
+    #[arg(long)]
+    pub by_process: bool,
+    /// Table columns, in this order (comma-separated).
+    #[arg(long = "columns", short = 'o', value_name = "COL,...", value_delimiter = ',', value_enum)]
+    pub columns: Vec<Column>,
+    /// Sort by these keys, in order (comma-separated).
+    #[arg(long, value_name = "KEY,...", value_delimiter = ',', value_enum)]
+    pub sort: Vec<SortKey>,
+    /// With --sort: descending.
+    #[arg(long, requires = "sort")]
+    pub reverse: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    /// A network namespace: a name under /run/netns, an nsfs path, or pid:PID.
+    #[arg(long, value_name = "NAME|PATH|pid:PID")]
+    pub netns: Option<String>,
+    #[command(flatten)]
+    pub sel: SelectArgs,
+    /// Also close listening TCP and bound UDP sockets the filter matches.
+    #[arg(long)]
+    pub listeners: bool,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+    /// Show what would be closed; close nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Do not ask (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// What to close: an ss filter expression (required, or an owner flag).
+    #[arg(value_name = "FILTER", num_args = 0..)]
+    pub filter: Vec<String>,
+    #[command(flatten)]
+    pub out: ReportArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
+    /// Summarise only the sockets this ss filter expression matches
+    /// (docs/filters.md).
+    #[arg(value_name = "FILTER", num_args = 0..)]
+    pub filter: Vec<String>,
     #[command(flatten)]
     pub ns: NetnsArgs,
     /// Skip the CLOSE_WAIT-by-process section and the /proc walk it needs.
@@ -265,11 +390,13 @@ pub struct ManArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 every holder signalled (and with --wait every port freed), at least one; \
+1 nothing to kill on any port, or not confirmed; 2 a holder could not be signalled, a port stayed held, or error.")]
 pub struct KillArgs {
-    /// Port spec, as for `who` (8080, 8080/tcp, 127.0.0.1:8080, postgresql,
-    /// /run/app.sock, @name).
-    #[arg(value_name = "SPEC")]
-    pub spec: TargetSpec,
+    /// Port specs, as for `who` (8080, 8080/tcp, 127.0.0.1:8080, postgresql,
+    /// /run/app.sock, @name); several free several ports.
+    #[arg(value_name = "SPEC", required = true)]
+    pub spec: Vec<TargetSpec>,
     /// Signal: TERM, INT, KILL, HUP, ... or a number.
     #[arg(long, short = 's', default_value = "TERM", value_name = "SIGNAL", allow_hyphen_values = true)]
     pub signal: SignalSpec,
@@ -294,11 +421,13 @@ pub struct KillArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Exit status: 0 every port listens (with --free: none does) in time, 1 timeout, 2 error.")]
 pub struct WaitArgs {
-    /// Port spec, as for `who`; with an address, a wildcard listener counts.
-    /// A unix socket's path: a listener bound to the file now there.
-    #[arg(value_name = "SPEC")]
-    pub spec: TargetSpec,
+    /// Port specs, as for `who`; with an address, a wildcard listener
+    /// counts. A unix socket's path: a listener bound to the file now there.
+    /// Several: until all of them are ready.
+    #[arg(value_name = "SPEC", required = true)]
+    pub spec: Vec<TargetSpec>,
     /// Wait until no listener remains instead.
     #[arg(long)]
     pub free: bool,
@@ -329,7 +458,7 @@ pub struct WatchArgs {
 #[derive(Debug, Subcommand)]
 pub enum WatchWhat {
     /// `portctl listen` with its options.
-    Listen(ListenArgs),
+    Listen(Box<ListenArgs>),
     /// `portctl conns` with its options.
     Conns(Box<ConnsArgs>),
 }

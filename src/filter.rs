@@ -83,6 +83,122 @@ impl FromStr for Cidr {
     }
 }
 
+/// A `--port`/`--sport`/`--dport` value: a port or range, or a service
+/// name (resolved later, with I/O); `!` in front excludes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortArg {
+    pub negated: bool,
+    pub value: PortArgValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortArgValue {
+    Range(PortRange),
+    Service(String),
+}
+
+impl FromStr for PortArg {
+    type Err = String;
+
+    /// `8080`, `:8080`, `8000-8100`, `https`, `!22`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (negated, body) = match t.strip_prefix('!') {
+            Some(b) => (true, b.trim()),
+            None => (false, t),
+        };
+        let bare = body.trim_start_matches(':');
+        let is_name = !bare.is_empty()
+            && bare.bytes().any(|b| b.is_ascii_alphabetic())
+            && bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        let value = if is_name { PortArgValue::Service(bare.to_string()) } else { PortArgValue::Range(body.parse()?) };
+        Ok(PortArg { negated, value })
+    }
+}
+
+/// A `--src`/`--dst` value: an address or network; `!` in front excludes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CidrArg {
+    pub negated: bool,
+    pub cidr: Cidr,
+}
+
+impl FromStr for CidrArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        match t.strip_prefix('!') {
+            Some(b) => Ok(CidrArg { negated: true, cidr: b.parse()? }),
+            None => Ok(CidrArg { negated: false, cidr: t.parse()? }),
+        }
+    }
+}
+
+/// A table column `-o/--columns` can name (listen and conns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Column {
+    Proto,
+    State,
+    Local,
+    Port,
+    Remote,
+    Service,
+    Exposure,
+    RecvQ,
+    SendQ,
+    Timer,
+    Pid,
+    Process,
+    User,
+    Fd,
+    Cmdline,
+    Uid,
+    Inode,
+    Netns,
+    Context,
+    Rtt,
+    Retrans,
+    Cwnd,
+    /// The congestion algorithm.
+    Cc,
+    Mss,
+    Lost,
+    Delivery,
+    Sent,
+    Recv,
+    /// Receive memory / buffer (socket memory).
+    Rmem,
+    Drops,
+    /// A listener's accept queue: queued / backlog.
+    AcceptQ,
+}
+
+/// A `--sort` key (listen and conns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum SortKey {
+    /// The local port.
+    Port,
+    /// The local address and port.
+    Local,
+    /// The remote address and port.
+    Remote,
+    /// The remote port.
+    Rport,
+    State,
+    Proto,
+    /// The first holder's pid.
+    Pid,
+    /// The first holder's name.
+    Process,
+    /// The first holder's user.
+    User,
+    RecvQ,
+    SendQ,
+    Inode,
+    Uid,
+}
+
 /// A port given as a number or a service name (resolved later, with I/O).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortRef {
@@ -259,7 +375,9 @@ impl FromStr for UserSpec {
     }
 }
 
-/// A `--state` value: one state or a named group.
+/// A `--state` value (and a state after `state`/`exclude` in a filter
+/// expression): one state or a named group, with the names and meanings
+/// `ss` gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateSpec(pub StateSet);
 
@@ -272,18 +390,23 @@ impl FromStr for StateSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim().to_ascii_lowercase().replace('-', "_");
         let one = |st: State| Ok(StateSpec(StateSet::of(&[st])));
-        let except = |out: &[State]| {
-            let v: Vec<State> = State::TCP.iter().copied().filter(|st| !out.contains(st)).collect();
-            StateSet::of(&v)
+        // Every state, UDP's unconnected one included (ss's "closed").
+        let all_but = |out: &[State]| {
+            let v: Vec<State> =
+                State::TCP.iter().chain([State::Unconn].iter()).copied().filter(|st| !out.contains(st)).collect();
+            StateSpec(StateSet::of(&v))
         };
+        let closed = [State::Close, State::Unconn];
         match t.as_str() {
             "all" => Ok(StateSpec(StateSet::all())),
-            // Unlike ss, TIME_WAIT is not "connected" here: no process holds
-            // it and no data flows (the definition).
-            "connected" => Ok(StateSpec(except(&[State::Listen, State::Close, State::TimeWait]))),
-            "synchronized" => Ok(StateSpec(except(&[State::Listen, State::Close, State::TimeWait, State::SynSent]))),
+            // As in ss: everything but listening and closed (TIME_WAIT
+            // and SYN_RECV included).
+            "connected" => Ok(all_but(&[State::Listen, State::Close, State::Unconn])),
+            "synchronized" => Ok(all_but(&[State::Listen, State::Close, State::Unconn, State::SynSent])),
             "bucket" => Ok(StateSpec(StateSet::of(&[State::TimeWait, State::SynRecv]))),
-            "big" => Ok(StateSpec(except(&[State::TimeWait, State::SynRecv]).union(StateSet::of(&[State::Unconn])))),
+            "big" => Ok(all_but(&[State::TimeWait, State::SynRecv])),
+            // ss's "closed" is the kernel's TCP_CLOSE: unconnected UDP too.
+            "close" | "closed" | "unconnected" => Ok(StateSpec(StateSet::of(&closed))),
             _ => {
                 if let Some(st) = State::TCP.iter().chain([State::Unconn].iter()).find(|st| st.as_str() == t) {
                     return one(*st);
@@ -292,6 +415,8 @@ impl FromStr for StateSpec {
                     ("estab", State::Established),
                     ("time_wait", State::TimeWait),
                     ("timewait", State::TimeWait),
+                    ("listening", State::Listen),
+                    ("syn_rcv", State::SynRecv),
                     // ss spells these fin-wait-1 / fin-wait-2
                     ("fin_wait_1", State::FinWait1),
                     ("fin_wait_2", State::FinWait2),
@@ -446,6 +571,30 @@ mod tests {
             let e = s.parse::<PortRange>().unwrap_err();
             assert!(e.contains(want), "{s}: {e}");
         }
+    }
+
+    #[test]
+    fn port_args_take_names_and_exclusions() {
+        let r = |lo, hi| PortArgValue::Range(PortRange { lo, hi });
+        let ok = [
+            ("80", false, r(80, 80)),
+            ("!22", true, r(22, 22)),
+            ("! 8000-8100", true, r(8000, 8100)),
+            (":443", false, r(443, 443)),
+            ("https", false, PortArgValue::Service("https".into())),
+            ("!:http-alt", true, PortArgValue::Service("http-alt".into())),
+        ];
+        for (s, negated, value) in ok {
+            assert_eq!(s.parse::<PortArg>(), Ok(PortArg { negated, value }), "{s}");
+        }
+        for (bad, want) in
+            [("70000", "out of range"), ("!", "empty"), ("9-3", "backwards"), ("a b", "not a port"), ("0", "port 0")]
+        {
+            let e = bad.parse::<PortArg>().unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        assert_eq!("!10.0.0.0/8".parse::<CidrArg>().map(|c| (c.negated, c.cidr.prefix)), Ok((true, 8)));
+        assert!("!10.0.0.0/33".parse::<CidrArg>().is_err());
     }
 
     impl Cidr {
@@ -608,19 +757,26 @@ mod tests {
         assert!(s("unconn").contains(State::Unconn));
         let all = s("all");
         assert!(State::TCP.iter().all(|&st| all.contains(st)) && all.contains(State::Unconn));
+        // ss's groups: connected has TIME_WAIT and SYN_RECV, not listening or closed.
         let conn = s("connected");
         assert!(conn.contains(State::Established) && conn.contains(State::CloseWait) && conn.contains(State::SynSent));
-        assert!(!conn.contains(State::Listen) && !conn.contains(State::TimeWait) && !conn.contains(State::Close));
-        assert!(!s("synchronized").contains(State::SynSent));
+        assert!(conn.contains(State::TimeWait) && conn.contains(State::SynRecv));
+        assert!(!conn.contains(State::Listen) && !conn.contains(State::Close) && !conn.contains(State::Unconn));
+        assert!(!s("synchronized").contains(State::SynSent) && s("synchronized").contains(State::TimeWait));
         let b = s("bucket");
         assert!(b.contains(State::TimeWait) && b.contains(State::SynRecv) && !b.contains(State::Established));
         let big = s("big");
-        assert!(!big.contains(State::TimeWait) && big.contains(State::Listen));
+        assert!(!big.contains(State::TimeWait) && big.contains(State::Listen) && big.contains(State::Unconn));
+        // ss's closed is TCP_CLOSE, which unconnected UDP sockets are in.
+        assert_eq!(s("closed"), StateSet::of(&[State::Close, State::Unconn]));
+        assert_eq!(s("close"), s("unconnected"));
+        assert_eq!(s("listening"), StateSet::of(&[State::Listen]));
+        assert_eq!(s("syn-rcv"), StateSet::of(&[State::SynRecv]));
     }
 
     #[test]
     fn state_typos_get_a_hint() {
-        let e = "listening".parse::<StateSpec>().unwrap_err();
+        let e = "listenning".parse::<StateSpec>().unwrap_err();
         assert!(e.contains("did you mean 'listen'"), "{e}");
         let e = "establised".parse::<StateSpec>().unwrap_err();
         assert!(e.contains("did you mean 'established'"), "{e}");

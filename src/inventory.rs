@@ -183,14 +183,23 @@ pub fn peer_plan(query: sock_diag::Query) -> PeerPlan {
 
 /// The sockets `listen` shows, sorted (also one refresh of `watch listen`).
 pub fn listen(req: &ListenRequest, report: &mut Report) -> Result<Vec<Socket>> {
+    listen_with_procs(req, report).map(|(sockets, _)| sockets)
+}
+
+/// [`listen`] with the process table, for views that read more about the
+/// holders (`--by-process`).
+pub fn listen_with_procs(req: &ListenRequest, report: &mut Report) -> Result<(Vec<Socket>, ProcTable)> {
     let scope = Scope::open(&req.namespaces, report)?;
     let source = Chosen::new(req.owners_from);
-    let mut inv = collect_in(&scope, &req.query(), Owners::Resolve(&source), Some(order::listen), report)?;
-    let mut sockets: Vec<Socket> = inv.sockets.into_iter().filter(|s| req.select.keeps(s)).collect();
+    let owners = if req.resolve_owners { Owners::Resolve(&source) } else { Owners::Skip };
+    let mut inv = collect_in(&scope, &req.query(), owners, Some(order::listen), report)?;
+    let procs = &mut inv.procs;
+    let mut sockets: Vec<Socket> =
+        inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, procs)).collect();
     if req.context {
         attach_context(&mut sockets, &mut inv.procs);
     }
-    Ok(sockets)
+    Ok((sockets, inv.procs))
 }
 
 /// What `listen` shows: the sockets, and the ports NAT rules publish.
@@ -365,10 +374,15 @@ pub fn report_nat(scans: &[NatScan], report: &mut Report) {
 
 /// The sockets `conns` shows, sorted (also one refresh of `watch conns`).
 pub fn conns(req: &ConnsRequest, report: &mut Report) -> Result<Vec<Socket>> {
+    conns_with_procs(req, report).map(|(sockets, _)| sockets)
+}
+
+/// [`conns`] with the process table (`--by-process`).
+pub fn conns_with_procs(req: &ConnsRequest, report: &mut Report) -> Result<(Vec<Socket>, ProcTable)> {
     let source = Chosen::new(req.owners_from);
     // TIME_WAIT sockets have no file, so no owner: skip the owner source
     // when they are all that was asked for.
-    let owners = if req.states == StateSet::of(&[State::TimeWait]) && req.owners.is_empty() {
+    let owners = if !req.resolve_owners || (req.states == StateSet::of(&[State::TimeWait]) && req.owners.is_empty()) {
         Owners::Skip
     } else {
         Owners::ResolveAll(&source)
@@ -382,7 +396,30 @@ pub fn conns(req: &ConnsRequest, report: &mut Report) -> Result<Vec<Socket>> {
     if req.context {
         attach_context(&mut sockets, &mut procs);
     }
-    Ok(sockets)
+    Ok((sockets, procs))
+}
+
+/// Closes each socket (SOCK_DESTROY) from inside `netns` (the current
+/// namespace when `None`): the errno of each attempt, 0 for success. An
+/// error is returned only when sock_diag cannot be opened there.
+pub fn destroy(netns: Option<&Netns>, sockets: &[Socket]) -> Result<Vec<i32>> {
+    let run = || -> Result<Vec<i32>, sock_diag::DiagError> {
+        let mut r = sock_diag::Reader::new()?;
+        Ok(sockets
+            .iter()
+            .map(|s| match r.destroy(s) {
+                Ok(()) => 0,
+                Err(sock_diag::DiagError::Kernel { errno, .. }) => errno,
+                Err(sock_diag::DiagError::Io(e)) => e.raw_os_error().unwrap_or(libc::EIO),
+                Err(_) => libc::EINVAL,
+            })
+            .collect())
+    };
+    let r = match netns {
+        None => run(),
+        Some(ns) => ns.run(run)?,
+    };
+    r.context("could not open sock_diag to close sockets")
 }
 
 /// Attaches owners to `sockets` from a fresh map of `source` (a command that
@@ -494,34 +531,52 @@ pub fn poll_listeners(
     }
 }
 
-/// [`poll_listeners`] for a unix name: polls until a listener (or bound
-/// socket) has it, or none has. A path is looked up again at every poll
-/// (its file may be created, removed or replaced meanwhile) and matched in
-/// every namespace portctl can enter; an abstract name in this one.
-pub fn poll_unix(spec: &UnixSpec, want_present: bool, timeout: Duration, interval: Duration) -> Result<bool> {
-    let deadline = Instant::now() + timeout;
-    let query = crate::request::unix_query(StateSet::of(&[State::Listen, State::Unconn]));
-    let others: Vec<Netns> = match spec {
-        UnixSpec::Path(_) => {
-            let own = crate::netns::current_inode();
-            crate::netns::discover().0.into_iter().filter(|n| Some(n.id.inode) != own).collect()
-        }
-        UnixSpec::Abstract(_) => Vec::new(),
-    };
-    loop {
+/// Whether a listener (or bound socket) has the unix name now. A path is
+/// looked up again at every call (its file may be created, removed or
+/// replaced meanwhile) and matched in every namespace portctl can enter; an
+/// abstract name in this one.
+pub struct UnixProbe {
+    query: sock_diag::Query,
+    others: Vec<Netns>,
+}
+
+impl UnixProbe {
+    pub fn new(spec: &UnixSpec) -> UnixProbe {
+        let query = crate::request::unix_query(StateSet::of(&[State::Listen, State::Unconn]));
+        let others: Vec<Netns> = match spec {
+            UnixSpec::Path(_) => {
+                let own = crate::netns::current_inode();
+                crate::netns::discover().0.into_iter().filter(|n| Some(n.id.inode) != own).collect()
+            }
+            UnixSpec::Abstract(_) => Vec::new(),
+        };
+        UnixProbe { query, others }
+    }
+
+    /// One look: is the name bound?
+    pub fn present(&self, spec: &UnixSpec) -> Result<bool> {
         let lookup = lookup_unix(spec)?;
         if let Some(FileState::NotSocket(what)) = lookup.file {
             return Err(UserError::new(format!("{} is not a socket: it is {what}", spec.label())).into());
         }
-        let mut sockets = sock_diag::dump(&query)?.sockets;
-        for ns in &others {
+        let mut sockets = sock_diag::dump(&self.query)?.sockets;
+        for ns in &self.others {
             // A namespace that went away meanwhile has nothing bound.
-            if let Ok(Ok(d)) = ns.run(|| sock_diag::dump(&query)) {
+            if let Ok(Ok(d)) = ns.run(|| sock_diag::dump(&self.query)) {
                 sockets.extend(d.sockets);
             }
         }
-        let present = lookup.sockets(&sockets).iter().any(|s| crate::domain::unix::binds_name(s));
-        if present == want_present {
+        Ok(lookup.sockets(&sockets).iter().any(|s| crate::domain::unix::binds_name(s)))
+    }
+}
+
+/// [`poll_listeners`] for a unix name: polls [`UnixProbe::present`] until a
+/// listener (or bound socket) has it, or none has.
+pub fn poll_unix(spec: &UnixSpec, want_present: bool, timeout: Duration, interval: Duration) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    let probe = UnixProbe::new(spec);
+    loop {
+        if probe.present(spec)? == want_present {
             return Ok(true);
         }
         let now = Instant::now();
@@ -740,7 +795,12 @@ fn dump_all<'a>(
         query.clone()
     };
     let one = |q: &sock_diag::Query| -> Result<sock_diag::Dump> {
-        let mut d = sock_diag::dump(q).context("could not read the kernel's socket table")?;
+        let mut d = match sock_diag::dump(q) {
+            Ok(d) => d,
+            // What the user asked cannot be answered here: their error, not the kernel's.
+            Err(sock_diag::DiagError::Untestable(msg)) => return Err(UserError::new(msg).into()),
+            Err(e) => return Err(anyhow::Error::from(e).context("could not read the kernel's socket table")),
+        };
         enrich(&mut d.sockets);
         Ok(d)
     };
@@ -1048,7 +1108,7 @@ fn permission_hint() -> &'static str {
 
 /// Service names and interface names.
 pub fn enrich(sockets: &mut [Socket]) {
-    let mut ifaces: Option<HashMap<IpAddr, std::sync::Arc<str>>> = None;
+    let mut ifaces: Option<HashMap<IpAddr, crate::model::IfName>> = None;
     for s in sockets.iter_mut() {
         let Some(local) = s.local_ip() else { continue };
         if s.exposure == Exposure::Address && s.interface.is_none() {

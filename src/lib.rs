@@ -19,6 +19,7 @@ pub mod commands;
 pub mod counters;
 pub mod domain;
 pub mod error;
+pub mod expr;
 pub mod filter;
 pub mod intmap;
 pub mod inventory;
@@ -49,7 +50,8 @@ use request::Request;
 pub fn run(cli: Cli) -> Result<i32> {
     timings::start();
     let verbose = cli.global.verbose;
-    let request = Request::from_cli(cli)?;
+    let mut notes = Vec::new();
+    let request = Request::from_cli_noting(cli, &mut notes)?;
     let mut report = Report::verbose(verbose);
     let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let result = match &request {
@@ -60,11 +62,19 @@ pub fn run(cli: Cli) -> Result<i32> {
         Request::Wait(r) => commands::wait::run(r, &mut out, &mut report),
         Request::Watch(r) => commands::watch::run(r, &mut out, &mut report),
         Request::Stats(r) => commands::stats::run(r, &mut out, &mut report),
+        Request::Close(r) => commands::close::run(r, &mut out, &mut report),
         Request::Completions(shell) => commands::completions::run(*shell, &mut out),
         Request::Man(r) => commands::man::run(r, &mut out),
     };
     let flushed = out.flush();
     timings::mark("output flushed");
+    // How the filter was read is worth saying when it was used; an error
+    // is said in one line.
+    if result.is_ok() {
+        for n in notes {
+            report.note(n);
+        }
+    }
     report.flush();
     let status = result?;
     flushed?;

@@ -29,6 +29,15 @@ pub fn somaxconn() -> Option<u32> {
     std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok().and_then(|t| t.trim().parse().ok())
 }
 
+/// `net.ipv4.ip_local_port_range` of the calling thread's namespace, the
+/// kernel's default when it cannot be read.
+pub fn local_port_range() -> PortRange {
+    std::fs::read_to_string(LOCAL_PORT_RANGE)
+        .ok()
+        .and_then(|t| parse_port_range(&t).ok())
+        .unwrap_or(DEFAULT_LOCAL_PORT_RANGE)
+}
+
 /// One namespace's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sysctls {

@@ -82,7 +82,7 @@ impl Pair {
 #[test]
 fn bad_input_exits_2_with_one_error_line() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--state", "listening"], "did you mean 'listen'"),
+        (&["--state", "listenning"], "did you mean 'listen'"),
         (&["--state", "estab", "--state", "bogus-state"], "bogus-state"),
         (&["--src", "10.0.0.0/33"], "/33"),
         (&["--dst", "::1/129"], "/129"),

@@ -687,6 +687,74 @@ mod schema {
         pub notes: Vec<String>,
     }
 
+    // --- who --pid --json
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WhoPid {
+        pub holder: Holder,
+        pub ancestry: Vec<Ancestor>,
+        pub sockets: Vec<Record>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ancestor {
+        pub pid: u32,
+        pub name: String,
+        #[serde(deserialize_with = "nullable")]
+        pub unit: Option<String>,
+    }
+
+    // --- --by-process --json
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ByProcess {
+        pub processes: Vec<ProcessGroup>,
+        pub unowned: Vec<Record>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProcessGroup {
+        pub pid: u32,
+        pub name: String,
+        pub user: String,
+        pub cmdline: String,
+        pub ancestry: Vec<Ancestor>,
+        pub sockets: Vec<Record>,
+    }
+
+    // --- close --json
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Close {
+        pub dry_run: bool,
+        pub sockets: Vec<Closed>,
+        pub message: String,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum CloseResult {
+        Closed,
+        WouldClose,
+        Gone,
+        Failed,
+        NotClosed,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Closed {
+        pub result: CloseResult,
+        #[serde(deserialize_with = "nullable")]
+        pub reason: Option<String>,
+        pub socket: Record,
+    }
+
     // --- kill --json
 
     #[derive(Debug, Deserialize)]
@@ -1208,6 +1276,9 @@ const KILL_SECTION: &str = "`kill --json`";
 const STATS_SECTION: &str = "`stats --json`";
 const WATCH_SECTION: &str = "`watch --events`";
 const NAT_SECTION: &str = "NAT record";
+const WHO_PID_SECTION: &str = "`who --pid --json`";
+const BY_PROCESS_SECTION: &str = "`--by-process --json`";
+const CLOSE_SECTION: &str = "`close --json`";
 
 /// One JSON output: the docs/json.md section for its own keys, and where
 /// socket records sit inside it (keys documented under "Socket record").
@@ -1218,6 +1289,9 @@ enum Output {
     Kill,
     Stats,
     Watch,
+    WhoPid,
+    ByProcess,
+    Close,
 }
 
 impl Output {
@@ -1228,6 +1302,9 @@ impl Output {
             Output::Kill => KILL_SECTION,
             Output::Stats => STATS_SECTION,
             Output::Watch => WATCH_SECTION,
+            Output::WhoPid => WHO_PID_SECTION,
+            Output::ByProcess => BY_PROCESS_SECTION,
+            Output::Close => CLOSE_SECTION,
         }
     }
 
@@ -1257,6 +1334,9 @@ impl Output {
             Output::Who => &[("sockets", SOCKET_SECTION), ("other_netns", SOCKET_SECTION), ("nat.rules", NAT_SECTION)],
             Output::Kill => &[("nat.rules", NAT_SECTION)],
             Output::Watch => &[("socket", SOCKET_SECTION)],
+            Output::WhoPid => &[("sockets", SOCKET_SECTION)],
+            Output::ByProcess => &[("processes.sockets", SOCKET_SECTION), ("unowned", SOCKET_SECTION)],
+            Output::Close => &[("sockets.socket", SOCKET_SECTION)],
             _ => &[],
         }
     }
@@ -1500,6 +1580,19 @@ fn jsonl_records(run: &Run) -> Vec<Record> {
 fn object<T: DeserializeOwned>(run: &Run, out: Output) -> T {
     let v = value(run, &run.stdout);
     assert!(v.is_object(), "{}: one object\n{}", run.what, run.dump());
+    assert_documented(&run.what, out, &v);
+    typed(run, &v)
+}
+
+/// One JSON array of objects (`who`, `kill` with several specs).
+fn array<T: DeserializeOwned>(run: &Run, out: Output) -> Vec<T> {
+    let v = value(run, &run.stdout);
+    assert!(
+        v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
+        "{}: an array of objects\n{}",
+        run.what,
+        run.dump()
+    );
     assert_documented(&run.what, out, &v);
     typed(run, &v)
 }
@@ -2135,6 +2228,101 @@ fn who_json_names_the_service() {
     assert_eq!(run.code(), if r.verdict.in_use { 0 } else { 1 });
 }
 
+/// `who` with several specs: one object per spec, in order, as an array.
+#[test]
+fn who_json_several_specs_is_an_array() {
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 8);
+    let free = unused_port();
+    let run = Portctl::new(["who", "--json", &port_of(&l).to_string(), &format!("{free}/udp")]).run();
+    run.expect_code(1);
+    let r: Vec<Who> = array(&run, Output::Who);
+    assert_eq!(
+        r.iter().map(|w| (w.spec.port, w.verdict.in_use)).collect::<Vec<_>>(),
+        [(Some(port_of(&l)), true), (Some(free), false)]
+    );
+    r.iter().flat_map(|w| &w.sockets).for_each(check_record);
+}
+
+/// `who --pid`: the holder, its ancestry down to it, its sockets.
+#[test]
+fn who_pid_json() {
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 8);
+    let child = sleeper_holding(&[l.as_raw_fd()]);
+    drop(l);
+    let run = Portctl::new(["who", "--pid", &child.pid().to_string(), "--json"]).run();
+    run.expect_code(0);
+    let r: WhoPid = object(&run, Output::WhoPid);
+    assert_eq!(r.holder.pid, child.pid());
+    assert_eq!(r.ancestry.last().map(|a| (a.pid, a.name.as_str())), Some((child.pid(), "sleep")));
+    assert!(r.ancestry.iter().any(|a| a.pid == std::process::id()), "{:?}", r.ancestry);
+    assert_eq!(r.sockets.len(), 1);
+    r.sockets.iter().for_each(check_record);
+    assert_eq!(r.holder.sockets, [r.sockets[0].inode]);
+}
+
+/// `--by-process --json` on listen and conns: holders with ancestry and
+/// their records; unowned records apart.
+#[test]
+fn by_process_json() {
+    let l = tcp_listener(sa("127.0.0.1:0"), None, 8);
+    let port = port_of(&l).to_string();
+    let (c, s) = {
+        let _lock = spawn_lock();
+        connect(&l)
+    };
+    let run = Portctl::new(["listen", "--by-process", "--json", "--port", &port]).run();
+    run.expect_code(0);
+    let g: ByProcess = object(&run, Output::ByProcess);
+    assert_eq!(g.processes.len(), 1);
+    assert_eq!(g.processes[0].pid, std::process::id());
+    assert_eq!(g.processes[0].sockets.len(), 1);
+    assert_eq!(g.processes[0].ancestry.last().map(|a| a.pid), Some(std::process::id()));
+    // conns: a TIME_WAIT is unowned.
+    drop(s);
+    drop(c);
+    let mut g: Option<ByProcess> = None;
+    wait_until("a TIME_WAIT on the port", || {
+        let run = Portctl::new(["conns", "--by-process", "--json", "--state", "all", "-p", &port]).run();
+        run.expect_code(0);
+        let got: ByProcess = object(&run, Output::ByProcess);
+        let tw = got.unowned.iter().any(|r| r.state == State::TimeWait);
+        g = Some(got);
+        tw
+    });
+    let g = g.unwrap();
+    g.processes.iter().flat_map(|p| &p.sockets).chain(&g.unowned).for_each(check_record);
+    assert!(g.unowned.iter().all(|r| r.owners.is_empty()));
+}
+
+/// `close --json`, dry run and real, in a namespace of its own.
+#[test]
+#[ignore = "needs root"]
+fn close_json() {
+    require_root();
+    let ns = Netns::new();
+    let (l, c, s) = in_netns(&ns, || {
+        let l = tcp_listener(sa("127.0.0.1:7000"), None, 8);
+        let c = TcpStream::connect("127.0.0.1:7000").unwrap();
+        let s = l.accept().unwrap().0;
+        (l, c, s)
+    });
+    let args = ["close", "--json", "--netns", ns.name(), "dport", "=", ":7000"];
+    let run = Portctl::new(args).arg("--dry-run").run();
+    run.expect_code(0);
+    let r: Close = object(&run, Output::Close);
+    assert!(r.dry_run);
+    assert_eq!(r.sockets.len(), 1);
+    assert_eq!((r.sockets[0].result, r.sockets[0].reason.as_deref()), (CloseResult::WouldClose, None));
+    check_record(&r.sockets[0].socket);
+    assert_eq!(r.sockets[0].socket.owners[0].pid, std::process::id());
+    let run = Portctl::new(args).arg("--yes").run();
+    run.expect_code(0);
+    let r: Close = object(&run, Output::Close);
+    assert_eq!((r.dry_run, r.sockets[0].result), (false, CloseResult::Closed));
+    assert!(r.message.starts_with("closed 1 of 1 socket"), "{}", r.message);
+    drop((l, c, s));
+}
+
 // ---------------------------------------------------------------------------
 // kill
 
@@ -2166,6 +2354,23 @@ fn kill_json_dry_run_lists_would_signal_and_refused() {
     assert_eq!(k.targets.len(), 2, "{k:?}");
     assert!(!k.message.is_empty());
     assert!(child.child_mut().try_wait().unwrap().is_none(), "a dry run signals nothing");
+}
+
+/// `kill` with several specs: one object per spec, as an array.
+#[test]
+fn kill_json_several_specs_is_an_array() {
+    let port = unused_port();
+    let l = tcp_listener(SocketAddr::new("127.0.0.1".parse().unwrap(), port), None, 16);
+    let mut child = sleeper_holding(&[l.as_raw_fd()]);
+    drop(l);
+    let free = unused_port();
+    let run = Portctl::new(["kill", "--dry-run", "--json", &port.to_string(), &free.to_string()]).run();
+    run.expect_code(0);
+    let k: Vec<Kill> = array(&run, Output::Kill);
+    assert_eq!(k.iter().map(|x| x.port).collect::<Vec<_>>(), [Some(port), Some(free)]);
+    assert_eq!(k[0].targets[0].result, KillResult::WouldSignal);
+    assert!(k[1].targets.is_empty() && k[1].message.contains("nothing to kill"), "{k:?}");
+    assert!(child.child_mut().try_wait().unwrap().is_none());
 }
 
 #[test]

@@ -215,3 +215,93 @@ fn issue7_wait_times_out_with_1_and_works_for_udp_and_free() {
     let _l = tcp_listener(sa(&format!("0.0.0.0:{port2}")), None, 16);
     Portctl::new(["wait", &format!("127.0.0.1:{port2}"), "--timeout", "2s"]).run().expect_code(0);
 }
+
+/// A `sleep` child holding listeners on every one of `ports`.
+fn child_holding_all(ports: &[u16]) -> ChildGuard {
+    let ls: Vec<TcpListener> = ports.iter().map(|p| tcp_listener(sa(&format!("127.0.0.1:{p}")), None, 16)).collect();
+    for l in &ls {
+        // SAFETY: fcntl on a descriptor we own: let the child inherit it.
+        unsafe { libc::fcntl(l.as_raw_fd(), libc::F_SETFD, 0) };
+    }
+    let child = spawn(Command::new("sleep").arg("60"));
+    drop(ls);
+    child
+}
+
+/// Several ports: one report each (a JSON array), each holder signalled,
+/// a free port is no failure, and a process holding two of the ports is
+/// signalled once.
+#[test]
+fn kill_several_ports() {
+    let (p1, p2, p3, free) = (unused_port(), unused_port(), unused_port(), unused_port());
+    let a = child_holding(p1);
+    let both = child_holding_all(&[p2, p3]);
+    let run = Portctl::new([
+        "kill",
+        "--yes",
+        "--json",
+        &p1.to_string(),
+        &format!("{p2}/tcp"),
+        &format!(":{p3}"),
+        &free.to_string(),
+    ])
+    .run();
+    run.expect_code(0);
+    let reports: Vec<KillReport> = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()));
+    let ports: Vec<u16> = reports.iter().filter_map(|r| r.port).collect();
+    assert_eq!(ports, [p1, p2, p3, free]);
+    assert_eq!(reports[0].targets[0].pid, a.pid());
+    for r in &reports[1..3] {
+        assert_eq!(r.targets.len(), 1, "{r:?}");
+        assert_eq!((r.targets[0].pid, r.targets[0].result.as_str()), (both.pid(), "signalled"));
+    }
+    assert!(reports[3].targets.is_empty() && reports[3].message.contains("nothing to kill"), "{:?}", reports[3]);
+    assert_eq!(a.wait().signal(), Some(libc::SIGTERM));
+    assert_eq!(both.wait().signal(), Some(libc::SIGTERM));
+    // Nothing on any of them: exit 1; text: one block per port.
+    let (f1, f2) = (unused_port(), unused_port());
+    let run = Portctl::new(["kill", "--yes", &f1.to_string(), &f2.to_string()]).run();
+    run.expect_code(1);
+    assert_eq!(
+        run.stdout,
+        format!("nothing to kill: no process holds port {f1}\n\nnothing to kill: no process holds port {f2}\n")
+    );
+}
+
+/// A holder refused (our own ancestry) on one port fails the run, even
+/// when another port's holder was signalled.
+#[test]
+fn kill_mixed_results_exit_2() {
+    let (p1, p2) = (unused_port(), unused_port());
+    let child = child_holding(p1);
+    let _mine = tcp_listener(sa(&format!("127.0.0.1:{p2}")), None, 16);
+    let run = Portctl::new(["kill", "--yes", "--json", &p1.to_string(), &p2.to_string()]).run();
+    run.expect_code(2);
+    let reports: Vec<KillReport> = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(reports[0].targets[0].result, "signalled");
+    assert_eq!(reports[1].targets[0].result, "refused");
+    assert_eq!(child.wait().signal(), Some(libc::SIGTERM));
+}
+
+#[test]
+fn wait_for_several_ports() {
+    let (p1, p2) = (unused_port(), unused_port());
+    let _l1 = tcp_listener(sa(&format!("127.0.0.1:{p1}")), None, 16);
+    let run = Portctl::new(["wait", &p1.to_string(), &p2.to_string(), "--timeout", "500ms"]).run();
+    run.expect_code(1);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with(&format!("port {p1}: listening after ")), "{}", run.dump());
+    assert!(
+        lines[1].starts_with(&format!("port {p2}: nothing listening after ")) && lines[1].ends_with("(timeout)"),
+        "{}",
+        run.dump()
+    );
+    let _l2 = udp_socket(sa(&format!("127.0.0.1:{p2}")), None);
+    let run = Portctl::new(["wait", &p1.to_string(), &format!("{p2}/udp"), "--timeout", "5s"]).run();
+    run.expect_code(0);
+    assert_eq!(run.stdout.lines().count(), 2, "{}", run.dump());
+    // --free: until none of them is held.
+    Portctl::new(["wait", "--free", &p1.to_string(), &unused_port().to_string(), "--timeout", "300ms"])
+        .run()
+        .expect_code(1);
+}

@@ -326,7 +326,8 @@ fn bad_port_values_exit_2_with_one_error_line() {
         (&["--port", "1-70000"], "70000"),
         (&["--port", "80-"], "80-"),
         (&["--port=-1"], "-1"),
-        (&["-p", "http"], "http"),
+        // Service names are taken (issue 18); unknown ones are errors.
+        (&["-p", "no-such-service"], "no-such-service: unknown service name"),
         (&["--json", "--port", "abc"], "abc"),
         (&["--port", "22", "--port", "x22"], "x22"),
     ];

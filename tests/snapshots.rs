@@ -456,6 +456,27 @@ fn listen_table_unheld_and_threads() {
     t.tid = Some(6042);
     v[3].owners = vec![t].into();
     insta::assert_snapshot!(text(|w| render::listen::write(w, &v, &table(), false)));
+    // The views of issue 18 say the same: `-o` with FD, `--by-process`,
+    // and what `close --dry-run` would close.
+    use portctl::filter::Column as C;
+    let cols = [C::Proto, C::Local, C::Pid, C::Process, C::Fd];
+    insta::assert_snapshot!(
+        "columns_table_unheld_and_threads",
+        text(|w| render::columns::write(w, &v, &cols, &table()))
+    );
+    let tree = host_tree();
+    let mut procs = ProcTable::new(tree.path());
+    let g = portctl::domain::process::by_process(v.clone(), &mut procs);
+    insta::assert_snapshot!(
+        "by_process_text_unheld_and_threads",
+        text(|w| render::by_process::write(w, &g, Style { color: false }))
+    );
+    let mut dry = portctl::domain::close::plan(v, true);
+    dry.message = portctl::domain::close::summary(&dry);
+    insta::assert_snapshot!(
+        "close_text_unheld_and_threads",
+        text(|w| render::close::write(w, &dry, Style { color: false }))
+    );
 }
 
 #[test]
@@ -884,4 +905,90 @@ fn kill_text_published_by_nat() {
     };
     r.message = portctl::domain::kill::nothing_to_kill("8080/tcp", &[], &r.nat);
     insta::assert_snapshot!(text(|w| render::kill::write(w, &r, Style { color: false })));
+}
+
+/// A fake /proc for ancestry: (pid, comm, ppid, cmdline, cgroup).
+fn fake_tree(pids: &[(u32, &str, u32, &str, &str)]) -> common::TempDir {
+    let dir = common::TempDir::new();
+    for &(pid, comm, ppid, cmdline, cgroup) in pids {
+        let d = dir.path().join(pid.to_string());
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("stat"),
+            format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4242 0\n"),
+        )
+        .unwrap();
+        std::fs::write(d.join("status"), "Name:\tx\nUid:\t0\t0\t0\t0\n").unwrap();
+        std::fs::write(d.join("cmdline"), cmdline.replace(' ', "\0")).unwrap();
+        std::fs::write(d.join("cgroup"), format!("0::{cgroup}\n")).unwrap();
+    }
+    dir
+}
+
+fn host_tree() -> common::TempDir {
+    fake_tree(&[
+        (1, "systemd", 0, "/sbin/init", "/init.scope"),
+        (812, "sshd", 1, "sshd: /usr/sbin/sshd -D", "/system.slice/ssh.service"),
+        (899, "nginx", 1, "nginx: master process /usr/sbin/nginx", "/system.slice/nginx.service"),
+        (900, "nginx", 899, "nginx: worker process", "/system.slice/nginx.service"),
+        (901, "nginx", 899, "nginx: worker process", "/system.slice/nginx.service"),
+        (600, "systemd-resolve", 1, "/lib/systemd/systemd-resolved", "/system.slice/systemd-resolved.service"),
+        (700, "postgres", 1, "/usr/lib/postgresql/15/bin/postgres", "/system.slice/postgresql.service"),
+        (4242, "evil\n1 root", 1, "evil", "/user.slice/user-0.slice/session-1.scope"),
+        (4300, "服务器", 4242, "./服务器 --port 9090", "/user.slice/user-0.slice/session-1.scope"),
+    ])
+}
+
+/// `--by-process`: holders in pid order with their ancestry lines, then
+/// what no visible process holds.
+#[test]
+fn by_process_text() {
+    let tree = host_tree();
+    let mut procs = ProcTable::new(tree.path());
+    let mut v = population();
+    order::conns(&mut v);
+    let g = portctl::domain::process::by_process(v, &mut procs);
+    insta::assert_snapshot!(text(|w| render::by_process::write(w, &g, Style { color: false })));
+}
+
+/// `who --pid`: the process, its ancestry, what it holds.
+#[test]
+fn who_process_text() {
+    let tree = host_tree();
+    let mut procs = ProcTable::new(tree.path());
+    let mut v = population();
+    order::listen(&mut v);
+    let r = who::process_report(901, v, &mut procs);
+    insta::assert_snapshot!(
+        redacted(text(|w| render::who::write_process(w, &r, Style { color: false })))
+            .replace(&format!("    cwd      {}\n", tree.path().display()), "")
+    );
+}
+
+/// `close`: a line per socket and what became of it, then the summary.
+#[test]
+fn close_text() {
+    use portctl::domain::close;
+    let v: Vec<Socket> =
+        population().into_iter().filter(|s| s.state == State::Established || s.state == State::CloseWait).collect();
+    let mut r = close::plan(v, false);
+    for (c, errno) in r.sockets.iter_mut().zip([0, libc::ESTALE, libc::EINVAL]) {
+        let (result, reason) = close::outcome(errno);
+        c.result = result.into();
+        c.reason = reason;
+    }
+    r.message = close::summary(&r);
+    insta::assert_snapshot!(text(|w| render::close::write(w, &r, Style { color: false })));
+    let mut dry = close::plan(population().into_iter().filter(|s| s.port() == 22).collect(), true);
+    dry.message = close::summary(&dry);
+    insta::assert_snapshot!("close_text_dry_run", text(|w| render::close::write(w, &dry, Style { color: false })));
+}
+
+/// `-o/--columns`: the columns asked for, in that order, the extra ones too.
+#[test]
+fn columns_table() {
+    use portctl::filter::Column as C;
+    let v = population();
+    let cols = [C::Proto, C::State, C::Local, C::Remote, C::Pid, C::Process, C::Fd, C::Uid, C::Inode, C::Cmdline];
+    insta::assert_snapshot!(text(|w| render::columns::write(w, &v, &cols, &table())));
 }

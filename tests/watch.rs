@@ -124,7 +124,7 @@ fn issue7_watch_stops_quietly_when_stdout_closes() {
 #[test]
 fn issue7_watch_bad_input() {
     for (args, want) in
-        [(vec!["watch", "--interval", "0"], "positive"), (vec!["watch", "conns", "--state", "listening"], "listen")]
+        [(vec!["watch", "--interval", "0"], "positive"), (vec!["watch", "conns", "--state", "listenning"], "listen")]
     {
         let run = Portctl::new(args.clone()).run();
         run.expect_code(2);

@@ -624,6 +624,35 @@ fn a_udp_socket_that_dropped_gets_a_hint() {
     drop(udp);
 }
 
+/// Several ports: one answer each, a JSON array; exit 0 only when every
+/// port is in use. (Owners from `auto`: as root the options of both ports
+/// come from BPF, and the definite verdicts are checked too.)
+#[test]
+fn several_ports_one_answer_each() {
+    let (p1, p2, free) = (unused_port(), unused_port(), unused_port());
+    let _l1 = tcp_listener(sa(&format!("127.0.0.1:{p1}")), None, 8);
+    let _l2 = udp_socket(sa(&format!("127.0.0.1:{p2}")), None);
+    let run = Portctl::new(["who", "--json", &p1.to_string(), &format!("{p2}/udp")]).run();
+    run.expect_code(0);
+    let reports: Vec<WhoReport> = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()));
+    assert_eq!(
+        reports.iter().map(|r| (r.spec.port, r.verdict.in_use)).collect::<Vec<_>>(),
+        [(Some(p1), true), (Some(p2), true)]
+    );
+    for r in &reports {
+        verdicts_match_the_kernel(r);
+    }
+    let run = Portctl::new(["who", &p1.to_string(), &free.to_string()]).run();
+    run.expect_code(1);
+    let blocks: Vec<&str> = run.stdout.split("\n\n").collect();
+    assert!(blocks[0].starts_with(&format!("{p1}/tcp is in use: ")), "{}", run.dump());
+    assert!(run.stdout.contains(&format!("{free}/tcp is free")), "{}", run.dump());
+    // One spec: the object, as before.
+    let (run, r) = who(&p1.to_string());
+    run.expect_code(0);
+    assert_eq!(r.spec.port, Some(p1));
+}
+
 // --- issue 14: the options read by BPF make every verdict definite ---------
 
 /// A TCP socket with these options set, bound (and listening with `listen`).

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Result;
 
+use crate::domain::{order, process};
 use crate::inventory;
 use crate::model::{Proto, State};
 use crate::render::{self, Format, json, prometheus};
@@ -12,10 +13,28 @@ use crate::report::{self, Report};
 use crate::request::ListenRequest;
 
 pub fn run(req: &ListenRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
+    if req.view.by_process {
+        let (mut sockets, mut procs) = inventory::listen_with_procs(req, report)?;
+        order::by_keys(&mut sockets, &req.view.sort, req.view.reverse);
+        let matched = !sockets.is_empty();
+        let grouped = process::by_process(sockets, &mut procs);
+        if req.out.is_json() {
+            json::object(w, &grouped)?;
+        } else {
+            render::by_process::write(w, &grouped, req.out.style())?;
+        }
+        return Ok(report::status(matched));
+    }
     let inventory::Listing { mut sockets, mut nat, nat_read } = inventory::listen_with_nat(req, report)?;
+    order::by_keys(&mut sockets, &req.view.sort, req.view.reverse);
     // Records of rules that reach no address of this host (ClusterIPs)
     // are not published ports; `who` shows them.
     nat.retain(|r| r.on_this_host());
+    if req.view.pids {
+        let pids = process::pids(&sockets);
+        render::pids(w, &pids)?;
+        return Ok(report::status(!pids.is_empty()));
+    }
     match req.out.format {
         Format::Prometheus => {
             // The namespace portctl runs in is `netns=""` with --all-netns
@@ -45,6 +64,9 @@ pub fn run(req: &ListenRequest, w: &mut impl Write, report: &mut Report) -> Resu
             return Ok(report::EXIT_MATCHED);
         }
         Format::Json | Format::Jsonl => json::listing(w, &sockets, &nat, req.out.format)?,
+        Format::Table if !req.view.columns.is_empty() => {
+            render::columns::write(w, &sockets, &req.view.columns, &req.out)?
+        }
         Format::Table => render::listen::write_with_nat(w, &sockets, &nat, &req.out, req.context)?,
     }
     // A unix listener whose accept queue is half full or more: its server

@@ -3,6 +3,7 @@
 //! imports a command: what two commands share lives in `inventory`,
 //! `domain` or `render`.
 
+pub mod close;
 pub mod completions;
 pub mod conns;
 pub mod kill;

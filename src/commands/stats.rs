@@ -37,7 +37,7 @@ pub fn run(req: &StatsRequest, w: &mut impl Write, report: &mut Report) -> Resul
     // asked about (with --all-netns, in this one; see docs/stats.md).
     let one = scope.main();
     let first = req.interval.map(|_| (in_namespace(one, || Counters::read().0), Instant::now()));
-    let mut inv = inventory::collect_in(&scope, &request::stats_query(), Owners::Skip, None, report)?;
+    let mut inv = inventory::collect_in(&scope, &req.query(), Owners::Skip, None, report)?;
     if let (Some(interval), Some((_, started))) = (req.interval, &first) {
         // The second read: `interval` after the first, however long the dump took.
         std::thread::sleep(interval.saturating_sub(started.elapsed()));

@@ -50,11 +50,14 @@ struct Event<'a> {
 }
 
 pub fn run(req: &WatchRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
-    let (name, table) = match &req.what {
-        Watched::Listen(r) => ("listen", watch::Table::Listen { context: r.context }),
-        Watched::Conns(r) => {
-            ("conns", watch::Table::Conns { extended: r.extended, peers: r.peers, context: r.context })
-        }
+    let (name, view) = match &req.what {
+        Watched::Listen(r) => ("listen", &r.view),
+        Watched::Conns(r) => ("conns", &r.view),
+    };
+    let table = match &req.what {
+        _ if !view.columns.is_empty() => watch::Table::Columns(&view.columns),
+        Watched::Listen(r) => watch::Table::Listen { context: r.context },
+        Watched::Conns(r) => watch::Table::Conns { extended: r.extended, peers: r.peers, context: r.context },
     };
     let mut prev: Option<BTreeMap<Key, Socket>> = None;
     let mut refreshes = 0u64;
@@ -86,6 +89,12 @@ pub fn run(req: &WatchRequest, w: &mut impl Write, report: &mut Report) -> Resul
                 let gone: Vec<&Socket> = before.iter().filter(|(k, _)| !now.contains_key(k)).map(|(_, s)| s).collect();
                 rows.extend(gone.iter().map(|s| (*s).clone()));
                 marks.extend(gone.iter().map(|_| Mark::Gone));
+                if !view.sort.is_empty() {
+                    // --sort: the rows in that order, each with its mark.
+                    let mut both: Vec<(Socket, Mark)> = rows.into_iter().zip(marks).collect();
+                    both.sort_by(|a, b| crate::domain::order::compare_keys(&a.0, &b.0, &view.sort, view.reverse));
+                    (rows, marks) = both.into_iter().unzip();
+                }
                 let added = marks.iter().filter(|m| **m == Mark::Added).count();
                 let heading = format!(
                     "every {:.1}s: portctl {name}: {} socket{} (+{added} -{})",

@@ -4,10 +4,12 @@
 //! (details of owners, read once and cached).
 
 pub mod bind;
+pub mod close;
 pub mod kill;
 pub mod nat;
 pub mod order;
 pub mod peers;
+pub mod process;
 pub mod select;
 pub mod stats;
 pub mod unix;

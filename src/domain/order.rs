@@ -39,6 +39,51 @@ pub fn conns(sockets: &mut [Socket]) {
     sort_by_prefix(sockets, prefix, |a, b| full(a).cmp(&full(b)));
 }
 
+/// `--sort KEY,...`: a stable sort by the keys in order (ties keep the
+/// command's own order), descending with `reverse`. Owner keys look at the
+/// first holder; sockets without one sort after those with one.
+pub fn by_keys(sockets: &mut [Socket], keys: &[crate::filter::SortKey], reverse: bool) {
+    if keys.is_empty() {
+        return;
+    }
+    sockets.sort_by(|a, b| compare_keys(a, b, keys, reverse));
+}
+
+/// The order [`by_keys`] sorts in.
+pub fn compare_keys(a: &Socket, b: &Socket, keys: &[crate::filter::SortKey], reverse: bool) -> Ordering {
+    let o = keys.iter().fold(Ordering::Equal, |o, k| o.then_with(|| compare(a, b, *k)));
+    if reverse { o.reverse() } else { o }
+}
+
+fn compare(a: &Socket, b: &Socket, key: crate::filter::SortKey) -> Ordering {
+    use crate::filter::SortKey as K;
+    // Present values first, then absent ones (a socket with no owner).
+    fn opt<T: Ord>(a: Option<T>, b: Option<T>) -> Ordering {
+        match (a, b) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    }
+    let owner = |s: &Socket| s.owners.iter().min_by_key(|o| o.pid).cloned();
+    match key {
+        K::Port => a.port().cmp(&b.port()),
+        K::Local => a.local.cmp(&b.local),
+        K::Remote => a.remote.cmp(&b.remote),
+        K::Rport => opt(a.remote_ip().map(|e| e.port), b.remote_ip().map(|e| e.port)),
+        K::State => a.state.cmp(&b.state),
+        K::Proto => (a.proto, a.family).cmp(&(b.proto, b.family)),
+        K::Pid => opt(owner(a).map(|o| o.pid), owner(b).map(|o| o.pid)),
+        K::Process => opt(owner(a).map(|o| o.name), owner(b).map(|o| o.name)),
+        K::User => opt(owner(a).map(|o| o.user), owner(b).map(|o| o.user)),
+        K::RecvQ => a.recv_q.cmp(&b.recv_q),
+        K::SendQ => a.send_q.cmp(&b.send_q),
+        K::Inode => a.inode.cmp(&b.inode),
+        K::Uid => a.uid.cmp(&b.uid),
+    }
+}
+
 /// Sorts by `full`, stable, where `prefix` is monotone in it (a < b by
 /// `full` implies prefix(a) <= prefix(b)).
 fn sort_by_prefix<T>(items: &mut [T], prefix: impl Fn(&T) -> u64, full: impl Fn(&T, &T) -> Ordering) {
@@ -145,6 +190,43 @@ mod tests {
         permute(&mut items, &mut order);
         assert_eq!(items, ['d', 'a', 'e', 'b', 'c', 'f']);
         assert_eq!(order, [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn sort_keys_in_order_and_reversed() {
+        use crate::filter::SortKey;
+        use crate::model::Owner;
+        let mut v = vec![
+            sock(80, Some(("127.0.0.1", 5))),
+            sock(22, Some(("127.0.0.1", 9))),
+            sock(80, Some(("127.0.0.1", 1))),
+            sock(443, None),
+        ];
+        v[0].recv_q = 7;
+        v[1].recv_q = 7;
+        v[2].recv_q = 1;
+        v[3].owners = vec![Owner {
+            pid: 5,
+            name: "a".into(),
+            user: "u".into(),
+            fd: 3,
+            tid: None,
+            cmdline: "a".into(),
+            context: None,
+        }]
+        .into();
+        let ports = |v: &[Socket]| v.iter().map(|s| (s.port(), remote_text(s))).collect::<Vec<_>>();
+        by_keys(&mut v, &[SortKey::RecvQ, SortKey::Rport], false);
+        assert_eq!(ports(&v)[0], (443, "*".to_string()), "recv_q 0 first");
+        assert_eq!(ports(&v)[1], (80, "127.0.0.1:1".to_string()));
+        assert_eq!(ports(&v)[2], (80, "127.0.0.1:5".to_string()), "tie on recv_q broken by remote port");
+        by_keys(&mut v, &[SortKey::Pid], false);
+        assert_eq!(v[0].port(), 443, "the one socket with an owner first");
+        by_keys(&mut v, &[SortKey::Port], true);
+        assert_eq!(v.iter().map(Socket::port).collect::<Vec<_>>(), [443, 80, 80, 22]);
+        let before: Vec<u16> = v.iter().map(Socket::port).collect();
+        by_keys(&mut v, &[], false);
+        assert_eq!(v.iter().map(Socket::port).collect::<Vec<_>>(), before);
     }
 
     #[test]

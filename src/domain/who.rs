@@ -52,6 +52,12 @@ impl Target {
         }
     }
 
+    /// Whether `s` is on this target's port and protocols (its address
+    /// aside: see [`Target::served_by`]).
+    pub fn covers(&self, s: &Socket) -> bool {
+        s.port() == self.port && self.proto.is_none_or(|p| p == s.proto) && s.proto.has_ports()
+    }
+
     /// Whether a listener `s` serves this target (any listener on the port
     /// when no address was asked about).
     pub fn served_by(&self, s: &Socket) -> bool {
@@ -553,63 +559,85 @@ pub(crate) fn holders(sockets: &[Socket], procs: &mut ProcTable) -> Vec<Holder> 
             }
         }
     }
-    let mut out = Vec::new();
-    for (&pid, socks) in &by_pid {
-        let info = procs.info(pid);
-        let extra = procs.extra(pid);
-        let parent = info.ppid.filter(|&p| p != 0).map(|p| procs.info(p));
-        let mut notes = Vec::new();
-        let parent_holds = |s: &Socket| parent.as_ref().is_some_and(|p| s.owners.iter().any(|o| o.pid == p.pid));
-        if let Some(p) = &parent
-            && socks.iter().any(|s| parent_holds(s))
-        {
-            notes.push(format!("inherited from its parent {} (pid {}), which holds it too", p.name, p.pid));
-        }
-        if let Some(s) = socks.iter().find(|s| info.uid.is_some_and(|u| u != s.uid)) {
-            notes.push(format!(
-                "{} was created by uid {} ({}), not by this process's user: inherited (fork/exec or a privilege drop)",
-                s.local,
-                s.uid,
-                procs.user(s.uid)
-            ));
-        }
-        let listens = socks.iter().any(|s| s.state == State::Listen);
-        let is_service =
-            extra.context.as_ref().and_then(|c| c.unit.as_deref()).is_some_and(|u| u.ends_with(".service"));
-        if listens && info.ppid == Some(1) && !is_service && !socks.iter().any(|s| parent_holds(s)) {
-            let init = parent.as_ref().map_or("init".to_string(), |p| p.name.to_string());
-            notes.push(format!(
-                "its parent is pid 1 ({init}): if the server that opened this socket has exited, this process kept it"
-            ));
-        }
-        if let Some((ip, cport)) = crate::procs::context::proxy_target(&info.cmdline) {
-            let target = Endpoint { addr: ip, port: cport };
-            let container = procs.runtimes().docker_by_ip(ip);
-            notes.push(match container {
-                Some((id, name)) => format!(
-                    "a userland proxy: traffic goes to container {} ({}) at {target}",
-                    if name.is_empty() { "?" } else { &name },
-                    crate::model::short_id(&id)
-                ),
-                None => format!("a userland proxy: traffic goes to {target} (a container's address)"),
-            });
-        }
-        out.push(Holder {
-            pid,
-            name: info.name.to_string(),
-            user: info.user.to_string(),
-            cmdline: info.cmdline.to_string(),
-            started: extra.started,
-            uptime_s: extra.uptime_s,
-            cwd: extra.cwd,
-            ppid: info.ppid,
-            parent_name: parent.map(|p| p.name.to_string()),
-            context: extra.context,
-            sockets: socks.iter().map(|s| s.inode).collect(),
-            notes,
+    by_pid.iter().map(|(&pid, socks)| holder(pid, socks, procs)).collect()
+}
+
+/// One holder's entry: its details, the inodes of `socks` (the sockets it
+/// holds), and the notes that may explain why it holds them.
+pub fn holder(pid: u32, socks: &[&Socket], procs: &mut ProcTable) -> Holder {
+    let info = procs.info(pid);
+    let extra = procs.extra(pid);
+    let parent = info.ppid.filter(|&p| p != 0).map(|p| procs.info(p));
+    let mut notes = Vec::new();
+    let parent_holds = |s: &Socket| parent.as_ref().is_some_and(|p| s.owners.iter().any(|o| o.pid == p.pid));
+    if let Some(p) = &parent
+        && socks.iter().any(|s| parent_holds(s))
+    {
+        notes.push(format!("inherited from its parent {} (pid {}), which holds it too", p.name, p.pid));
+    }
+    if let Some(s) = socks.iter().find(|s| info.uid.is_some_and(|u| u != s.uid)) {
+        notes.push(format!(
+            "{} was created by uid {} ({}), not by this process's user: inherited (fork/exec or a privilege drop)",
+            s.local,
+            s.uid,
+            procs.user(s.uid)
+        ));
+    }
+    let listens = socks.iter().any(|s| s.state == State::Listen);
+    let is_service = extra.context.as_ref().and_then(|c| c.unit.as_deref()).is_some_and(|u| u.ends_with(".service"));
+    if listens && info.ppid == Some(1) && !is_service && !socks.iter().any(|s| parent_holds(s)) {
+        let init = parent.as_ref().map_or("init".to_string(), |p| p.name.to_string());
+        notes.push(format!(
+            "its parent is pid 1 ({init}): if the server that opened this socket has exited, this process kept it"
+        ));
+    }
+    if let Some((ip, cport)) = crate::procs::context::proxy_target(&info.cmdline) {
+        let target = Endpoint { addr: ip, port: cport };
+        let container = procs.runtimes().docker_by_ip(ip);
+        notes.push(match container {
+            Some((id, name)) => format!(
+                "a userland proxy: traffic goes to container {} ({}) at {target}",
+                if name.is_empty() { "?" } else { &name },
+                crate::model::short_id(&id)
+            ),
+            None => format!("a userland proxy: traffic goes to {target} (a container's address)"),
         });
     }
-    out
+    Holder {
+        pid,
+        name: info.name.to_string(),
+        user: info.user.to_string(),
+        cmdline: info.cmdline.to_string(),
+        started: extra.started,
+        uptime_s: extra.uptime_s,
+        cwd: extra.cwd,
+        ppid: info.ppid,
+        parent_name: parent.map(|p| p.name.to_string()),
+        context: extra.context,
+        sockets: socks.iter().map(|s| s.inode).collect(),
+        notes,
+    }
+}
+
+/// `who --pid --json`: what one process holds, documented in docs/json.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessReport {
+    /// The process, as a `who` holder (its `sockets` are the inodes below).
+    pub holder: Holder,
+    /// From the top of the process tree down to it.
+    pub ancestry: Vec<crate::domain::process::Ancestor>,
+    /// Every TCP and UDP socket it holds, any state.
+    pub sockets: Vec<Socket>,
+}
+
+/// What `pid` holds among `sockets` (which the caller dumped with owners).
+pub fn process_report(pid: u32, sockets: Vec<Socket>, procs: &mut ProcTable) -> ProcessReport {
+    let mine: Vec<Socket> = sockets.into_iter().filter(|s| s.owners.iter().any(|o| o.pid == pid)).collect();
+    let refs: Vec<&Socket> = mine.iter().collect();
+    let holder = holder(pid, &refs, procs);
+    let ancestry = crate::domain::process::ancestry(pid, procs);
+    ProcessReport { holder, ancestry, sockets: mine }
 }
 
 /// Whether `s` counts for the spec: every socket on the port when no address

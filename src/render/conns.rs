@@ -146,7 +146,7 @@ fn unix(sockets: &[&Socket]) -> (Vec<table::Column>, Vec<Vec<table::Styled>>) {
 }
 
 /// `ESTAB`, `TIME-WAIT`, ...: states that point at a problem stand out.
-fn state_cell(st: State) -> table::Styled {
+pub(super) fn state_cell(st: State) -> table::Styled {
     match st {
         State::CloseWait | State::SynSent | State::LastAck => table::colored(st.label(), Color::Yellow),
         State::Established => table::colored(st.label(), Color::Green),
@@ -167,7 +167,7 @@ pub fn timer_text(t: &Timer) -> String {
 /// algorithm), MSS (bytes, sending), LOST (segments), DELIVERY (rate), SENT
 /// and RECV (bytes); RMEM (receive memory / buffer) and DROPS from socket
 /// memory, TCP and UDP. Drops stand out: they are data lost on this socket.
-fn extended_cells(s: &Socket) -> Vec<table::Styled> {
+pub(super) fn extended_cells(s: &Socket) -> Vec<table::Styled> {
     let dash = || -> table::Styled { "-".into() };
     let mut cells: Vec<table::Styled> = match s.tcp_info() {
         None => (0..9).map(|_| dash()).collect(),

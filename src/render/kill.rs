@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use comfy_table::Color;
 
 use super::{Style, sanitize};
-use crate::domain::kill::KillReport;
+use crate::domain::kill::{Holder, KillReport};
 
 pub fn write(w: &mut dyn Write, r: &KillReport, st: Style) -> io::Result<()> {
     for t in &r.targets {
@@ -28,10 +28,9 @@ pub fn write(w: &mut dyn Write, r: &KillReport, st: Style) -> io::Result<()> {
 }
 
 /// The confirmation prompt's list (stderr), one process a line.
-pub fn prompt(w: &mut dyn Write, r: &KillReport, which: &[usize], question: &str, st: Style) -> io::Result<()> {
-    for &i in which {
-        let t = &r.targets[i];
-        st.line(w, &format!("  {} (pid {}, user {})", t.name, t.pid, t.user))?;
+pub fn prompt(w: &mut dyn Write, holders: &[&Holder], question: &str, st: Style) -> io::Result<()> {
+    for h in holders {
+        st.line(w, &format!("  {} (pid {}, user {})", h.name, h.pid, h.user))?;
     }
     write!(w, "{} ", super::sanitize::escape(question))?;
     w.flush()

@@ -305,7 +305,7 @@ fn nat_exposure_cell(r: &NatRule) -> table::Styled {
 }
 
 /// `wildcard`, `loopback`, `address(eth0)`, coloured by reach.
-fn exposure_cell(s: &Socket) -> table::Styled {
+pub(super) fn exposure_cell(s: &Socket) -> table::Styled {
     let text = match (&s.exposure, &s.interface) {
         (Exposure::Address, Some(ifname)) => format!("address({ifname})"),
         (e, _) => e.as_str().to_string(),

@@ -3,6 +3,9 @@
 //! here ([`table`] escapes every cell, [`Style`] every line); JSON carries
 //! raw strings.
 
+pub mod by_process;
+pub mod close;
+pub mod columns;
 pub mod conns;
 pub mod json;
 pub mod kill;
@@ -19,7 +22,7 @@ use std::io::{self, IsTerminal, Write};
 
 use comfy_table::Color;
 
-use crate::model::Socket;
+use crate::model::{Owner, Socket};
 
 pub use crate::text::duration_ms;
 
@@ -103,6 +106,16 @@ impl Style {
     }
 }
 
+/// `--pids`: one pid a line, nothing else.
+pub fn pids(w: &mut impl Write, pids: &[u32]) -> io::Result<()> {
+    let mut buf = itoa::Buffer::new();
+    for &p in pids {
+        w.write_all(buf.format(p).as_bytes())?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
 /// Address column text: `127.0.0.1`, `[::]`, `[::ffff:10.0.0.1]`; unix
 /// names and packet ends as [`crate::model::Addr`] shows them.
 pub fn addr(a: &crate::model::Addr) -> String {
@@ -139,6 +152,15 @@ pub fn proto_label(s: &Socket) -> String {
     };
     let name = if s.is_mptcp() { "mptcp" } else { s.proto.as_str() };
     format!("{name}{suffix}")
+}
+
+/// A descriptor as text: `3`, or `3 of thread 6042` when it is in the table
+/// of a thread that has its own (`unshare(CLONE_FILES)`).
+pub fn fd_label(o: &Owner) -> String {
+    match o.tid {
+        Some(t) => format!("{} of thread {t}", o.fd),
+        None => o.fd.to_string(),
+    }
 }
 
 /// Owner columns (pid list, process names, users), de-duplicated. Hidden or

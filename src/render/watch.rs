@@ -12,9 +12,17 @@ use crate::model::Socket;
 
 /// Which table to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
-    Listen { context: bool },
-    Conns { extended: bool, peers: bool, context: bool },
+pub enum Table<'a> {
+    Listen {
+        context: bool,
+    },
+    Conns {
+        extended: bool,
+        peers: bool,
+        context: bool,
+    },
+    /// `-o/--columns`: these columns.
+    Columns(&'a [crate::filter::Column]),
 }
 
 /// What changed for one row.
@@ -51,7 +59,7 @@ impl Mark {
 /// refreshes follow each other.
 pub fn frame(
     w: &mut impl Write,
-    what: Table,
+    what: Table<'_>,
     rows: &[Socket],
     marks: &[Mark],
     heading: &str,
@@ -63,6 +71,12 @@ pub fn frame(
     Style { color: false }.line(w, heading)?;
     if rows.is_empty() {
         return writeln!(w, "(none)");
+    }
+    if let Table::Columns(cols) = what {
+        // `-o`: one table of the columns asked for, every kind in it.
+        let (mut columns, cells) = super::columns::rows(rows, cols);
+        columns.insert(0, table::col(" "));
+        return table::write(w, &columns, marked(cells, marks.iter().copied()), out);
     }
     // One table per kind of socket, as the command itself prints them.
     let mut groups: Vec<(Group, Vec<&Socket>, Vec<Mark>)> = Vec::new();
@@ -84,22 +98,28 @@ pub fn frame(
         let (mut columns, cells) = match what {
             Table::Listen { context } => super::listen::rows(group, &socks, context),
             Table::Conns { extended, peers, context } => super::conns::rows(group, &socks, extended, peers, context),
+            // Written above, in one table.
+            Table::Columns(_) => continue,
         };
         columns.insert(0, table::col(" "));
-        let cells: Vec<Vec<Styled>> = cells
-            .into_iter()
-            .zip(ms)
-            .map(|(mut row, m)| {
-                if let Some(c) = m.color() {
-                    for cell in row.iter_mut() {
-                        cell.color = Some(c);
-                    }
-                }
-                row.insert(0, Styled { text: m.text().to_string(), color: m.color() });
-                row
-            })
-            .collect();
-        table::write(w, &columns, cells, out)?;
+        table::write(w, &columns, marked(cells, ms), out)?;
     }
     Ok(())
+}
+
+/// The rows with their marks in a first column (and in their colour).
+fn marked(cells: Vec<Vec<Styled>>, marks: impl IntoIterator<Item = Mark>) -> Vec<Vec<Styled>> {
+    cells
+        .into_iter()
+        .zip(marks)
+        .map(|(mut row, m)| {
+            if let Some(c) = m.color() {
+                for cell in row.iter_mut() {
+                    cell.color = Some(c);
+                }
+            }
+            row.insert(0, Styled { text: m.text().to_string(), color: m.color() });
+            row
+        })
+        .collect()
 }

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use super::{Style, owner_columns, proto_label, sanitize};
 use crate::domain::bind::{BindCheck, Outcome};
 use crate::domain::nat;
-use crate::domain::who::{Bind, WhoReport, connected_line};
+use crate::domain::who::{Bind, ProcessReport, WhoReport, connected_line};
 use crate::model::{Endpoint, Proto, Socket, State, longest_timer_ms};
 use crate::nat::NatAction;
 use crate::text::duration_ms;
@@ -219,15 +219,7 @@ fn holders(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
         let held: Vec<String> = mine
             .into_iter()
             .map(|(_, _, s)| {
-                let fds: Vec<String> = s
-                    .owners
-                    .iter()
-                    .filter(|o| o.pid == h.pid)
-                    .map(|o| match o.tid {
-                        Some(t) => format!("{} of thread {t}", o.fd),
-                        None => o.fd.to_string(),
-                    })
-                    .collect();
+                let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == h.pid).map(super::fd_label).collect();
                 format!("{} {} {} (fd {})", proto_label(s), s.state.label(), s.local, fds.join(","))
             })
             .collect();
@@ -271,6 +263,58 @@ fn other_sockets(w: &mut dyn Write, others: &[&Socket], st: Style) -> io::Result
             }
         };
         st.line(w, &format!("  {proto} {:<11} {:>5}  {detail}", state.label(), v.len()))?;
+    }
+    Ok(())
+}
+
+/// `who --pid`: the process, its ancestry, and what it holds.
+pub fn write_process(w: &mut dyn Write, r: &ProcessReport, st: Style) -> io::Result<()> {
+    let h = &r.holder;
+    let n = r.sockets.len();
+    let what = if n == 0 {
+        "holds no TCP or UDP socket".to_string()
+    } else {
+        format!("holds {n} socket{}", crate::text::plural(n))
+    };
+    st.heading(w, &format!("{} (pid {}, user {}) {what}", h.name, h.pid, h.user))?;
+    st.line(w, &format!("  {}", crate::domain::process::ancestry_line(&r.ancestry)))?;
+    if !h.cmdline.is_empty() {
+        writeln!(w, "  command  {}", shorten(&sanitize::escape(&h.cmdline), COMMAND_WIDTH))?;
+    }
+    if let Some(cwd) = &h.cwd {
+        st.line(w, &format!("  cwd      {cwd}"))?;
+    }
+    if let Some(s) = &h.started {
+        st.line(w, &format!("  started  {s}"))?;
+    }
+    if let Some(c) = &h.context {
+        if let Some(u) = &c.unit {
+            st.line(w, &format!("  unit     {u}"))?;
+        }
+        if let Some(ct) = &c.container {
+            let name = ct.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            st.line(w, &format!("  container {} {}{name}", ct.runtime, crate::model::short_id(&ct.id)))?;
+        }
+    }
+    let (listening, connected): (Vec<&Socket>, Vec<&Socket>) =
+        r.sockets.iter().partition(|s| matches!(s.state, State::Listen | State::Unconn | State::Close));
+    for (title, v) in [("listening and bound", listening), ("connections", connected)] {
+        if v.is_empty() {
+            continue;
+        }
+        writeln!(w)?;
+        st.heading(w, title)?;
+        for s in v {
+            let fds: Vec<String> = s.owners.iter().filter(|o| o.pid == h.pid).map(super::fd_label).collect();
+            let remote = s.remote.as_ref().map(|r| format!(" -> {r}")).unwrap_or_default();
+            st.line(
+                w,
+                &format!("  {} {} {}{remote} (fd {})", proto_label(s), s.state.label(), s.local, fds.join(",")),
+            )?;
+        }
+    }
+    for n in &h.notes {
+        st.line(w, &format!("note: {n}"))?;
     }
     Ok(())
 }

@@ -43,9 +43,29 @@
 //!
 //! # Opcodes used
 //!
-//! `JMP` (1), `S_GE` (2), `S_LE` (3), `D_GE` (4), `D_LE` (5), `S_COND` (7) and
-//! `D_COND` (8): the original set, also present in kernels that predate
-//! `S_EQ`/`D_EQ` (see the note on equality below).
+//! | op | code | argument | kernel |
+//! |---|---|---|---|
+//! | `JMP` | 1 | – | every |
+//! | `S_GE`, `S_LE`, `D_GE`, `D_LE` | 2–5 | a second 4-byte op whose `no` is the port | every |
+//! | `AUTO` | 6 | – (port not bound explicitly: `SOCK_BINDPORT_LOCK` clear) | every |
+//! | `S_COND`, `D_COND` | 7, 8 | `inet_diag_hostcond` + address | every |
+//! | `DEV_COND` | 9 | `u32` ifindex (`sk_bound_dev_if`) | Linux 4.8 |
+//! | `MARK_COND` | 10 | `inet_diag_markcond { u32 mark, mask }` | Linux 4.9; the audit answers `EPERM` without `CAP_NET_ADMIN` |
+//! | `CGROUP_COND` | 13 | `u64` cgroup v2 id, unaligned | Linux 5.9, `CONFIG_SOCK_CGROUP_DATA` (else `EINVAL`) |
+//!
+//! All arguments are in host byte order except addresses (network order).
+//! `S_EQ`/`D_EQ` (11, 12) are not used (see the note on equality below).
+//! An opcode the kernel does not know makes its audit refuse the whole
+//! request with `EINVAL`; the dump then retries without the newer
+//! conditions ([`Expr::relax`]) and evaluates the expression in user space
+//! on the records ([`Expr::eval`]), or says what could not be tested.
+//!
+//! Which socket fields the kernel tests (`inet_diag_bc_sk`): `sport` is
+//! `inet_num`, `dport` the peer port (0 when unconnected), the addresses
+//! `rcv_saddr`/`daddr`, `ifindex` the bound device, `mark` `sk_mark`
+//! (TIME_WAIT: `tw_mark`), `cgroup` the socket's cgroup for full sockets
+//! (0 for TIME_WAIT and request sockets), and `AUTO` reads `sk_userlocks`,
+//! 0 for TIME_WAIT and request sockets, which are therefore "autobound".
 
 use std::error::Error;
 use std::fmt;
@@ -70,8 +90,12 @@ const BC_S_GE: u8 = 2;
 const BC_S_LE: u8 = 3;
 const BC_D_GE: u8 = 4;
 const BC_D_LE: u8 = 5;
+const BC_AUTO: u8 = 6;
 const BC_S_COND: u8 = 7;
 const BC_D_COND: u8 = 8;
+const BC_DEV_COND: u8 = 9;
+const BC_MARK_COND: u8 = 10;
+const BC_CGROUP_COND: u8 = 13;
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -95,7 +119,11 @@ const OP_LEN: usize = 4;
 ///   IPv4 address, including mapped ones", `::/0` means "any IPv6 socket".
 ///
 /// Port ranges are inclusive; an empty range (`lo > hi`) matches nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// The other conditions test what `ss` calls `dev`, `fwmark`, `cgroup` and
+/// `autobound` (see the opcode table in the module documentation for the
+/// kernels that know them).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Cond {
     /// Local port within `lo..=hi` (`lo == hi` for equality).
     SPort {
@@ -126,6 +154,89 @@ pub enum Cond {
         /// Prefix length: at most 32 for IPv4, 128 for IPv6.
         prefix: u8,
     },
+    /// Bound to this device (SO_BINDTODEVICE); index 0 means "bound to no
+    /// device". A name is looked up in the namespace dumped
+    /// ([`Expr::resolve_devices`]) before compiling.
+    Dev(DevRef),
+    /// `(mark & mask) == mark` for the socket's mark (SO_MARK). As in the
+    /// kernel, a `mark` with bits outside `mask` matches nothing.
+    Mark {
+        /// The value the masked mark must equal.
+        mark: u32,
+        /// Which bits of the socket's mark to compare.
+        mask: u32,
+    },
+    /// Created in this cgroup (v2 id: the cgroup directory's inode number).
+    Cgroup(u64),
+    /// The port was not bound explicitly (`SOCK_BINDPORT_LOCK` clear):
+    /// the kernel's `AUTO` test alone, which also holds for connections a
+    /// listener accepted (they do not inherit the lock) and TIME_WAIT.
+    /// ss's `autobound`, and portctl's, add "and the port is in
+    /// `ip_local_port_range`" ([`Expr::expand_autobound`]).
+    AutoBound,
+}
+
+/// A network device, by interface index or by name (interface indexes
+/// belong to a network namespace: a name is looked up in each one).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DevRef {
+    /// An interface index.
+    Index(u32),
+    /// An interface name, not looked up yet.
+    Name(std::sync::Arc<str>),
+}
+
+/// What the kernel's interpreter sees of one socket (`struct
+/// inet_diag_entry`), as user space knows it: the ends always; the rest
+/// when the source reports it (`None`: unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Local address and port.
+    pub local: (IpAddr, u16),
+    /// Remote address and port; the unspecified address of the socket's
+    /// family and port 0 when it is not connected.
+    pub remote: (IpAddr, u16),
+    /// Bound device (0: none); `None` when unknown (`/proc/net`).
+    pub ifindex: Option<u32>,
+    /// Socket mark (reported to CAP_NET_ADMIN only).
+    pub mark: Option<u32>,
+    /// cgroup v2 id of the socket (Linux 5.9+).
+    pub cgroup: Option<u64>,
+    /// Port chosen by the kernel: never reported, only the kernel's
+    /// filter can test it.
+    pub autobound: Option<bool>,
+}
+
+impl Entry {
+    /// The two ends, nothing else known.
+    pub fn ends(local: (IpAddr, u16), remote: (IpAddr, u16)) -> Entry {
+        Entry { local, remote, ifindex: None, mark: None, cgroup: None, autobound: None }
+    }
+}
+
+/// A socket fact beyond its two ends that an expression needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fact {
+    /// `dev`: the bound device.
+    Device,
+    /// `fwmark`: the socket mark.
+    Mark,
+    /// `cgroup`: the socket's cgroup.
+    Cgroup,
+    /// `autobound`: whether the port was bound explicitly.
+    AutoBound,
+}
+
+impl Fact {
+    /// The expression keyword that needs it.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Fact::Device => "dev",
+            Fact::Mark => "fwmark",
+            Fact::Cgroup => "cgroup",
+            Fact::AutoBound => "autobound",
+        }
+    }
 }
 
 /// A boolean combination of [`Cond`]s.
@@ -144,17 +255,183 @@ pub enum Expr {
 }
 
 impl Expr {
-    /// The expression's meaning, evaluated in user space on one socket's
-    /// ends (`local`, `remote`: address and port; an unconnected socket's
-    /// remote end is the unspecified address of its family, port 0). The
-    /// compiled program makes the kernel decide the same (the tests hold the
-    /// two together), so sockets read from /proc/net are filtered alike.
+    /// The expression's meaning, evaluated in user space on one socket
+    /// ([`Entry`]). The compiled program makes the kernel decide the same
+    /// (the tests hold the two together), so sockets read from /proc/net,
+    /// or dumped without a program, are filtered alike.
+    ///
+    /// # Errors
+    ///
+    /// The first [`Fact`] the expression needs and the entry does not have
+    /// (see [`Expr::needs`] to check before evaluating anything).
+    pub fn eval(&self, e: &Entry) -> Result<bool, Fact> {
+        Ok(match self {
+            Expr::Cond(c) => c.eval(e)?,
+            Expr::And(v) => {
+                for x in v {
+                    if !x.eval(e)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Expr::Or(v) => {
+                for x in v {
+                    if x.eval(e)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Expr::Not(x) => !x.eval(e)?,
+        })
+    }
+
+    /// [`Expr::eval`] on the two ends alone, for expressions that test
+    /// nothing else (a condition on another fact is false).
     pub fn matches(&self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> bool {
+        self.eval(&Entry::ends(local, remote)).unwrap_or(false)
+    }
+
+    /// The facts beyond the two ends that evaluating it needs, sorted.
+    pub fn needs(&self) -> Vec<Fact> {
+        let mut out = Vec::new();
+        self.visit(&mut |c| {
+            let f = match c {
+                Cond::Dev(_) => Fact::Device,
+                Cond::Mark { .. } => Fact::Mark,
+                Cond::Cgroup(_) => Fact::Cgroup,
+                Cond::AutoBound => Fact::AutoBound,
+                _ => return,
+            };
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        });
+        out.sort();
+        out
+    }
+
+    /// The expression with every device name replaced by its index, as
+    /// `lookup` (run in the namespace to dump) gives it.
+    ///
+    /// # Errors
+    ///
+    /// The first name `lookup` does not know.
+    pub fn resolve_devices(&self, lookup: &impl Fn(&str) -> Option<u32>) -> Result<Expr, String> {
+        Ok(match self {
+            Expr::Cond(Cond::Dev(DevRef::Name(n))) => {
+                Expr::Cond(Cond::Dev(DevRef::Index(lookup(n).ok_or_else(|| n.to_string())?)))
+            }
+            Expr::Cond(c) => Expr::Cond(c.clone()),
+            Expr::And(v) => Expr::And(v.iter().map(|x| x.resolve_devices(lookup)).collect::<Result<_, _>>()?),
+            Expr::Or(v) => Expr::Or(v.iter().map(|x| x.resolve_devices(lookup)).collect::<Result<_, _>>()?),
+            Expr::Not(x) => Expr::Not(Box::new(x.resolve_devices(lookup)?)),
+        })
+    }
+
+    /// The expression with each [`Cond::AutoBound`] also requiring the
+    /// local port to be in `lo..=hi` (the namespace's ephemeral range), as
+    /// `ss` tests `autobound`: its kernel program asks `AUTO` and its
+    /// user-space check asks the range, and it shows what passes both.
+    pub fn expand_autobound(&self, lo: u16, hi: u16) -> Expr {
         match self {
-            Expr::Cond(c) => c.matches(local, remote),
-            Expr::And(v) => v.iter().all(|e| e.matches(local, remote)),
-            Expr::Or(v) => v.iter().any(|e| e.matches(local, remote)),
-            Expr::Not(e) => !e.matches(local, remote),
+            Expr::Cond(Cond::AutoBound) => {
+                Expr::And(vec![Expr::Cond(Cond::AutoBound), Expr::Cond(Cond::SPort { lo, hi })])
+            }
+            Expr::Cond(c) => Expr::Cond(c.clone()),
+            Expr::And(v) => Expr::And(v.iter().map(|x| x.expand_autobound(lo, hi)).collect()),
+            Expr::Or(v) => Expr::Or(v.iter().map(|x| x.expand_autobound(lo, hi)).collect()),
+            Expr::Not(x) => Expr::Not(Box::new(x.expand_autobound(lo, hi))),
+        }
+    }
+
+    /// Whether it names a device that [`Expr::resolve_devices`] must look up.
+    pub fn has_device_names(&self) -> bool {
+        let mut named = false;
+        self.visit(&mut |c| named |= matches!(c, Cond::Dev(DevRef::Name(_))));
+        named
+    }
+
+    /// Calls `f` on every condition.
+    pub fn visit(&self, f: &mut impl FnMut(&Cond)) {
+        match self {
+            Expr::Cond(c) => f(c),
+            Expr::And(v) | Expr::Or(v) => v.iter().for_each(|x| x.visit(f)),
+            Expr::Not(x) => x.visit(f),
+        }
+    }
+
+    /// An expression without the conditions `drop` names that accepts at
+    /// least every socket this one accepts: each dropped condition becomes
+    /// "true" where it counts for a match and "false" under an odd number
+    /// of `Not`s. The kernel can run the result as a pre-filter, and
+    /// [`Expr::eval`] of the original on what it returns gives the exact
+    /// answer. Constant parts are folded away.
+    pub fn relax(&self, drop: &(impl Fn(&Cond) -> bool + ?Sized)) -> Expr {
+        self.relax_in(drop, true).fold()
+    }
+
+    fn relax_in(&self, drop: &(impl Fn(&Cond) -> bool + ?Sized), positive: bool) -> Expr {
+        match self {
+            Expr::Cond(c) if drop(c) => {
+                if positive {
+                    Expr::And(Vec::new())
+                } else {
+                    Expr::Or(Vec::new())
+                }
+            }
+            Expr::Cond(c) => Expr::Cond(c.clone()),
+            Expr::And(v) => Expr::And(v.iter().map(|x| x.relax_in(drop, positive)).collect()),
+            Expr::Or(v) => Expr::Or(v.iter().map(|x| x.relax_in(drop, positive)).collect()),
+            Expr::Not(x) => Expr::Not(Box::new(x.relax_in(drop, !positive))),
+        }
+    }
+
+    /// Always true (`Some(true)`), always false, or neither, syntactically.
+    fn constant(&self) -> Option<bool> {
+        match self {
+            Expr::And(v) if v.is_empty() => Some(true),
+            Expr::Or(v) if v.is_empty() => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Folds constants: `And` with a false item is false, true items
+    /// vanish; `Or` alike; `Not` of a constant is the other; single-item
+    /// `And`/`Or` is the item. The meaning is unchanged.
+    pub fn fold(self) -> Expr {
+        match self {
+            Expr::Cond(_) => self,
+            Expr::Not(x) => match x.fold() {
+                e if e.constant() == Some(true) => Expr::Or(Vec::new()),
+                e if e.constant() == Some(false) => Expr::And(Vec::new()),
+                e => Expr::Not(Box::new(e)),
+            },
+            Expr::And(v) => {
+                let mut items = Vec::with_capacity(v.len());
+                for x in v {
+                    match x.fold() {
+                        e if e.constant() == Some(true) => {}
+                        e if e.constant() == Some(false) => return Expr::Or(Vec::new()),
+                        Expr::And(inner) => items.extend(inner),
+                        e => items.push(e),
+                    }
+                }
+                if items.len() == 1 { items.pop().unwrap_or(Expr::And(Vec::new())) } else { Expr::And(items) }
+            }
+            Expr::Or(v) => {
+                let mut items = Vec::with_capacity(v.len());
+                for x in v {
+                    match x.fold() {
+                        e if e.constant() == Some(false) => {}
+                        e if e.constant() == Some(true) => return Expr::And(Vec::new()),
+                        Expr::Or(inner) => items.extend(inner),
+                        e => items.push(e),
+                    }
+                }
+                if items.len() == 1 { items.pop().unwrap_or(Expr::Or(Vec::new())) } else { Expr::Or(items) }
+            }
         }
     }
 }
@@ -164,11 +441,17 @@ impl Expr {
     /// what the other end of each matching connection matches. `conns`
     /// dumps it to find the peers of what a one-sided filter selected.
     pub fn mirrored(&self) -> Expr {
+        // A condition on the socket itself (its device, mark, cgroup) says
+        // nothing of the other end's: relaxed away (true where it counts).
+        self.relax(&|c: &Cond| !c.is_on_ends()).swap_ends()
+    }
+
+    fn swap_ends(&self) -> Expr {
         match self {
             Expr::Cond(c) => Expr::Cond(c.mirrored()),
-            Expr::And(v) => Expr::And(v.iter().map(Expr::mirrored).collect()),
-            Expr::Or(v) => Expr::Or(v.iter().map(Expr::mirrored).collect()),
-            Expr::Not(e) => Expr::Not(Box::new(e.mirrored())),
+            Expr::And(v) => Expr::And(v.iter().map(Expr::swap_ends).collect()),
+            Expr::Or(v) => Expr::Or(v.iter().map(Expr::swap_ends).collect()),
+            Expr::Not(e) => Expr::Not(Box::new(e.swap_ends())),
         }
     }
 
@@ -182,7 +465,7 @@ impl Expr {
             v
         };
         match self {
-            Expr::Cond(c) => Expr::Cond(*c),
+            Expr::Cond(c) => Expr::Cond(c.clone()),
             Expr::And(v) => Expr::And(sorted(v)),
             Expr::Or(v) => Expr::Or(sorted(v)),
             Expr::Not(e) => Expr::Not(Box::new(e.canonical())),
@@ -191,24 +474,57 @@ impl Expr {
 }
 
 impl Cond {
-    /// Local for remote and remote for local.
+    /// Local for remote and remote for local; a condition on the socket
+    /// itself (device, mark, cgroup, autobound) is left as it is.
     pub fn mirrored(&self) -> Cond {
         match *self {
             Cond::SPort { lo, hi } => Cond::DPort { lo, hi },
             Cond::DPort { lo, hi } => Cond::SPort { lo, hi },
             Cond::Src { addr, prefix } => Cond::Dst { addr, prefix },
             Cond::Dst { addr, prefix } => Cond::Src { addr, prefix },
+            ref other => other.clone(),
         }
     }
 
-    /// See [`Expr::matches`].
-    pub fn matches(&self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> bool {
-        match *self {
+    /// Whether it tests one of the two ends (ports and addresses) only.
+    pub fn is_on_ends(&self) -> bool {
+        matches!(self, Cond::SPort { .. } | Cond::DPort { .. } | Cond::Src { .. } | Cond::Dst { .. })
+    }
+
+    /// See [`Expr::eval`].
+    ///
+    /// # Errors
+    ///
+    /// The fact the condition tests when the entry does not have it.
+    pub fn eval(&self, e: &Entry) -> Result<bool, Fact> {
+        let (local, remote) = (e.local, e.remote);
+        Ok(match *self {
             Cond::SPort { lo, hi } => (lo..=hi).contains(&local.1),
             Cond::DPort { lo, hi } => (lo..=hi).contains(&remote.1),
             Cond::Src { addr, prefix } => prefix_contains(addr, prefix, local.0),
             Cond::Dst { addr, prefix } => prefix_contains(addr, prefix, remote.0),
-        }
+            // An unresolved name is bound by no socket.
+            Cond::Dev(ref d) => match d {
+                DevRef::Index(i) => e.ifindex.ok_or(Fact::Device)? == *i,
+                DevRef::Name(_) => false,
+            },
+            Cond::Mark { mark, mask } => e.mark.ok_or(Fact::Mark)? & mask == mark,
+            Cond::Cgroup(id) => e.cgroup.ok_or(Fact::Cgroup)? == id,
+            Cond::AutoBound => e.autobound.ok_or(Fact::AutoBound)?,
+        })
+    }
+
+    /// [`Cond::eval`] on the two ends alone (a condition on another fact
+    /// is false).
+    pub fn matches(&self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> bool {
+        self.eval(&Entry::ends(local, remote)).unwrap_or(false)
+    }
+
+    /// Conditions older kernels refuse (`EINVAL` from the audit, or
+    /// `EPERM` for a mark without CAP_NET_ADMIN): everything but ports,
+    /// addresses and `AUTO`.
+    pub fn is_newer_opcode(&self) -> bool {
+        matches!(self, Cond::Dev(_) | Cond::Mark { .. } | Cond::Cgroup(_))
     }
 }
 
@@ -260,6 +576,9 @@ pub enum CompileError {
         /// Length reached when compilation stopped, in bytes.
         len: usize,
     },
+    /// A device given by name that was not looked up
+    /// ([`Expr::resolve_devices`]).
+    UnresolvedDevice(String),
 }
 
 impl fmt::Display for CompileError {
@@ -271,6 +590,7 @@ impl fmt::Display for CompileError {
             CompileError::TooLarge { len } => {
                 write!(f, "filter too large for the kernel: {len} bytes of bytecode, at most {MAX_PROGRAM_LEN}")
             }
+            CompileError::UnresolvedDevice(name) => write!(f, "device '{name}' was not looked up"),
         }
     }
 }
@@ -427,6 +747,16 @@ impl Codegen {
             }
             Cond::Src { addr, prefix } => tests.push((BC_S_COND, hostcond_arg(addr, prefix)?)),
             Cond::Dst { addr, prefix } => tests.push((BC_D_COND, hostcond_arg(addr, prefix)?)),
+            Cond::Dev(DevRef::Index(ifindex)) => tests.push((BC_DEV_COND, ifindex.to_ne_bytes().to_vec())),
+            Cond::Dev(DevRef::Name(ref name)) => return Err(CompileError::UnresolvedDevice(name.to_string())),
+            Cond::Mark { mark, mask } => {
+                let mut arg = mark.to_ne_bytes().to_vec();
+                arg.extend_from_slice(&mask.to_ne_bytes());
+                tests.push((BC_MARK_COND, arg));
+            }
+            // The kernel reads it with get_unaligned: 8 bytes right after the op.
+            Cond::Cgroup(id) => tests.push((BC_CGROUP_COND, id.to_ne_bytes().to_vec())),
+            Cond::AutoBound => tests.push((BC_AUTO, Vec::new())),
         }
         self.goto(t)?;
         for (code, arg) in tests.into_iter().rev() {
@@ -440,7 +770,7 @@ impl Codegen {
         let mut out = Vec::with_capacity(self.len);
         for op in self.ops.iter().rev() {
             let size = OP_LEN + op.arg.len();
-            // Op sizes are 4, 8, 16 or 28 bytes and `push` kept the program
+            // Op sizes are 4, 8, 12, 16 or 28 bytes and `push` kept the program
             // within MAX_PROGRAM_LEN, so every jump is at most 65532.
             let yes = u8::try_from(size).expect("op size fits in u8");
             let no = u16::try_from(op.no).expect("jump offset fits in u16");
@@ -557,6 +887,9 @@ mod tests {
     const MARK_COND: u8 = 10;
     const S_EQ: u8 = 11;
     const D_EQ: u8 = 12;
+    const CGROUP_COND: u8 = 13;
+    /// `SOCK_BINDPORT_LOCK` in `sk_userlocks`.
+    const BINDPORT_LOCK: u16 = 4;
 
     fn op_at(bc: &[u8], off: usize) -> Option<(u8, usize, usize)> {
         let b = bc.get(off..off + 4)?;
@@ -620,6 +953,7 @@ mod tests {
                 DEV_COND => min_len += 4,
                 S_EQ | S_GE | S_LE | D_EQ | D_GE | D_LE => min_len += 4,
                 MARK_COND => min_len += 8,
+                CGROUP_COND => min_len += 8,
                 AUTO | JMP | NOP => {}
                 _ => return Err(format!("unknown opcode {code} at {off}")),
             }
@@ -645,12 +979,16 @@ mod tests {
 
     /// What `inet_diag_bc_sk` feeds the interpreter.
     #[derive(Debug, Clone)]
-    struct Entry {
+    struct KEntry {
         family: u8,
         saddr: Vec<u8>,
         daddr: Vec<u8>,
         sport: u16,
         dport: u16,
+        ifindex: u32,
+        userlocks: u16,
+        mark: u32,
+        cgroup_id: u64,
     }
 
     /// `bitstring_match`: compare the first `bits` bits, word by word.
@@ -671,7 +1009,7 @@ mod tests {
     }
 
     /// `inet_diag_bc_run`. Only call on audited programs.
-    fn run(bc: &[u8], e: &Entry) -> bool {
+    fn run(bc: &[u8], e: &KEntry) -> bool {
         let mut len = bc.len() as isize;
         let mut off = 0usize;
         while len > 0 {
@@ -704,6 +1042,14 @@ mod tests {
                         prefix == 0 || bitstring_match(addr, cond_addr, prefix)
                     }
                 }
+                AUTO => e.userlocks & BINDPORT_LOCK == 0,
+                DEV_COND => u32::from_ne_bytes(bc[off + 4..off + 8].try_into().unwrap()) == e.ifindex,
+                MARK_COND => {
+                    let mark = u32::from_ne_bytes(bc[off + 4..off + 8].try_into().unwrap());
+                    let mask = u32::from_ne_bytes(bc[off + 8..off + 12].try_into().unwrap());
+                    e.mark & mask == mark
+                }
+                CGROUP_COND => u64::from_ne_bytes(bc[off + 4..off + 12].try_into().unwrap()) == e.cgroup_id,
                 _ => panic!("opcode {code} not modelled"),
             };
             let step = if hit { yes } else { no };
@@ -722,26 +1068,55 @@ mod tests {
         sport: u16,
         remote: IpAddr,
         dport: u16,
+        ifindex: u32,
+        mark: u32,
+        cgroup: u64,
+        autobound: bool,
     }
 
     impl Sock {
         fn new(local: &str, sport: u16, remote: &str, dport: u16) -> Sock {
-            let s = Sock { local: local.parse().unwrap(), sport, remote: remote.parse().unwrap(), dport };
+            let s = Sock {
+                local: local.parse().unwrap(),
+                sport,
+                remote: remote.parse().unwrap(),
+                dport,
+                ifindex: 0,
+                mark: 0,
+                cgroup: 0,
+                autobound: false,
+            };
             assert_eq!(s.local.is_ipv4(), s.remote.is_ipv4());
             s
         }
 
-        fn entry(&self) -> Entry {
+        fn entry(&self) -> KEntry {
             let bytes = |a: IpAddr| match a {
                 IpAddr::V4(a) => a.octets().to_vec(),
                 IpAddr::V6(a) => a.octets().to_vec(),
             };
-            Entry {
+            KEntry {
                 family: if self.local.is_ipv4() { 2 } else { 10 },
                 saddr: bytes(self.local),
                 daddr: bytes(self.remote),
                 sport: self.sport,
                 dport: self.dport,
+                ifindex: self.ifindex,
+                userlocks: if self.autobound { 0 } else { BINDPORT_LOCK | 1 },
+                mark: self.mark,
+                cgroup_id: self.cgroup,
+            }
+        }
+
+        /// Everything user space may know of it.
+        fn facts(&self) -> Entry {
+            Entry {
+                local: (self.local, self.sport),
+                remote: (self.remote, self.dport),
+                ifindex: Some(self.ifindex),
+                mark: Some(self.mark),
+                cgroup: Some(self.cgroup),
+                autobound: Some(self.autobound),
             }
         }
     }
@@ -749,7 +1124,7 @@ mod tests {
     /// The product's user-space evaluation, which the compiled program must
     /// agree with.
     fn eval(e: &Expr, s: &Sock) -> bool {
-        e.matches((s.local, s.sport), (s.remote, s.dport))
+        e.eval(&s.facts()).expect("every fact is known")
     }
 
     /// Compiles, audits, and checks the program against the reference
@@ -763,6 +1138,10 @@ mod tests {
             assert_eq!(run(&bc, &s.entry()), eval(e, s), "{e:?} on {s:?}\n{bc:02x?}");
         }
     }
+
+    const IFINDEXES: [u32; 4] = [0, 1, 2, 0x7fff_ffff];
+    const MARKS: [u32; 5] = [0, 1, 3, 0x10, 0xffff_ffff];
+    const CGROUPS: [u64; 4] = [0, 1, 0x1234_5678_9abc, u64::MAX];
 
     fn sample_socks() -> Vec<Sock> {
         let v4 = ["10.1.2.3", "10.200.0.1", "11.0.0.1", "127.0.0.1", "192.168.1.5", "0.0.0.0"];
@@ -787,7 +1166,12 @@ mod tests {
                         k += 1;
                         let sp = ports[k % ports.len()];
                         let dp = ports[(k * 7 + 3) % ports.len()];
-                        out.push(Sock::new(l, sp, r, dp));
+                        let mut s = Sock::new(l, sp, r, dp);
+                        s.ifindex = IFINDEXES[k % IFINDEXES.len()];
+                        s.mark = MARKS[(k * 3) % MARKS.len()];
+                        s.cgroup = CGROUPS[(k * 5) % CGROUPS.len()];
+                        s.autobound = k.is_multiple_of(3);
+                        out.push(s);
                     }
                 }
             }
@@ -1114,11 +1498,18 @@ mod tests {
             "::/96",
         ];
         let port = |rng: &mut Rng| PORTS[rng.below(PORTS.len())];
-        match rng.below(4) {
+        match rng.below(8) {
             0 => sport(port(rng), port(rng)),
             1 => dport(port(rng), port(rng)),
             2 => src(NETS[rng.below(NETS.len())]),
-            _ => dst(NETS[rng.below(NETS.len())]),
+            3 => dst(NETS[rng.below(NETS.len())]),
+            4 => Expr::Cond(Cond::Dev(DevRef::Index(IFINDEXES[rng.below(IFINDEXES.len())]))),
+            5 => {
+                let mask = MARKS[rng.below(MARKS.len())];
+                Expr::Cond(Cond::Mark { mark: MARKS[rng.below(MARKS.len())] & mask, mask })
+            }
+            6 => Expr::Cond(Cond::Cgroup(CGROUPS[rng.below(CGROUPS.len())])),
+            _ => Expr::Cond(Cond::AutoBound),
         }
     }
 
@@ -1144,6 +1535,118 @@ mod tests {
             let e = random_expr(&mut rng, 5);
             check_truth(&e, &socks);
         }
+    }
+
+    /// The conditions beyond ports and addresses, byte by byte as the
+    /// kernel reads them (and as ss 6.1 sends `fwmark`, `cgroup` and
+    /// `autobound`).
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn emitted_bytes_of_the_other_conditions() {
+        #[rustfmt::skip]
+        let table: Vec<(&str, Expr, Vec<u8>)> = vec![
+            (
+                "autobound",
+                Expr::Cond(Cond::AutoBound),
+                vec![0x06, 0x04, 0x08, 0x00], // AUTO, yes 4 -> accept, no 8 -> reject
+            ),
+            (
+                "dev 2",
+                Expr::Cond(Cond::Dev(DevRef::Index(2))),
+                vec![
+                    0x09, 0x08, 0x0c, 0x00, // DEV_COND, yes 8 -> accept, no 12 -> reject
+                    0x02, 0x00, 0x00, 0x00, //   ifindex 2
+                ],
+            ),
+            (
+                "fwmark = 0x1/0x3",
+                Expr::Cond(Cond::Mark { mark: 1, mask: 3 }),
+                vec![
+                    0x0a, 0x0c, 0x10, 0x00, // MARK_COND, yes 12 -> accept, no 16 -> reject
+                    0x01, 0x00, 0x00, 0x00, //   mark 1
+                    0x03, 0x00, 0x00, 0x00, //   mask 3
+                ],
+            ),
+            (
+                "cgroup id 0x1122334455667788",
+                Expr::Cond(Cond::Cgroup(0x1122_3344_5566_7788)),
+                vec![
+                    0x0d, 0x0c, 0x10, 0x00, // CGROUP_COND, yes 12 -> accept, no 16 -> reject
+                    0x88, 0x77, 0x66, 0x55, //   id, low word first
+                    0x44, 0x33, 0x22, 0x11,
+                ],
+            ),
+            (
+                "not dev 1 and not autobound",
+                and(vec![not(Expr::Cond(Cond::Dev(DevRef::Index(1)))), not(Expr::Cond(Cond::AutoBound))]),
+                vec![
+                    0x09, 0x08, 0x0c, 0x00, // DEV_COND 1, no 12 -> offset 12 (next test)
+                    0x01, 0x00, 0x00, 0x00,
+                    0x01, 0x04, 0x10, 0x00, // JMP, no 16 -> offset 24 = end + 4: reject
+                    0x06, 0x04, 0x08, 0x00, // AUTO, no 8 -> offset 20 = end: accept
+                    0x01, 0x04, 0x08, 0x00, // JMP, no 8 -> end + 4: reject
+                ],
+            ),
+        ];
+        for (name, expr, want) in &table {
+            let got = compile(expr);
+            assert_eq!(&got, want, "{name}");
+            assert_eq!(audit(&got), Ok(()), "{name}");
+        }
+    }
+
+    /// A relaxed expression is a superset of the original (what the kernel
+    /// returns with it, filtered by `eval` of the original, is exact), and
+    /// tests none of what was dropped.
+    #[test]
+    fn relaxed_expressions_accept_a_superset() {
+        let socks = sample_socks();
+        let mut rng = Rng(0x00c0_ffee_0000_0018);
+        let drops: [&dyn Fn(&Cond) -> bool; 3] =
+            [&|c| c.is_newer_opcode(), &|c| matches!(c, Cond::AutoBound), &|_| true];
+        for _ in 0..2000 {
+            let e = random_expr(&mut rng, 5);
+            for drop in drops {
+                let r = e.relax(drop);
+                let mut leftover = false;
+                r.visit(&mut |c| leftover |= drop(c));
+                assert!(!leftover, "{e:?} relaxed to {r:?}");
+                check_truth(&r, &socks);
+                for s in &socks {
+                    assert!(!eval(&e, s) || eval(&r, s), "{e:?} accepts {s:?} but {r:?} does not");
+                }
+            }
+            // Folding never changes the meaning.
+            let f = e.clone().fold();
+            for s in &socks {
+                assert_eq!(eval(&e, s), eval(&f, s), "{e:?} folded to {f:?}");
+            }
+        }
+        // Dropping everything from a negation-free expression leaves "true".
+        let e = and(vec![src("10.0.0.0/8"), or(vec![Expr::Cond(Cond::Dev(DevRef::Index(3))), sport(1, 2)])]);
+        assert_eq!(e.relax(&|_| true), and(vec![]));
+        assert_eq!(not(Expr::Cond(Cond::Dev(DevRef::Index(3)))).relax(&|c| c.is_newer_opcode()), and(vec![]));
+    }
+
+    #[test]
+    fn missing_facts_are_named() {
+        let s = Sock::new("10.1.2.3", 80, "10.0.0.1", 5000);
+        let ends = Entry::ends((s.local, s.sport), (s.remote, s.dport));
+        let e = and(vec![sport(80, 80), Expr::Cond(Cond::Mark { mark: 1, mask: 1 })]);
+        assert_eq!(e.eval(&ends), Err(Fact::Mark));
+        assert_eq!(e.needs(), vec![Fact::Mark]);
+        // Short-circuit: a false port test decides before the mark is read.
+        let e = and(vec![sport(81, 81), Expr::Cond(Cond::Mark { mark: 1, mask: 1 })]);
+        assert_eq!(e.eval(&ends), Ok(false));
+        let all = or(vec![
+            Expr::Cond(Cond::AutoBound),
+            Expr::Cond(Cond::Cgroup(1)),
+            not(Expr::Cond(Cond::Dev(DevRef::Index(1)))),
+            Expr::Cond(Cond::Mark { mark: 0, mask: 0 }),
+        ]);
+        assert_eq!(all.needs(), vec![Fact::Device, Fact::Mark, Fact::Cgroup, Fact::AutoBound]);
+        assert!(sport(1, 9).needs().is_empty());
+        assert_eq!(Fact::Device.keyword(), "dev");
     }
 
     // ----- limits and the audit mirror itself ---------------------------------

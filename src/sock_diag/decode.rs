@@ -33,6 +33,10 @@ const INET_DIAG_CONG: u16 = 4;
 const INET_DIAG_SKMEMINFO: u16 = 7;
 const INET_DIAG_PROTOCOL: u16 = 10;
 const INET_DIAG_SKV6ONLY: u16 = 11;
+/// `sk_mark`, sent to CAP_NET_ADMIN only (Linux 4.9+).
+const INET_DIAG_MARK: u16 = 15;
+/// The socket's cgroup v2 id (Linux 5.9+), full sockets only.
+const INET_DIAG_CGROUP_ID: u16 = 21;
 
 /// `struct unix_diag_msg` size, and `enum`'s attribute types
 /// (`include/uapi/linux/unix_diag.h`).
@@ -128,6 +132,9 @@ pub fn socket(proto: Proto, payload: &[u8]) -> Result<Socket, String> {
     let send_q = u32_ne(payload, 60);
     let uid = u32_ne(payload, 64);
     let inode = u32_ne(payload, 68) as u64;
+    let ifindex = u32_ne(payload, 40);
+    // idiag_cookie[2]: the kernel's 64-bit cookie, low word first.
+    let cookie = u64::from(u32_ne(payload, 44)) | u64::from(u32_ne(payload, 48)) << 32;
 
     let timer = TimerKind::from_kernel(timer_code).map(|kind| Timer {
         kind,
@@ -182,7 +189,8 @@ pub fn socket(proto: Proto, payload: &[u8]) -> Result<Socket, String> {
     if accept_queue.is_some() || tcp_info.is_some() || skmem.is_some() {
         s.ext = Some(Box::new(SocketExt { accept_queue, tcp_info, skmem }));
     }
-    s.bound_ifindex = Some(bound_ifindex(payload));
+    s.cookie = cookie;
+    s.bound_ifindex = Some(ifindex);
     Ok(s)
 }
 
@@ -315,6 +323,40 @@ fn ring(v: &[u8]) -> Option<Ring> {
         frame_size: u32_ne(v, 8),
         frames: u32_ne(v, 12),
     })
+}
+
+/// What the kernel's filter would see of the socket in `payload` (an
+/// `inet_diag_msg` with attributes), for evaluating an expression in user
+/// space: both ends as the kernel keeps them (an unconnected socket's
+/// remote end is all zeros), the bound device, and the mark and cgroup
+/// when the reply carries them. `None` when the payload is too short or
+/// not IPv4/IPv6.
+pub fn entry(payload: &[u8]) -> Option<crate::sock_diag::bytecode::Entry> {
+    if payload.len() < INET_DIAG_MSG_LEN {
+        return None;
+    }
+    let family = match payload[0] as i32 {
+        libc::AF_INET => Family::Ipv4,
+        libc::AF_INET6 => Family::Ipv6,
+        _ => return None,
+    };
+    let sport = u16::from_be_bytes([payload[4], payload[5]]);
+    let dport = u16::from_be_bytes([payload[6], payload[7]]);
+    let mut e = crate::sock_diag::bytecode::Entry::ends(
+        (addr(family, &payload[8..24]), sport),
+        (addr(family, &payload[24..40]), dport),
+    );
+    e.ifindex = Some(u32_ne(payload, 40));
+    for (kind, value) in attributes(&payload[INET_DIAG_MSG_LEN..]) {
+        match kind {
+            INET_DIAG_MARK if value.len() >= 4 => e.mark = Some(u32_ne(value, 0)),
+            INET_DIAG_CGROUP_ID if value.len() >= 8 => {
+                e.cgroup = Some(u64::from_ne_bytes(value[..8].try_into().unwrap_or([0; 8])));
+            }
+            _ => {}
+        }
+    }
+    Some(e)
 }
 
 /// The bound device index (`idiag_if`), 0 when not bound to a device.
@@ -560,6 +602,13 @@ mod tests {
         assert_eq!(s.exposure, Exposure::Wildcard);
         assert_eq!((s.uid, s.inode, s.send_q, s.recv_q), (0, 20087, 128, 0));
         assert_eq!(s.timer, None);
+        assert_eq!((s.cookie, s.bound_ifindex), (0x442, Some(0)));
+        // What the filter sees: the mark (captured as root) and cgroup attributes.
+        let e = entry(msg.payload).unwrap();
+        assert_eq!((e.local.1, e.remote.1, e.ifindex, e.mark, e.cgroup), (8080, 0, Some(0), Some(0), Some(1)));
+        let no_attrs = &msg.payload[..INET_DIAG_MSG_LEN];
+        assert_eq!((entry(no_attrs).unwrap().mark, entry(no_attrs).unwrap().cgroup), (None, None));
+        assert!(e.remote.0.is_unspecified());
     }
 
     #[test]
@@ -615,6 +664,24 @@ mod tests {
         let mut bad = V4_TIME_WAIT[NLMSG_HDRLEN..].to_vec();
         bad[0] = 99;
         assert!(socket(Proto::Tcp, &bad).is_err());
+        assert!(entry(&bad).is_none() && entry(&[]).is_none());
+    }
+
+    mod random {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Random replies never panic the decoders.
+            #[test]
+            fn random_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), fam in 0u8..12) {
+                let mut b = bytes;
+                if b.len() > 1 { b[0] = fam; }
+                let _ = socket(Proto::Tcp, &b);
+                let _ = entry(&b);
+                let _ = messages(&b).count();
+            }
+        }
     }
 
     /// A real unix_diag reply, captured on Linux 6.18 (x86_64) in a fresh

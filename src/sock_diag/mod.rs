@@ -12,16 +12,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use netlink_packet_core::Emitable;
 use netlink_packet_sock_diag::SOCK_DIAG_BY_FAMILY;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-pub use bytecode::{Cond, Expr};
+pub use bytecode::{Cond, DevRef, Expr, Fact};
 
-use crate::model::{Family, Proto, Socket, StateSet};
+use crate::model::{Family, IfName, Proto, Socket, StateSet};
 
 /// What to ask the kernel for. Everything here is applied kernel-side.
 #[derive(Debug, Clone)]
@@ -85,6 +84,10 @@ pub enum DiagError {
     },
     /// The filter cannot be expressed as kernel bytecode (too large).
     Filter(String),
+    /// The filter asks about something this source cannot tell (a fact
+    /// /proc/net does not show, a device this namespace lacks): a message
+    /// for the user, as is.
+    Untestable(String),
     /// A reply we could not decode.
     Decode(String),
     Io(io::Error),
@@ -103,6 +106,7 @@ impl fmt::Display for DiagError {
                 write!(f, "the socket table changed during every one of {tries} dumps (NLM_F_DUMP_INTR)")
             }
             DiagError::Filter(e) => write!(f, "the filter cannot be given to the kernel: {e}"),
+            DiagError::Untestable(e) => f.write_str(e),
             DiagError::Decode(e) => write!(f, "could not decode a sock_diag reply: {e}"),
             DiagError::Io(e) => write!(f, "netlink I/O failed: {e}"),
         }
@@ -134,6 +138,24 @@ impl DiagError {
 /// raw "port" is the protocol number.
 pub fn dump(query: &Query) -> Result<Dump, DiagError> {
     let mut out = Dump::default();
+    // Device names are this namespace's interfaces, and `autobound` its
+    // ephemeral range: looked up here, in the thread that dumps (it has
+    // entered the namespace asked about).
+    let resolved;
+    let filter = match &query.filter {
+        Some(f) if f.has_device_names() || f.needs().contains(&Fact::AutoBound) => {
+            let mut e = f.resolve_devices(&crate::sys::interface_index).map_err(|name| {
+                DiagError::Untestable(format!("'dev {name}': no network device '{name}' in this network namespace"))
+            })?;
+            if e.needs().contains(&Fact::AutoBound) {
+                let r = crate::sysctl::local_port_range();
+                e = e.expand_autobound(r.lo, r.hi);
+            }
+            resolved = e;
+            Some(&resolved)
+        }
+        f => f.as_ref(),
+    };
     let mut reader = match query.source {
         Source::Auto => match Reader::new() {
             Ok(r) => Some(r),
@@ -165,10 +187,10 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                             proto,
                             family,
                             states,
-                            filter: query.filter.as_ref(),
+                            filter,
                             ext: Extensions { tcp_info: query.tcp_info, skmem: query.skmem.contains(&proto) },
                         };
-                        match r.dump(&req, &mut out.sockets) {
+                        match r.dump_filtered(&req, &mut out.sockets) {
                             Ok(()) => continue,
                             Err(e) if e.is_unavailable() => {
                                 out.notes.push(format!("{e}; reading /proc/net for {proto} instead"));
@@ -176,8 +198,14 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                             Err(e) => return Err(e),
                         }
                     }
-                    procnet::read(proto, family, states, query.filter.as_ref(), &mut out.sockets)
-                        .map_err(DiagError::Io)?;
+                    if let Some(fact) = filter.and_then(|f| f.needs().first().copied()) {
+                        return Err(DiagError::Untestable(format!(
+                            "'{}' cannot be tested on sockets read from /proc/net, which does not show {}: it needs sock_diag",
+                            fact.keyword(),
+                            fact_what(fact)
+                        )));
+                    }
+                    procnet::read(proto, family, states, filter, &mut out.sockets).map_err(DiagError::Io)?;
                 }
             }
             Proto::Raw | Proto::Icmp => {
@@ -191,7 +219,7 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                         && let Some(r) = reader.as_mut()
                     {
                         let req = Request::Inet { proto, family, states, filter: None, ext: Extensions::NONE };
-                        match r.dump(&req, &mut out.sockets) {
+                        match r.dump(&req, None, &mut out.sockets) {
                             Ok(()) => continue,
                             Err(e) if e.is_unavailable() => {}
                             Err(e) => return Err(e),
@@ -199,7 +227,7 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                     }
                     procnet::read(proto, family, states, None, &mut out.sockets).map_err(DiagError::Io)?;
                 }
-                if let Some(f) = &query.filter {
+                if let Some(f) = filter {
                     let mut i = start;
                     while i < out.sockets.len() {
                         if matches(f, &out.sockets[i]) {
@@ -210,7 +238,7 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                     }
                 }
             }
-            Proto::Unix | Proto::Packet if query.filter.is_some() => {}
+            Proto::Unix | Proto::Packet if filter.is_some() => {}
             Proto::Unix | Proto::Packet => {
                 // A bound dgram socket becomes ESTABLISHED when a client
                 // connects to it (Linux 5.13+ sets both ends), peer or not:
@@ -229,7 +257,7 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                 };
                 if let Some(r) = reader.as_mut() {
                     let req = if proto == Proto::Unix { Request::Unix { states } } else { Request::Packet };
-                    match r.dump(&req, &mut out.sockets) {
+                    match r.dump(&req, None, &mut out.sockets) {
                         Ok(()) => {
                             let mut i = start;
                             while i < out.sockets.len() {
@@ -261,22 +289,26 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
             }
         }
     }
-    let tcp_listener = out.sockets.iter().any(|s| s.proto == Proto::Tcp && s.state == crate::model::State::Listen);
+    // With the ports the filter names (one or several `sport = N`), a port
+    // that has a TCP listener needs no second look; without, any listener
+    // answers.
+    let listens_on = |port: Option<u16>| {
+        out.sockets.iter().any(|s| {
+            s.proto == Proto::Tcp && s.state == crate::model::State::Listen && port.is_none_or(|p| s.port() == p)
+        })
+    };
+    let ports = filter.map(named_ports).unwrap_or_default();
+    let all_listen = if ports.is_empty() { listens_on(None) } else { ports.iter().all(|&p| listens_on(Some(p))) };
     if query.bound_inactive
         && query.protos.contains(&Proto::Tcp)
-        && !tcp_listener
+        && !all_listen
         && let Some(r) = reader.as_mut()
     {
         for family in families() {
             // Older kernels answer an unknown state bit with nothing at all.
-            let req = Request::Inet {
-                proto: Proto::Tcp,
-                family,
-                states: TCPF_BOUND_INACTIVE,
-                filter: query.filter.as_ref(),
-                ext: Extensions::NONE,
-            };
-            r.dump(&req, &mut out.sockets)?;
+            let req =
+                Request::Inet { proto: Proto::Tcp, family, states: TCPF_BOUND_INACTIVE, filter, ext: Extensions::NONE };
+            r.dump_filtered(&req, &mut out.sockets)?;
         }
     }
     if query.protos.contains(&Proto::Tcp)
@@ -297,7 +329,7 @@ fn mark_mptcp(r: &mut Reader, families: impl Iterator<Item = Family>, states: u3
     }
     let mut msk = Vec::new();
     for family in families {
-        let _ = r.dump(&Request::Mptcp { family, states }, &mut msk);
+        let _ = r.dump(&Request::Mptcp { family, states }, None, &mut msk);
     }
     let mut inodes: Vec<u64> = msk.iter().map(|s| s.inode).filter(|&i| i != 0).collect();
     if inodes.is_empty() {
@@ -308,6 +340,39 @@ fn mark_mptcp(r: &mut Reader, families: impl Iterator<Item = Family>, states: u3
         if inodes.binary_search(&s.inode).is_ok() {
             s.detail = Some(Box::new(crate::model::Detail::Tcp(crate::model::TcpDetail { mptcp: true })));
         }
+    }
+}
+
+/// The local ports a filter consists of: `sport = N`, or an `or` of them.
+fn named_ports(e: &Expr) -> Vec<u16> {
+    match e {
+        Expr::Cond(Cond::SPort { lo, hi }) if lo == hi => vec![*lo],
+        Expr::Or(v) => {
+            let ports: Vec<u16> = v.iter().flat_map(named_ports).collect();
+            if ports.len() == v.len() { ports } else { Vec::new() }
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// What a fact is, for messages.
+fn fact_what(f: Fact) -> &'static str {
+    match f {
+        Fact::Device => "the device a socket is bound to",
+        Fact::Mark => "socket marks",
+        Fact::Cgroup => "socket cgroups",
+        Fact::AutoBound => "whether a port was bound explicitly",
+    }
+}
+
+/// Why an expression could not be evaluated in user space after the
+/// kernel refused its program: the fact is not in the replies either.
+fn untestable(f: Fact) -> String {
+    match f {
+        Fact::Mark => "'fwmark' needs CAP_NET_ADMIN: the kernel accepts a mark filter, and shows socket marks, to it only (and from Linux 4.9)".to_string(),
+        Fact::Cgroup => "'cgroup' needs Linux 5.9 or later built with CONFIG_SOCK_CGROUP_DATA: this kernel refused the cgroup filter and reports no socket cgroups".to_string(),
+        Fact::Device => "'dev' could not be tested: the kernel refused the device filter".to_string(),
+        Fact::AutoBound => "'autobound' could not be tested: only the kernel's filter knows how a port was bound".to_string(),
     }
 }
 
@@ -448,7 +513,7 @@ pub struct Reader {
     sock: NlSocket,
     buf: Vec<u8>,
     seq: u32,
-    ifnames: HashMap<u32, Option<Arc<str>>>,
+    ifnames: HashMap<u32, Option<IfName>>,
 }
 
 impl Reader {
@@ -461,9 +526,31 @@ impl Reader {
         Ok(Reader { sock, buf: Vec::with_capacity(RECV_BUF), seq: 0, ifnames: HashMap::new() })
     }
 
-    /// One dump, appended to `out`. Retries from scratch when the kernel
-    /// flags the dump as interrupted.
-    pub fn dump(&mut self, request: &Request<'_>, out: &mut Vec<Socket>) -> Result<(), DiagError> {
+    /// [`Reader::dump`] of an inet request with its filter as the
+    /// kernel's program. A kernel that refuses the program for a condition
+    /// newer than its audit (`EINVAL`) or one it reserves for CAP_NET_ADMIN
+    /// (`EPERM`, marks) is asked again without those conditions, and the
+    /// whole expression is evaluated on the replies; what the replies do not
+    /// show either is an error that names it.
+    pub fn dump_filtered(&mut self, request: &Request<'_>, out: &mut Vec<Socket>) -> Result<(), DiagError> {
+        let first = self.dump(request, None, out);
+        let Request::Inet { proto, family, states, filter: Some(f), ext } = *request else { return first };
+        let mut newer = false;
+        f.visit(&mut |c| newer |= c.is_newer_opcode());
+        match first {
+            Err(DiagError::Kernel { errno, .. }) if newer && matches!(errno, libc::EINVAL | libc::EPERM) => {
+                let relaxed = f.relax(&|c| c.is_newer_opcode());
+                let again = Request::Inet { proto, family, states, filter: Some(&relaxed), ext };
+                self.dump(&again, Some(f), out)
+            }
+            other => other,
+        }
+    }
+
+    /// One dump, appended to `out`; `post` is an expression evaluated on
+    /// each inet reply before it is kept. Retries from scratch when the
+    /// kernel flags the dump as interrupted.
+    pub fn dump(&mut self, request: &Request<'_>, post: Option<&Expr>, out: &mut Vec<Socket>) -> Result<(), DiagError> {
         let bytes = request.bytes()?;
         for _ in 0..DUMP_TRIES {
             let start = out.len();
@@ -472,7 +559,7 @@ impl Reader {
             let mut req = bytes.clone();
             req[8..12].copy_from_slice(&seq.to_ne_bytes());
             self.sock.send(&req, 0).map_err(DiagError::Io)?;
-            match self.receive(request, seq, out) {
+            match self.receive(request, seq, post, out) {
                 Ok(true) => return Ok(()),
                 Ok(false) => out.truncate(start),
                 Err(e) => {
@@ -485,7 +572,13 @@ impl Reader {
     }
 
     /// Reads one dump's replies. Ok(false) when the kernel marked it interrupted.
-    fn receive(&mut self, request: &Request<'_>, seq: u32, out: &mut Vec<Socket>) -> Result<bool, DiagError> {
+    fn receive(
+        &mut self,
+        request: &Request<'_>,
+        seq: u32,
+        post: Option<&Expr>,
+        out: &mut Vec<Socket>,
+    ) -> Result<bool, DiagError> {
         let mut intact = true;
         loop {
             self.buf.clear();
@@ -525,6 +618,15 @@ impl Reader {
                         }
                     }
                     SOCK_DIAG_BY_FAMILY => {
+                        if let Some(expr) = post {
+                            let entry = decode::entry(msg.payload)
+                                .ok_or_else(|| DiagError::Decode("a reply too short for its filter".to_string()))?;
+                            match expr.eval(&entry) {
+                                Ok(true) => {}
+                                Ok(false) => continue,
+                                Err(fact) => return Err(DiagError::Untestable(untestable(fact))),
+                            }
+                        }
                         let (s, ifindex) = request.decode(msg.payload).map_err(DiagError::Decode)?;
                         if ifindex != 0 {
                             bound.push((out.len(), ifindex));
@@ -543,9 +645,108 @@ impl Reader {
         }
     }
 
-    fn ifname(&mut self, index: u32) -> Option<Arc<str>> {
-        self.ifnames.entry(index).or_insert_with(|| crate::sys::interface_name(index).map(Arc::from)).clone()
+    fn ifname(&mut self, index: u32) -> Option<IfName> {
+        self.ifnames.entry(index).or_insert_with(|| crate::sys::interface_name(index).map(IfName::from)).clone()
     }
+
+    /// Closes one socket, as `ss -K` does: a `SOCK_DESTROY` request naming
+    /// it exactly (protocol, family, both ends, bound device and the
+    /// kernel's cookie, so a socket that took its addresses since is never
+    /// hit: the kernel answers ESTALE or ENOENT instead). The kernel aborts
+    /// it: a TCP peer gets a RST, and the holder's next call fails with
+    /// ECONNABORTED. Needs CAP_NET_ADMIN and CONFIG_INET_DIAG_DESTROY.
+    ///
+    /// # Errors
+    ///
+    /// [`DiagError::Kernel`] with the errno: `EPERM` (no CAP_NET_ADMIN),
+    /// `EOPNOTSUPP` (no CONFIG_INET_DIAG_DESTROY, or a protocol without it),
+    /// `ENOENT`/`ESTALE` (the socket is gone).
+    pub fn destroy(&mut self, s: &Socket) -> Result<(), DiagError> {
+        let mut req = destroy_bytes(s)?;
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        req[8..12].copy_from_slice(&seq.to_ne_bytes());
+        self.sock.send(&req, 0).map_err(DiagError::Io)?;
+        let what = || format!("SOCK_DESTROY of {} {}", s.proto, s.local);
+        loop {
+            self.buf.clear();
+            let n = loop {
+                match self.sock.recv(&mut self.buf, 0) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(DiagError::Io(e)),
+                }
+            };
+            if n > self.buf.len() {
+                return Err(DiagError::Decode(format!("reply of {n} bytes truncated to {}", self.buf.len())));
+            }
+            for msg in decode::messages(&self.buf) {
+                let msg = msg.map_err(DiagError::Decode)?;
+                if msg.seq != seq {
+                    continue;
+                }
+                if msg.kind == decode::NLMSG_ERROR || msg.kind == decode::NLMSG_DONE {
+                    return match decode::error_code(msg.payload) {
+                        0 => Ok(()),
+                        errno => Err(DiagError::Kernel { errno, request: what() }),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// `SOCK_DESTROY`: the message type of a sock_diag request to close a socket.
+pub const SOCK_DESTROY: u16 = 21;
+const NLM_F_ACK: u16 = 0x4;
+
+/// `nlmsghdr` + `inet_diag_req_v2` naming one socket exactly, for
+/// [`Reader::destroy`] (sequence number filled in per send).
+pub fn destroy_bytes(s: &Socket) -> Result<Vec<u8>, DiagError> {
+    let (af, alen) = match s.family {
+        Family::Ipv4 => (libc::AF_INET as u8, 4),
+        Family::Ipv6 => (libc::AF_INET6 as u8, 16),
+        _ => return Err(DiagError::Filter(format!("{:?} sockets cannot be closed with SOCK_DESTROY", s.family))),
+    };
+    let protocol = match s.proto {
+        Proto::Tcp => libc::IPPROTO_TCP as u8,
+        Proto::Udp => libc::IPPROTO_UDP as u8,
+        p => return Err(DiagError::Filter(format!("{p} sockets cannot be closed here"))),
+    };
+    let Some(local) = s.local_ip() else {
+        return Err(DiagError::Filter("a socket without an IP address".to_string()));
+    };
+    let remote = s.remote_ip().map_or_else(
+        || (if local.addr.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u8; 16]) }, 0),
+        |r| (r.addr, r.port),
+    );
+    let octets = |a: IpAddr| -> Vec<u8> {
+        match a {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        }
+    };
+    let total = decode::NLMSG_HDRLEN + 56;
+    let mut buf = vec![0u8; total];
+    buf[0..4].copy_from_slice(&(total as u32).to_ne_bytes());
+    buf[4..6].copy_from_slice(&SOCK_DESTROY.to_ne_bytes());
+    buf[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    let b = &mut buf[decode::NLMSG_HDRLEN..];
+    b[0] = af;
+    b[1] = protocol;
+    // idiag_ext, pad: 0; idiag_states: every state (an exact lookup ignores them).
+    b[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
+    // struct inet_diag_sockid at 8: ports big endian, addresses network order.
+    b[8..10].copy_from_slice(&local.port.to_be_bytes());
+    b[10..12].copy_from_slice(&remote.1.to_be_bytes());
+    b[12..12 + alen].copy_from_slice(&octets(local.addr));
+    b[28..28 + alen].copy_from_slice(&octets(remote.0));
+    b[44..48].copy_from_slice(&s.bound_ifindex.unwrap_or(0).to_ne_bytes());
+    // Cookie words as the dump gave them; "no cookie" (all ones) when unknown.
+    let cookie = if s.cookie == 0 { u64::MAX } else { s.cookie };
+    b[48..52].copy_from_slice(&(cookie as u32).to_ne_bytes());
+    b[52..56].copy_from_slice(&((cookie >> 32) as u32).to_ne_bytes());
+    Ok(buf)
 }
 
 fn describe(proto: Proto, family: Family) -> String {
@@ -683,6 +884,37 @@ mod tests {
         assert_eq!(u32::from_ne_bytes(b[24..28].try_into().unwrap()), PACKET_SHOW);
         let raw = request_bytes(Proto::Raw, Family::Ipv6, 1 << 7, None, Extensions::NONE).unwrap();
         assert_eq!(&raw[16..20], &[libc::AF_INET6 as u8, libc::IPPROTO_RAW as u8, 0, 0]);
+    }
+
+    /// The SOCK_DESTROY request names the socket as the dump gave it:
+    /// ports big endian, addresses in network order, device, cookie words.
+    #[test]
+    fn destroy_request_layout() {
+        let mut s =
+            Socket::sample(Proto::Tcp, crate::model::State::Established, "127.0.0.1:40000", Some("10.0.0.5:5432"), 7);
+        s.cookie = 0x1122_3344_5566_7788;
+        s.bound_ifindex = Some(3);
+        let b = destroy_bytes(&s).unwrap();
+        assert_eq!(b.len(), 72);
+        assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), 21);
+        assert_eq!(u16::from_ne_bytes(b[6..8].try_into().unwrap()), 0x5);
+        assert_eq!(&b[16..18], &[libc::AF_INET as u8, libc::IPPROTO_TCP as u8]);
+        assert_eq!(
+            &b[24..28],
+            &40000u16.to_be_bytes().iter().chain(&5432u16.to_be_bytes()).copied().collect::<Vec<u8>>()[..]
+        );
+        assert_eq!(&b[28..32], &[127, 0, 0, 1]);
+        assert_eq!(&b[44..48], &[10, 0, 0, 5]);
+        assert_eq!(u32::from_ne_bytes(b[60..64].try_into().unwrap()), 3);
+        assert_eq!(u32::from_ne_bytes(b[64..68].try_into().unwrap()), 0x5566_7788);
+        assert_eq!(u32::from_ne_bytes(b[68..72].try_into().unwrap()), 0x1122_3344);
+        // A listener: remote all zeros; IPv6 addresses take 16 bytes.
+        let l = Socket::sample(Proto::Udp, crate::model::State::Unconn, "[::1]:53", None, 8);
+        let b = destroy_bytes(&l).unwrap();
+        assert_eq!(&b[16..18], &[libc::AF_INET6 as u8, libc::IPPROTO_UDP as u8]);
+        assert_eq!(&b[28..44], &"::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        assert!(b[44..60].iter().all(|&x| x == 0));
+        assert_eq!(&b[64..72], &[0xff; 8], "no cookie known: INET_DIAG_NOCOOKIE");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Expr, matches};
+// Conditions beyond the ends are refused before this reader is used.
 use crate::model::{
     Addr, Detail, Endpoint, Family, LinkAddr, PacketDetail, PacketType, Proto, RawDetail, Socket, State, Timer,
     TimerKind, UnixDetail, UnixName, UnixType,
@@ -131,7 +132,7 @@ pub fn read_packet(out: &mut Vec<Socket>) -> io::Result<()> {
         if ifindex != 0 {
             s.interface = names
                 .entry(ifindex)
-                .or_insert_with(|| crate::sys::interface_name(ifindex).map(std::sync::Arc::from))
+                .or_insert_with(|| crate::sys::interface_name(ifindex).map(crate::model::IfName::from))
                 .clone();
         }
         out.push(s);

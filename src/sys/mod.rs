@@ -116,6 +116,15 @@ pub fn interface_name(index: u32) -> Option<String> {
     Some(cstr.to_string_lossy().into_owned())
 }
 
+/// The interface index of a name in the calling thread's network
+/// namespace, `None` when there is no such interface.
+pub fn interface_index(name: &str) -> Option<u32> {
+    let cname = CString::new(name).ok()?;
+    // SAFETY: cname is NUL-terminated and outlives the call.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
 /// `pidfd_send_signal(2)` with any signal number, 0 (a check that delivers
 /// nothing) included.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
@@ -186,6 +195,9 @@ mod tests {
     #[test]
     fn loopback_has_a_name_and_an_address() {
         assert_eq!(interface_name(1).as_deref(), Some("lo"));
+        assert_eq!(interface_index("lo"), Some(1));
+        assert_eq!(interface_index("no-such-if0"), None);
+        assert_eq!(interface_index("nul\0"), None);
         assert_eq!(interface_name(u32::MAX), None);
         assert_eq!(interface_addresses().get(&IpAddr::from([127, 0, 0, 1])).map(String::as_str), Some("lo"));
     }

@@ -36,6 +36,8 @@ use std::time::Duration;
 
 use portctl::model::{Endpoint, Proto, Socket};
 
+pub mod population;
+
 /// Held while a process is forked and while portctl runs (see the module docs).
 pub static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
@@ -273,6 +275,8 @@ pub struct Portctl {
     env: Vec<(OsString, OsString)>,
     netns: Option<String>,
     user: Option<(u32, u32)>,
+    /// A command portctl runs under (`setpriv --bounding-set=-net_admin`).
+    wrap: Vec<OsString>,
 }
 
 impl Portctl {
@@ -287,7 +291,19 @@ impl Portctl {
             env: Vec::new(),
             netns: None,
             user: None,
+            wrap: Vec::new(),
         }
+    }
+
+    /// Runs portctl under this command, e.g. `["setpriv",
+    /// "--bounding-set=-net_admin"]` to take a capability away from root.
+    pub fn wrapped<I, S>(mut self, prefix: I) -> Portctl
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.wrap = prefix.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        self
     }
 
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Portctl {
@@ -338,6 +354,7 @@ impl Portctl {
             argv.push(format!("--regid={gid}").into());
             argv.push("--clear-groups".into());
         }
+        argv.extend(self.wrap.iter().cloned());
         argv.push(self.bin.clone().into());
         argv.extend(self.args.iter().cloned());
         let mut cmd = Command::new(&argv[0]);
@@ -449,6 +466,79 @@ pub fn try_tcp_listener(addr: SocketAddr, v6only: Option<bool>, backlog: i32) ->
     // SAFETY: plain syscall on a descriptor we own.
     check(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
     Ok(TcpListener::from(fd))
+}
+
+/// A TCP connection from `src` (port 0: any) to `dst`, close-on-exec.
+pub fn try_tcp_connect_from(src: SocketAddr, dst: SocketAddr) -> io::Result<std::net::TcpStream> {
+    let v6only = if src.is_ipv6() { Some(false) } else { None };
+    let fd = bound_socket(src, libc::SOCK_STREAM, v6only)?;
+    let rc = match dst {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sin is a valid sockaddr_in of the size given.
+            unsafe {
+                libc::connect(
+                    fd.as_raw_fd(),
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sin6 is a valid sockaddr_in6 of the size given.
+            unsafe {
+                libc::connect(
+                    fd.as_raw_fd(),
+                    (&sin6 as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    check(rc)?;
+    Ok(std::net::TcpStream::from(fd))
+}
+
+/// [`try_tcp_connect_from`], panicking on failure.
+pub fn tcp_connect_from(src: SocketAddr, dst: SocketAddr) -> std::net::TcpStream {
+    try_tcp_connect_from(src, dst).unwrap_or_else(|e| panic!("TCP connection {src} -> {dst}: {e}"))
+}
+
+/// Sets an integer socket option (SO_MARK, SO_BINDTODEVICE needs a name:
+/// see [`bind_to_device`]).
+pub fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: value lives across the call; the size matches.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(rc)
+}
+
+/// SO_BINDTODEVICE (root: CAP_NET_RAW).
+pub fn bind_to_device(fd: RawFd, dev: &str) -> io::Result<()> {
+    // SAFETY: the name's bytes live across the call; the size matches.
+    let rc = unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_ptr().cast(), dev.len() as libc::socklen_t)
+    };
+    check(rc)
 }
 
 /// [`try_tcp_listener`], panicking on failure.
@@ -883,7 +973,8 @@ impl Drop for Sockpop {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SsSocket {
     pub proto: Proto,
-    /// ss's state column: `LISTEN`, `UNCONN`, `ESTAB`, `TIME-WAIT`, ...
+    /// ss's state column: `LISTEN`, `UNCONN`, `ESTAB`, `TIME-WAIT`, ...;
+    /// empty when ss did not print it (a filter naming one state).
     pub state: String,
     pub recv_q: u32,
     pub send_q: u32,
@@ -941,8 +1032,12 @@ fn parse_ss_line(line: &str) -> SsSocket {
         "udp" => Proto::Udp,
         other => bad(&format!("netid {other}")),
     };
-    let state = next("state");
-    let recv_q = next("recv-q").parse().unwrap_or_else(|_| bad("recv-q"));
+    // ss leaves the State column out when the filter names one state.
+    let second = next("state");
+    let (state, recv_q) = match second.parse::<u32>() {
+        Ok(q) => (String::new(), q),
+        Err(_) => (second, next("recv-q").parse().unwrap_or_else(|_| bad("recv-q"))),
+    };
     let send_q = next("send-q").parse().unwrap_or_else(|_| bad("send-q"));
     let local_text = next("local");
     let peer_text = next("peer");
@@ -1435,5 +1530,8 @@ tcp   ESTAB  0      0          127.0.0.1:40000    127.0.0.1:20000
         assert_eq!(got[3].interface.as_deref(), Some("lo"));
         assert_eq!(got[3].local.port, 53);
         assert_eq!(got[4].peer, Some(Endpoint { addr: "127.0.0.1".parse().unwrap(), port: 20000 }));
+        // One state asked for: no State column.
+        let one = parse_ss("tcp   0      0      10.0.0.5:80   193.233.7.10:40000\n");
+        assert_eq!((one[0].state.as_str(), one[0].local.port, one[0].recv_q), ("", 80, 0));
     }
 }
