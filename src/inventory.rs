@@ -140,7 +140,9 @@ pub struct PeerPlan {
 /// The [`PeerPlan`] of a listing query.
 pub fn peer_plan(query: sock_diag::Query) -> PeerPlan {
     let mut plan = PeerPlan { query, keep: None, extra: Vec::new() };
-    if let Some(f) = plan.query.filter.clone() {
+    // Only a filter on the two ends can be mirrored and evaluated again on
+    // the widened dump (the others need facts the records do not keep).
+    if let Some(f) = plan.query.filter.clone().filter(|f| f.needs().is_empty()) {
         let mirrored = f.mirrored();
         if mirrored.canonical() != f.canonical() && plan.query.protos.iter().any(|p| p.has_ports()) {
             // A connection's two ends are in the same state when it is
@@ -218,14 +220,19 @@ pub fn listen_with_nat(req: &ListenRequest, report: &mut Report) -> Result<Listi
     let scope = Scope::open(&req.namespaces, report)?;
     let source = Chosen::new(req.owners_from);
     let gather = |report: &mut Report| -> Result<Vec<Socket>> {
-        let mut inv = collect_in(&scope, &req.query(), Owners::Resolve(&source), Some(order::listen), report)?;
-        let mut sockets: Vec<Socket> = inv.sockets.into_iter().filter(|s| req.select.keeps(s)).collect();
+        let owners = if req.resolve_owners { Owners::Resolve(&source) } else { Owners::Skip };
+        let mut inv = collect_in(&scope, &req.query(), owners, Some(order::listen), report)?;
+        let procs = &mut inv.procs;
+        let mut sockets: Vec<Socket> =
+            inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, procs)).collect();
         if req.context {
             attach_context(&mut sockets, &mut inv.procs);
         }
         Ok(sockets)
     };
-    if !req.nat {
+    // An owner filter (--pid, --process, --user...) selects processes: a NAT
+    // rule has none.
+    if !req.nat || !req.owners.is_empty() {
         return Ok(Listing { sockets: gather(report)?, nat: Vec::new(), nat_read: Vec::new() });
     }
     let (sockets, scans) = std::thread::scope(|s| {
