@@ -185,13 +185,18 @@ fn issue7_bad_input() {
 #[test]
 fn issue7_wait_returns_0_shortly_after_a_listener_starts() {
     let port = unused_port();
-    let waiter = {
+    let mut waiter = {
         let mut cmd =
-            Portctl::new(["wait", &format!("{port}/tcp"), "--timeout", "20s", "--interval", "50ms"]).command();
-        cmd.stdout(Stdio::piped());
+            Portctl::new(["-v", "wait", &format!("{port}/tcp"), "--timeout", "20s", "--interval", "50ms"]).command();
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         spawn(&mut cmd)
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // `-v` says when the first poll found nothing: the wait has begun, and
+    // the listener below appears while it polls (no sleep to guess that).
+    let mut stderr = std::io::BufReader::new(waiter.child_mut().stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("nothing listening yet; polling every 50 ms"), "{line:?}");
     let started = Instant::now();
     let _l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
     let status = waiter.wait();
