@@ -192,9 +192,15 @@ pub fn listen(req: &ListenRequest, report: &mut Report) -> Result<Vec<Socket>> {
 /// holders (`--by-process`).
 pub fn listen_with_procs(req: &ListenRequest, report: &mut Report) -> Result<(Vec<Socket>, ProcTable)> {
     let scope = Scope::open(&req.namespaces, report)?;
+    listening(req, &scope, report)
+}
+
+/// The sockets `listen` shows in `scope`, selected (kinds, owners), with
+/// the process table their owners came from.
+fn listening(req: &ListenRequest, scope: &Scope, report: &mut Report) -> Result<(Vec<Socket>, ProcTable)> {
     let source = Chosen::new(req.owners_from);
     let owners = if req.resolve_owners { Owners::Resolve(&source) } else { Owners::Skip };
-    let mut inv = collect_in(&scope, &req.query(), owners, Some(order::listen), report)?;
+    let mut inv = collect_in(scope, &req.query(), owners, Some(order::listen), report)?;
     let procs = &mut inv.procs;
     let mut sockets: Vec<Socket> =
         inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, procs)).collect();
@@ -218,18 +224,7 @@ pub struct Listing {
 /// kernel is dumped and the owners read.
 pub fn listen_with_nat(req: &ListenRequest, report: &mut Report) -> Result<Listing> {
     let scope = Scope::open(&req.namespaces, report)?;
-    let source = Chosen::new(req.owners_from);
-    let gather = |report: &mut Report| -> Result<Vec<Socket>> {
-        let owners = if req.resolve_owners { Owners::Resolve(&source) } else { Owners::Skip };
-        let mut inv = collect_in(&scope, &req.query(), owners, Some(order::listen), report)?;
-        let procs = &mut inv.procs;
-        let mut sockets: Vec<Socket> =
-            inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, procs)).collect();
-        if req.context {
-            attach_context(&mut sockets, &mut inv.procs);
-        }
-        Ok(sockets)
-    };
+    let gather = |report: &mut Report| listening(req, &scope, report).map(|(sockets, _)| sockets);
     // An owner filter (--pid, --process, --user...) selects processes: a NAT
     // rule has none.
     if !req.nat || !req.owners.is_empty() {

@@ -879,6 +879,17 @@ fn report_output(a: &ReportArgs, format: Option<Format>) -> Output {
     Output::new(format.unwrap_or(flags), true, color(a.color.color))
 }
 
+/// The port targets among `subjects`, in their order.
+pub fn ports_of(subjects: &[Subject]) -> Vec<Target> {
+    subjects
+        .iter()
+        .filter_map(|s| match s {
+            Subject::Port(t) => Some(t.clone()),
+            Subject::Unix(_) => None,
+        })
+        .collect()
+}
+
 /// `who`/`kill`/`wait` specs, service names resolved; each once.
 pub fn subjects(specs: &[TargetSpec]) -> Result<Vec<Subject>, UserError> {
     let mut out: Vec<Subject> = Vec::new();

@@ -46,14 +46,7 @@ struct Found {
 
 pub fn run(req: &KillRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     let source = Chosen::new(req.owners_from);
-    let ports: Vec<Target> = req
-        .targets
-        .iter()
-        .filter_map(|s| match s {
-            Subject::Port(t) => Some(t.clone()),
-            Subject::Unix(_) => None,
-        })
-        .collect();
+    let ports = request::ports_of(&req.targets);
     // Process details for the plan (ancestry, docker-proxy), read lazily.
     let mut procs = ProcTable::new(Path::new("/proc"));
     let mut found: Vec<Found> = Vec::new();

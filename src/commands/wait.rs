@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::domain::who::Target;
 use crate::inventory::UnixProbe;
 use crate::model::{State, StateSet};
 use crate::report::{EXIT_MATCHED, EXIT_NO_MATCH, Report};
@@ -17,14 +16,7 @@ use crate::request::{self, Subject, WaitRequest};
 pub fn run(req: &WaitRequest, w: &mut impl Write, report: &mut Report) -> Result<i32> {
     let started = Instant::now();
     let deadline = started + req.timeout;
-    let ports: Vec<Target> = req
-        .targets
-        .iter()
-        .filter_map(|s| match s {
-            Subject::Port(t) => Some(t.clone()),
-            Subject::Unix(_) => None,
-        })
-        .collect();
+    let ports = request::ports_of(&req.targets);
     let query =
         (!ports.is_empty()).then(|| request::ports_query(&ports, StateSet::of(&[State::Listen, State::Unconn]), false));
     let probes: Vec<Option<UnixProbe>> = req

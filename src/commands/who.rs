@@ -51,13 +51,7 @@ pub fn run(req: &WhoRequest, w: &mut impl Write, report: &mut Report) -> Result<
     let (sys, before) = main.run(|| (Sysctls::read(), overflow_counters()))?;
     let scope = Scope::WithOthers(main, others);
     let source = Chosen::new(req.owners_from);
-    let ports: Vec<Target> = subjects
-        .iter()
-        .filter_map(|s| match s {
-            Subject::Port(t) => Some(t.clone()),
-            Subject::Unix(_) => None,
-        })
-        .collect();
+    let ports = request::ports_of(subjects);
     let mut port_answers = if ports.is_empty() {
         Vec::new()
     } else {

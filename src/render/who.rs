@@ -186,24 +186,7 @@ fn holders(w: &mut dyn Write, r: &WhoReport, st: Style) -> io::Result<()> {
         if let Some(pp) = h.ppid {
             st.line(w, &format!("    parent   {} ({})", pp, h.parent_name.as_deref().unwrap_or("?")))?;
         }
-        if !h.cmdline.is_empty() {
-            writeln!(w, "    command  {}", shorten(&sanitize::escape(&h.cmdline), COMMAND_WIDTH))?;
-        }
-        if let Some(cwd) = &h.cwd {
-            st.line(w, &format!("    cwd      {cwd}"))?;
-        }
-        if let Some(s) = &h.started {
-            st.line(w, &format!("    started  {s}"))?;
-        }
-        if let Some(c) = &h.context {
-            if let Some(u) = &c.unit {
-                st.line(w, &format!("    unit     {u}"))?;
-            }
-            if let Some(ct) = &c.container {
-                let name = ct.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-                st.line(w, &format!("    container {} {}{name}", ct.runtime, crate::model::short_id(&ct.id)))?;
-            }
-        }
+        details(w, h, "    ", st)?;
         // Listeners and bound sockets first, then by descriptor.
         let mut mine: Vec<(u8, u32, &Socket)> = r
             .sockets
@@ -278,24 +261,7 @@ pub fn write_process(w: &mut dyn Write, r: &ProcessReport, st: Style) -> io::Res
     };
     st.heading(w, &format!("{} (pid {}, user {}) {what}", h.name, h.pid, h.user))?;
     st.line(w, &format!("  {}", crate::domain::process::ancestry_line(&r.ancestry)))?;
-    if !h.cmdline.is_empty() {
-        writeln!(w, "  command  {}", shorten(&sanitize::escape(&h.cmdline), COMMAND_WIDTH))?;
-    }
-    if let Some(cwd) = &h.cwd {
-        st.line(w, &format!("  cwd      {cwd}"))?;
-    }
-    if let Some(s) = &h.started {
-        st.line(w, &format!("  started  {s}"))?;
-    }
-    if let Some(c) = &h.context {
-        if let Some(u) = &c.unit {
-            st.line(w, &format!("  unit     {u}"))?;
-        }
-        if let Some(ct) = &c.container {
-            let name = ct.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-            st.line(w, &format!("  container {} {}{name}", ct.runtime, crate::model::short_id(&ct.id)))?;
-        }
-    }
+    details(w, h, "  ", st)?;
     let (listening, connected): (Vec<&Socket>, Vec<&Socket>) =
         r.sockets.iter().partition(|s| matches!(s.state, State::Listen | State::Unconn | State::Close));
     for (title, v) in [("listening and bound", listening), ("connections", connected)] {
@@ -339,6 +305,29 @@ fn target_label(r: &WhoReport) -> String {
         (None, Some(p)) => format!("port {p}"),
         (None, None) => "it".to_string(),
     }
+}
+
+/// A holder's command, cwd, start and context lines, indented.
+fn details(w: &mut dyn Write, h: &crate::domain::who::Holder, indent: &str, st: Style) -> io::Result<()> {
+    if !h.cmdline.is_empty() {
+        writeln!(w, "{indent}command  {}", shorten(&sanitize::escape(&h.cmdline), COMMAND_WIDTH))?;
+    }
+    if let Some(cwd) = &h.cwd {
+        st.line(w, &format!("{indent}cwd      {cwd}"))?;
+    }
+    if let Some(s) = &h.started {
+        st.line(w, &format!("{indent}started  {s}"))?;
+    }
+    if let Some(c) = &h.context {
+        if let Some(u) = &c.unit {
+            st.line(w, &format!("{indent}unit     {u}"))?;
+        }
+        if let Some(ct) = &c.container {
+            let name = ct.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            st.line(w, &format!("{indent}container {} {}{name}", ct.runtime, crate::model::short_id(&ct.id)))?;
+        }
+    }
+    Ok(())
 }
 
 /// At most `max` characters, with `…` when cut.
