@@ -711,3 +711,59 @@ fn kill_refuses_docker_proxy_without_force() {
     let status = child.wait();
     assert!(!status.success(), "{status:?}");
 }
+
+/// The tools' outputs are kept while the namespace's nftables generation
+/// stands: the second `listen` runs no tool; a rule added (a new
+/// generation) is read at once.
+#[test]
+#[ignore = "needs root"]
+fn rules_are_read_again_only_when_the_ruleset_changed() {
+    let ns = namespace_with(&[("docker-iptables.sh", &[("USERLAND_PROXY", "false")])]);
+    let dir = Path::new("/run/portctl");
+    let existed = dir.exists();
+    let before: Vec<std::ffi::OsString> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let ran =
+        |run: &Run, what: &str| run.stderr.lines().any(|l| l.starts_with("portctl: note: NAT: ") && l.contains(what));
+    let on = |p: Portctl| p.netns(&ns).env("PORTCTL_NAT_CACHE", "1");
+    let (first, _, a) = listen(on(Portctl::new(["listen", "--json", "-v"])));
+    assert!(ran(&first, "iptables-nft-save"), "the first run reads: {}", first.stderr);
+    let (second, _, b) = listen(on(Portctl::new(["listen", "--json", "-v"])));
+    assert!(ran(&second, "/run/portctl/ (nftables generation"), "the second one does not: {}", second.stderr);
+    assert!(!ran(&second, "iptables-nft-save"), "{}", second.stderr);
+    assert_eq!(format!("{a:?}"), format!("{b:?}"), "the same records");
+    tool(
+        &ns,
+        &[
+            "iptables-nft",
+            "-w",
+            "-t",
+            "nat",
+            "-A",
+            "DOCKER",
+            "-p",
+            "tcp",
+            "--dport",
+            "9444",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "172.17.0.9:443",
+        ],
+    );
+    let (third, _, c) = listen(on(Portctl::new(["listen", "--json", "-v"])));
+    assert!(ran(&third, "iptables-nft-save"), "a new generation is read: {}", third.stderr);
+    one(&c, "tcp", 9444);
+    // PORTCTL_NAT_CACHE=0 (the test runner's default): always read.
+    let off = Portctl::new(["listen", "--json", "-v"]).netns(&ns).run();
+    assert!(ran(&off, "iptables-nft-save"), "{}", off.stderr);
+    // What this test kept goes with it.
+    if let Ok(d) = std::fs::read_dir(dir) {
+        for e in d.flatten().filter(|e| !before.contains(&e.file_name())) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    if !existed {
+        let _ = std::fs::remove_dir(dir);
+    }
+}

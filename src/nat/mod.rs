@@ -13,6 +13,7 @@
 //!
 //! Everything but [`read`] is pure: recorded tool outputs in, records out.
 
+pub mod cache;
 pub mod iptables;
 pub mod model;
 pub mod nft;

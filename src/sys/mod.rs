@@ -149,6 +149,28 @@ pub fn same_fd_table(a: u32, b: u32) -> io::Result<bool> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc == 0) }
 }
 
+/// The calling thread's network namespace's cookie (`SO_NETNS_COOKIE`,
+/// Linux 5.14+): unique among the namespaces since boot, where inodes are
+/// reused.
+pub fn netns_cookie() -> io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let sock = rustix::net::socket(rustix::net::AddressFamily::UNIX, rustix::net::SocketType::DGRAM, None)?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `sock` is an open socket; the kernel writes at most `len`
+    // bytes into `cookie`, a u64 of that size, and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(cookie) }
+}
+
 /// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()

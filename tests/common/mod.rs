@@ -360,11 +360,14 @@ impl Portctl {
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]);
         // A clean, predictable environment: no colour, no source override
-        // unless the test sets one.
+        // unless the test sets one, and no NAT cache left in /run/portctl
+        // for the namespaces the tests make and delete (the cache's own
+        // test turns it on).
         cmd.env_remove("PORTCTL_SOURCE")
             .env_remove("PORTCTL_OWNERS")
             .env_remove("PORTCTL_BTF")
             .env_remove("RUST_BACKTRACE")
+            .env("PORTCTL_NAT_CACHE", "0")
             .env("NO_COLOR", "1");
         for (k, v) in &self.env {
             cmd.env(k, v);
