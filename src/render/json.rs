@@ -124,16 +124,28 @@ fn encode_parallel<T: Sync, E: Encoder<T>>(
     let chunks: Vec<&[T]> = items.chunks(CHUNK).collect();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    // How far the encoders may run ahead of the writer: a descheduled
+    // encoder (a busy machine) must not let the others fill memory with
+    // chunks that wait for its own.
+    let lookahead = 2 * threads;
+    let written = (std::sync::Mutex::new(0usize), std::sync::Condvar::new());
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(threads);
         for _ in 0..threads {
             let tx = tx.clone();
-            let (chunks, next, stop) = (&chunks, &next, &stop);
+            let (chunks, next, stop, written) = (&chunks, &next, &stop, &written);
             s.spawn(move || {
                 let mut enc = E::default();
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(chunk) = chunks.get(i) else { break };
+                    {
+                        let (lock, cv) = written;
+                        let mut done = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        while i >= *done + lookahead && !stop.load(Ordering::Relaxed) {
+                            done = cv.wait(done).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
                     // About 400 bytes a record, twice that with a peer's owners.
                     let mut buf = Vec::with_capacity(chunk.len() * 800);
                     encode(&mut enc, &mut buf, chunk, before + i * CHUNK, array);
@@ -153,12 +165,16 @@ fn encode_parallel<T: Sync, E: Encoder<T>>(
                 while let Some(buf) = waiting.remove(&want) {
                     w.write_all(&buf)?;
                     want += 1;
+                    let (lock, cv) = &written;
+                    *lock.lock().unwrap_or_else(|e| e.into_inner()) = want;
+                    cv.notify_all();
                 }
             }
             Ok(())
         })();
         // On a write error (a closed pipe), stop the encoders.
         stop.store(true, Ordering::Relaxed);
+        written.1.notify_all();
         drop(rx);
         result
     })
