@@ -725,3 +725,46 @@ fn a_relative_name_is_found_by_its_file() {
     assert_eq!(l.owners.iter().map(|o| o.pid).collect::<Vec<_>>(), [child.pid()]);
     drop(child);
 }
+
+/// Ports and unix names in one command line: one answer each, in order;
+/// `kill` signals the process that holds both once; `wait --free` waits
+/// for both.
+#[test]
+fn ports_and_unix_paths_in_one_command_line() {
+    let dir = TempDir::new();
+    let path = dir.path().join("both.sock");
+    let spec = path.to_str().unwrap().to_string();
+    let u = unix_socket(libc::SOCK_STREAM, UnixAddr::Path(&path), Some(4));
+    let t = tcp_listener("127.0.0.1:0".parse().unwrap(), None, 4);
+    let port = t.local_addr().unwrap().port();
+    let child = sleeper_holding(&[u.as_raw_fd(), t.as_raw_fd()]);
+    drop((u, t));
+    let tcp = format!("{port}/tcp");
+
+    let run = Portctl::new(["who", &tcp, &spec, "--json"]).run();
+    run.expect_code(0);
+    let answers: Vec<WhoReport> = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()));
+    assert_eq!(answers.len(), 2, "{}", run.stdout);
+    assert_eq!((answers[0].spec.port, answers[0].spec.unix.is_none()), (Some(port), true));
+    assert_eq!(answers[1].spec.unix.as_ref().map(|u| u.name.as_str()), Some(spec.as_str()));
+    for a in &answers {
+        assert!(a.verdict.in_use, "{a:?}");
+        assert_eq!(a.holders.iter().map(|h| h.pid).collect::<Vec<_>>(), [child.pid()], "{a:?}");
+    }
+
+    let run = Portctl::new(["kill", &tcp, &spec, "--yes", "--wait=10s", "--json"]).run();
+    run.expect_code(0);
+    let reports: Vec<portctl::domain::kill::KillReport> =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()));
+    assert_eq!(reports.len(), 2);
+    assert_eq!((reports[0].port, reports[1].port), (Some(port), None));
+    for r in &reports {
+        assert_eq!(
+            r.targets.iter().map(|t| (t.pid, t.result.as_str())).collect::<Vec<_>>(),
+            [(child.pid(), "signalled")]
+        );
+        assert_eq!(r.freed, Some(true), "{r:?}");
+    }
+    Portctl::new(["wait", &tcp, &spec, "--free", "--timeout", "5s"]).run().expect_code(0);
+    drop(child);
+}
