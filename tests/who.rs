@@ -230,7 +230,13 @@ fn issue3_dual_stack_listener_blocks_ipv4_and_v6only_does_not() {
 /// side closes first. `reuse` sets SO_REUSEADDR on the listener (accepted
 /// sockets, and so their TIME_WAIT, inherit it).
 fn time_wait_on(port: u16, reuse: bool) {
-    let l = tcp_listener(sa(&format!("127.0.0.1:{port}")), None, 16);
+    time_wait_at(sa(&format!("127.0.0.1:{port}")), reuse);
+}
+
+/// [`time_wait_on`] at any address (IPv6 ones v6only).
+fn time_wait_at(addr: std::net::SocketAddr, reuse: bool) {
+    let port = addr.port();
+    let l = tcp_listener(addr, addr.is_ipv6().then_some(true), 16);
     if reuse {
         let one: libc::c_int = 1;
         // SAFETY: valid option pointer and size.
@@ -238,7 +244,7 @@ fn time_wait_on(port: u16, reuse: bool) {
             libc::setsockopt(l.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const i32).cast(), 4);
         }
     }
-    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let c = TcpStream::connect(addr).unwrap();
     let (s, _) = l.accept().unwrap();
     drop(s); // server closes first: its end will be TIME_WAIT
     drop(c);
@@ -276,6 +282,30 @@ fn issue3_time_wait_only_means_not_in_use_but_plain_bind_fails() {
     verdicts_match_the_kernel(&r);
     // The old socket lacked SO_REUSEADDR: even with it, the new bind fails.
     assert!(try_bind(Proto::Tcp, sa(&format!("127.0.0.1:{port}")), false, true).is_err());
+}
+
+/// TIME_WAIT on [::1] only, from a server without SO_REUSEADDR: 0.0.0.0
+/// and 127.0.0.1 are free, `[::]` is blocked, and the summary speaks of the
+/// blocked address (it said "a bind with SO_REUSEADDR works now", the
+/// verdict of 0.0.0.0, which no TIME_WAIT socket blocks).
+#[test]
+fn time_wait_on_an_ipv6_address_summarised_by_the_address_it_blocks() {
+    let port = unused_port();
+    time_wait_at(sa(&format!("[::1]:{port}")), false);
+    let (run, r) = who(&format!("{port}/tcp"));
+    run.expect_code(1);
+    assert_eq!(bind_of(&r, Proto::Tcp, "0.0.0.0").plain, Outcome::Ok);
+    assert_eq!(bind_of(&r, Proto::Tcp, "::").plain, Outcome::Fails);
+    verdicts_match_the_kernel(&r);
+    let summary = &r.verdict.summary[0];
+    assert!(summary.contains("TIME_WAIT") && !summary.contains("works now"), "{summary}");
+    if common::is_root() {
+        // Options from BPF: known, and the summary definite.
+        let (_, r) = who_bpf(&format!("{port}/tcp"));
+        assert_eq!(bind_of(&r, Proto::Tcp, "::").reuseaddr, Outcome::Fails);
+        let summary = &r.verdict.summary[0];
+        assert!(summary.contains("did not set SO_REUSEADDR") && !summary.contains("works now"), "{summary}");
+    }
 }
 
 #[test]

@@ -705,15 +705,19 @@ fn verdict_line(
     let tw: Vec<&&Socket> = mine.iter().filter(|s| s.state == State::TimeWait).collect();
     if !tw.is_empty() {
         let longest = longest_timer_ms(tw.iter().map(|s| **s));
-        let check = binds.iter().find(|b| b.proto == proto && asked.is_none_or(|a| b.addr == a));
-        let what = match check.map(|b| (b.reuseaddr, b.reuseport)) {
-            Some((Outcome::Ok, _)) => {
+        // The verdict of an address the TIME_WAIT sockets do block (a
+        // TIME_WAIT socket on [::1] blocks `[::]`, not 0.0.0.0).
+        let candidates = || binds.iter().filter(|b| b.proto == proto && asked.is_none_or(|a| b.addr == a));
+        let check = candidates().find(|b| b.plain == Outcome::Fails).or_else(|| candidates().next());
+        let what = match check.map(|b| (b.plain, b.reuseaddr, b.reuseport)) {
+            Some((Outcome::Ok, _, _)) => "they block no new bind on the addresses checked",
+            Some((_, Outcome::Ok, _)) => {
                 "they have SO_REUSEADDR, so a bind with SO_REUSEADDR works now; without it, it fails until then"
             }
-            Some((Outcome::Fails, Outcome::Ok)) => {
+            Some((_, Outcome::Fails, Outcome::Ok)) => {
                 "they did not set SO_REUSEADDR, so a bind fails until then, SO_REUSEADDR or not; with SO_REUSEPORT (they have it) it works now"
             }
-            Some((Outcome::Fails, _)) => {
+            Some((_, Outcome::Fails, _)) => {
                 "they did not set SO_REUSEADDR, so a bind fails until then, SO_REUSEADDR or not"
             }
             _ => "a bind without SO_REUSEADDR fails until then",
