@@ -317,7 +317,7 @@ fn kernel_socket_is_held_by_the_kernel() {
 fn without_bpf_caps(args: &[&str]) -> Run {
     let mut cmd = Command::new("setpriv");
     cmd.args(["--inh-caps=-all", "--bounding-set=-bpf,-perfmon,-sys_admin"]).arg(common::portctl_path()).args(args);
-    cmd.env_remove("PORTCTL_OWNERS").env_remove("PORTCTL_BTF");
+    cmd.env_remove("PORTCTL_OWNERS").env_remove("PORTCTL_BTF").env("PORTCTL_NAT_CACHE", "0");
     common::output(&mut cmd)
 }
 

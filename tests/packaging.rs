@@ -18,7 +18,7 @@ fn manifest_dir() -> &'static Path {
 
 /// Runs a shell script with bash; stdout on success, a panic otherwise.
 fn bash(script: &str) -> String {
-    let run = output(Command::new("bash").args(["-c", script]));
+    let run = output(Command::new("bash").args(["-c", script]).env("PORTCTL_NAT_CACHE", "0"));
     assert!(run.status.success(), "bash -c {script:?} failed\n{}", run.dump());
     run.stdout
 }
@@ -200,7 +200,9 @@ fn on_terminal(cols: u16, env: &[(&str, &str)], args: &str) -> String {
     cmd.args(["-q", "-e", "-c"])
         .arg(format!("stty cols {cols} rows 50; {} {args}", bin.display()))
         .arg("/dev/null")
-        .env_remove("NO_COLOR");
+        .env_remove("NO_COLOR")
+        // No NAT cache left in /run/portctl by the tests.
+        .env("PORTCTL_NAT_CACHE", "0");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -221,7 +223,7 @@ fn colour_only_on_a_terminal_without_no_color() {
     assert!(!on_terminal(200, &[], &format!("{args} --color never")).contains('\x1b'));
     // Piped: never, unless asked.
     let mut piped = Command::new(portctl_path());
-    piped.args(["listen", "--port", &port.to_string()]).env_remove("NO_COLOR");
+    piped.args(["listen", "--port", &port.to_string()]).env_remove("NO_COLOR").env("PORTCTL_NAT_CACHE", "0");
     let run = output(&mut piped);
     run.expect_code(0);
     assert!(!run.stdout.contains('\x1b'), "{}", run.dump());
@@ -284,7 +286,7 @@ fn tables_follow_the_terminal_width_without_splitting_short_cells() {
         // A terminal whose size nobody set (0 columns) is not 0 wide.
         let mut cmd = Command::new("script");
         cmd.args(["-q", "-e", "-c"]).arg(format!("{} {args}", portctl_path().display())).arg("/dev/null");
-        cmd.env_remove("NO_COLOR");
+        cmd.env_remove("NO_COLOR").env("PORTCTL_NAT_CACHE", "0");
         for (k, v) in env {
             cmd.env(k, v);
         }
