@@ -462,6 +462,16 @@ fn link_peers(sockets: &mut [Socket], candidates: &[Socket], map: &OwnerMap, pro
     crate::domain::peers::link(sockets, candidates, &mut lookup);
 }
 
+/// [`lookup_unix`] for a spec that must name a socket: a path to anything
+/// else (a directory, a regular file) is an error that says what it is.
+pub fn lookup_unix_socket(spec: &UnixSpec) -> Result<Lookup, UserError> {
+    let lookup = lookup_unix(spec)?;
+    if let Some(FileState::NotSocket(what)) = lookup.file {
+        return Err(UserError::new(format!("{} is not a socket: it is {what}", spec.label())));
+    }
+    Ok(lookup)
+}
+
 /// What a unix spec names now: for a path, what is at it (a socket file's
 /// device and inode, or nothing, or something else) and the path with its
 /// directory resolved. Reads the filesystem (stat), so a path may change
@@ -557,10 +567,7 @@ impl UnixProbe {
 
     /// One look: is the name bound?
     pub fn present(&self, spec: &UnixSpec) -> Result<bool> {
-        let lookup = lookup_unix(spec)?;
-        if let Some(FileState::NotSocket(what)) = lookup.file {
-            return Err(UserError::new(format!("{} is not a socket: it is {what}", spec.label())).into());
-        }
+        let lookup = lookup_unix_socket(spec)?;
         let mut sockets = sock_diag::dump(&self.query)?.sockets;
         for ns in &self.others {
             // A namespace that went away meanwhile has nothing bound.

@@ -214,10 +214,7 @@ fn port_parts(req: &KillRequest, targets: &[Target], source: &Chosen, report: &m
 /// A unix name's part: the sockets bound to it (or, when its file is gone
 /// or replaced, still holding its name) and their owners.
 fn unix_part(req: &KillRequest, spec: &UnixSpec, source: &Chosen, report: &mut Report) -> Result<Found> {
-    let lookup = inventory::lookup_unix(spec)?;
-    if let Some(FileState::NotSocket(what)) = lookup.file {
-        return Err(UserError::new(format!("{} is not a socket: it is {what}", spec.label())).into());
-    }
+    let lookup = inventory::lookup_unix_socket(spec)?;
     let scope = unix_scope(spec)?;
     let query = request::unix_query(StateSet::all());
     // Every unix socket, to find those with the name; owners only for those

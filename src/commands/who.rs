@@ -9,7 +9,7 @@ use anyhow::Result;
 use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
-use crate::domain::unix::{self, FileState};
+use crate::domain::unix;
 use crate::domain::who::{OverflowCounters, Target};
 use crate::domain::{order, who};
 use crate::error::UserError;
@@ -179,10 +179,7 @@ fn unix_answer(
     source: &Chosen,
     report: &mut Report,
 ) -> Result<who::WhoReport> {
-    let lookup = inventory::lookup_unix(spec)?;
-    if let Some(FileState::NotSocket(what)) = lookup.file {
-        return Err(UserError::new(format!("{} is not a socket: it is {what}", spec.label())).into());
-    }
+    let lookup = inventory::lookup_unix_socket(spec)?;
     let query = request::unix_query(StateSet::all());
     // Every unix socket, to find those with the name; owners only for those
     // (warnings about the others' would be noise).

@@ -424,7 +424,15 @@ fn bound_socket(addr: SocketAddr, ty: libc::c_int, v6only: Option<bool>) -> io::
             check(rc)?;
         }
     }
-    let rc = match addr {
+    // SAFETY: `sa` points to a socket address of `len` bytes, alive for the call.
+    let rc = with_sockaddr(addr, |sa, len| unsafe { libc::bind(fd.as_raw_fd(), sa, len) });
+    check(rc)?;
+    Ok(fd)
+}
+
+/// Calls `f` with `addr` as a C socket address and its length.
+fn with_sockaddr<R>(addr: SocketAddr, f: impl FnOnce(*const libc::sockaddr, libc::socklen_t) -> R) -> R {
+    match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
@@ -432,14 +440,7 @@ fn bound_socket(addr: SocketAddr, ty: libc::c_int, v6only: Option<bool>) -> io::
                 sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
                 sin_zero: [0; 8],
             };
-            // SAFETY: sin is a valid sockaddr_in of the size given.
-            unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sin as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            }
+            f((&sin as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&sin) as libc::socklen_t)
         }
         SocketAddr::V6(a) => {
             let sin6 = libc::sockaddr_in6 {
@@ -449,18 +450,9 @@ fn bound_socket(addr: SocketAddr, ty: libc::c_int, v6only: Option<bool>) -> io::
                 sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
                 sin6_scope_id: a.scope_id(),
             };
-            // SAFETY: sin6 is a valid sockaddr_in6 of the size given.
-            unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sin6 as *const libc::sockaddr_in6).cast(),
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                )
-            }
+            f((&sin6 as *const libc::sockaddr_in6).cast(), std::mem::size_of_val(&sin6) as libc::socklen_t)
         }
-    };
-    check(rc)?;
-    Ok(fd)
+    }
 }
 
 /// A TCP listener on `addr` (port 0: the kernel picks) with this backlog.
@@ -475,41 +467,8 @@ pub fn try_tcp_listener(addr: SocketAddr, v6only: Option<bool>, backlog: i32) ->
 pub fn try_tcp_connect_from(src: SocketAddr, dst: SocketAddr) -> io::Result<std::net::TcpStream> {
     let v6only = if src.is_ipv6() { Some(false) } else { None };
     let fd = bound_socket(src, libc::SOCK_STREAM, v6only)?;
-    let rc = match dst {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sin is a valid sockaddr_in of the size given.
-            unsafe {
-                libc::connect(
-                    fd.as_raw_fd(),
-                    (&sin as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            }
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sin6 is a valid sockaddr_in6 of the size given.
-            unsafe {
-                libc::connect(
-                    fd.as_raw_fd(),
-                    (&sin6 as *const libc::sockaddr_in6).cast(),
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                )
-            }
-        }
-    };
+    // SAFETY: `sa` points to a socket address of `len` bytes, alive for the call.
+    let rc = with_sockaddr(dst, |sa, len| unsafe { libc::connect(fd.as_raw_fd(), sa, len) });
     check(rc)?;
     Ok(std::net::TcpStream::from(fd))
 }
