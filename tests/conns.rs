@@ -562,6 +562,23 @@ fn agrees_with_ss_on_a_busy_namespace() {
         let m = mine(&run.sockets());
         assert!(m == with_owner, "{args:?}\n{}", diff(&m, &with_owner));
     }
+
+    // TCP of both families is one walk of the kernel's table (the older
+    // TCPDIAG_GETSOCK request, which the kernel dumps for every family);
+    // asked one family at a time (SOCK_DIAG_BY_FAMILY requests), the same
+    // sockets, with and without a filter for the kernel to run.
+    for filter in [&[][..], &["--sport", "20000-30010"][..]] {
+        let tcp = |family: &[&str]| {
+            let run = conns(&["--state", "all", "--json", "--tcp"]).args(filter).args(family).netns(&ns).run();
+            run.expect_code(0);
+            mine(&run.sockets())
+        };
+        let (both, only4, only6) = (tcp(&[]), tcp(&["-4"]), tcp(&["-6"]));
+        assert!(!only4.is_empty() && !only6.is_empty(), "{filter:?}: {} IPv4, {} IPv6", only4.len(), only6.len());
+        let mut apart: Vec<Row> = only4.into_iter().chain(only6).collect();
+        apart.sort();
+        assert!(both == apart, "{filter:?}: one walk vs one per family\n{}", diff(&both, &apart));
+    }
     drop((v4, v6));
 }
 

@@ -181,22 +181,36 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
         }
         match proto {
             Proto::Tcp | Proto::Udp => {
-                for family in families() {
-                    if let Some(r) = reader.as_mut() {
-                        let req = Request::Inet {
-                            proto,
-                            family,
-                            states,
-                            filter,
-                            ext: Extensions { tcp_info: query.tcp_info, skmem: query.skmem.contains(&proto) },
-                        };
-                        match r.dump_filtered(&req, &mut out.sockets) {
-                            Ok(()) => continue,
-                            Err(e) if e.is_unavailable() => {
-                                out.notes.push(format!("{e}; reading /proc/net for {proto} instead"));
-                            }
-                            Err(e) => return Err(e),
+                let ext = Extensions { tcp_info: query.tcp_info, skmem: query.skmem.contains(&proto) };
+                let wanted: Vec<Family> = families().collect();
+                if proto == Proto::Tcp
+                    && wanted.len() == Family::IP.len()
+                    && let Some(r) = reader.as_mut()
+                {
+                    // Both families in one walk; a kernel that refuses the
+                    // request is asked per family below, and its errors are
+                    // those answers'.
+                    let start = out.sockets.len();
+                    let both = Request::Inet { proto, family: None, states, filter, ext };
+                    match r.dump_filtered(&both, &mut out.sockets) {
+                        Ok(()) => continue,
+                        Err(DiagError::Io(e)) => return Err(DiagError::Io(e)),
+                        Err(_) => out.sockets.truncate(start),
+                    }
+                }
+                let mut dumped = match reader.as_mut() {
+                    Some(r) => dump_families(r, proto, &wanted, states, filter, ext, &mut out.sockets),
+                    None => Vec::new(),
+                }
+                .into_iter();
+                for family in wanted {
+                    match dumped.next() {
+                        Some(Ok(())) => continue,
+                        Some(Err(e)) if e.is_unavailable() => {
+                            out.notes.push(format!("{e}; reading /proc/net for {proto} instead"));
                         }
+                        Some(Err(e)) => return Err(e),
+                        None => {}
                     }
                     if let Some(fact) = filter.and_then(|f| f.needs().first().copied()) {
                         return Err(DiagError::Untestable(format!(
@@ -218,7 +232,8 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
                     if proto == Proto::Raw
                         && let Some(r) = reader.as_mut()
                     {
-                        let req = Request::Inet { proto, family, states, filter: None, ext: Extensions::NONE };
+                        let req =
+                            Request::Inet { proto, family: Some(family), states, filter: None, ext: Extensions::NONE };
                         match r.dump(&req, None, &mut out.sockets) {
                             Ok(()) => continue,
                             Err(e) if e.is_unavailable() => {}
@@ -306,8 +321,13 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
     {
         for family in families() {
             // Older kernels answer an unknown state bit with nothing at all.
-            let req =
-                Request::Inet { proto: Proto::Tcp, family, states: TCPF_BOUND_INACTIVE, filter, ext: Extensions::NONE };
+            let req = Request::Inet {
+                proto: Proto::Tcp,
+                family: Some(family),
+                states: TCPF_BOUND_INACTIVE,
+                filter,
+                ext: Extensions::NONE,
+            };
             r.dump_filtered(&req, &mut out.sockets)?;
         }
     }
@@ -317,6 +337,49 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
         mark_mptcp(r, families(), query.states.kernel_mask(Proto::Tcp), &mut out.sockets);
     }
     Ok(out)
+}
+
+/// Dumps `proto` sockets of each family into `out`, in the order given: the
+/// first on `r`, the others at the same time, each on a thread with a
+/// netlink socket of its own (it inherits this thread's namespace). Each
+/// dump walks the kernel's whole table, whatever the family: an IPv6 dump
+/// of a host of IPv4 sockets costs a quarter of the IPv4 one, which the
+/// second core now hides. One result per family.
+fn dump_families(
+    r: &mut Reader,
+    proto: Proto,
+    families: &[Family],
+    states: u32,
+    filter: Option<&Expr>,
+    ext: Extensions,
+    out: &mut Vec<Socket>,
+) -> Vec<Result<(), DiagError>> {
+    let request = |family| Request::Inet { proto, family: Some(family), states, filter, ext };
+    let Some((&first, rest)) = families.split_first() else { return Vec::new() };
+    let (head, others) = std::thread::scope(|s| {
+        let others: Vec<_> = rest
+            .iter()
+            .map(|&family| {
+                s.spawn(move || {
+                    let mut own = Reader::new().ok()?;
+                    let mut sockets = Vec::new();
+                    Some(own.dump_filtered(&request(family), &mut sockets).map(|()| sockets))
+                })
+            })
+            .collect();
+        let head = r.dump_filtered(&request(first), out);
+        (head, others.into_iter().map(|t| t.join().ok().flatten()).collect::<Vec<_>>())
+    });
+    let mut results = vec![head];
+    for (&family, other) in rest.iter().zip(others) {
+        // No thread (or no socket for it): this reader, after the first.
+        let got = other.unwrap_or_else(|| {
+            let mut sockets = Vec::new();
+            r.dump_filtered(&request(family), &mut sockets).map(|()| sockets)
+        });
+        results.push(got.map(|mut sockets| out.append(&mut sockets)));
+    }
+    results
 }
 
 /// Marks the TCP sockets that are subflows (or listeners) of an MPTCP
@@ -428,8 +491,12 @@ const RECV_BUF: usize = 64 * 1024;
 /// One dump request.
 #[derive(Debug, Clone, Copy)]
 pub enum Request<'a> {
-    /// inet_diag: TCP, UDP or raw sockets of one family.
-    Inet { proto: Proto, family: Family, states: u32, filter: Option<&'a Expr>, ext: Extensions },
+    /// inet_diag: TCP, UDP or raw sockets of one family; TCP of both
+    /// families in one walk of the kernel's tables when `family` is `None`
+    /// (the older `TCPDIAG_GETSOCK` request, which the kernel answers for
+    /// every family: a `SOCK_DIAG_BY_FAMILY` request names one, and each
+    /// such dump walks the whole table).
+    Inet { proto: Proto, family: Option<Family>, states: u32, filter: Option<&'a Expr>, ext: Extensions },
     /// inet_diag for IPPROTO_MPTCP: the MPTCP sockets themselves.
     Mptcp { family: Family, states: u32 },
     /// unix_diag.
@@ -441,7 +508,8 @@ pub enum Request<'a> {
 impl Request<'_> {
     fn describe(&self) -> String {
         match self {
-            Request::Inet { proto, family, .. } => describe(*proto, *family),
+            Request::Inet { proto, family: Some(family), .. } => describe(*proto, *family),
+            Request::Inet { proto, family: None, .. } => format!("{proto}/IPv4 and IPv6"),
             Request::Mptcp { family, .. } => describe(Proto::Tcp, *family).replace("tcp", "mptcp"),
             Request::Unix { .. } => "unix".to_string(),
             Request::Packet => "packet".to_string(),
@@ -454,7 +522,8 @@ impl Request<'_> {
         match *self {
             Request::Inet { proto, family, states, filter, ext } => request_bytes(proto, family, states, filter, ext),
             Request::Mptcp { family, states } => {
-                let mut b = inet_request(Proto::Tcp, family, states, None, Extensions::NONE, IPPROTO_MPTCP as u8)?;
+                let mut b =
+                    inet_request(Proto::Tcp, Some(family), states, None, Extensions::NONE, IPPROTO_MPTCP as u8)?;
                 let attr_len = 8usize;
                 let total = b.len() + attr_len;
                 b.extend_from_slice(&(attr_len as u16).to_ne_bytes());
@@ -617,7 +686,7 @@ impl Reader {
                             return Err(DiagError::Kernel { errno, request: request.describe() });
                         }
                     }
-                    SOCK_DIAG_BY_FAMILY => {
+                    SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => {
                         if let Some(expr) = post {
                             let entry = decode::entry(msg.payload)
                                 .ok_or_else(|| DiagError::Decode("a reply too short for its filter".to_string()))?;
@@ -763,7 +832,7 @@ fn describe(proto: Proto, family: Family) -> String {
 /// sequence number (bytes 8..12) is filled in per send.
 pub fn request_bytes(
     proto: Proto,
-    family: Family,
+    family: Option<Family>,
     states: u32,
     filter: Option<&Expr>,
     ext: Extensions,
@@ -779,35 +848,44 @@ pub fn request_bytes(
 
 fn inet_request(
     proto: Proto,
-    family: Family,
+    family: Option<Family>,
     states: u32,
     filter: Option<&Expr>,
     ext: Extensions,
     protocol: u8,
 ) -> Result<Vec<u8>, DiagError> {
-    let (af, sid) = match family {
-        Family::Ipv4 => (libc::AF_INET as u8, SocketId::new_v4()),
-        Family::Ipv6 => (libc::AF_INET6 as u8, SocketId::new_v6()),
-        _ => return Err(DiagError::Filter(format!("{family:?} is not an inet family"))),
+    let (kind, body) = match family {
+        Some(family) => {
+            let (af, sid) = match family {
+                Family::Ipv4 => (libc::AF_INET as u8, SocketId::new_v4()),
+                Family::Ipv6 => (libc::AF_INET6 as u8, SocketId::new_v6()),
+                _ => return Err(DiagError::Filter(format!("{family:?} is not an inet family"))),
+            };
+            // Raw sockets: the request's pad byte is `sdiag_raw_protocol`, 0
+            // (every protocol) as InetRequest emits it.
+            let req = InetRequest {
+                family: af,
+                protocol,
+                extensions: ExtensionFlags::from_bits_retain(ext.bits(proto)),
+                states: StateFlags::from_bits_retain(states),
+                socket_id: sid,
+            };
+            let mut body = vec![0u8; req.buffer_len()];
+            req.emit(&mut body);
+            (SOCK_DIAG_BY_FAMILY, body)
+        }
+        None if proto == Proto::Tcp => (TCPDIAG_GETSOCK, tcpdiag_request(states, ext.bits(proto))),
+        None => return Err(DiagError::Filter(format!("{proto} has no request for both families"))),
     };
-    // Raw sockets: the request's pad byte is `sdiag_raw_protocol`, 0 (every
-    // protocol) as InetRequest emits it.
-    let req = InetRequest {
-        family: af,
-        protocol,
-        extensions: ExtensionFlags::from_bits_retain(ext.bits(proto)),
-        states: StateFlags::from_bits_retain(states),
-        socket_id: sid,
-    };
-    let body_len = req.buffer_len();
+    let body_len = body.len();
     let bytecode = filter.map(bytecode::try_compile).transpose().map_err(|e| DiagError::Filter(e.to_string()))?;
     let attr_len = bytecode.as_ref().map_or(0, |bc| 4 + bc.len());
     let total = decode::NLMSG_HDRLEN + body_len + decode::align4(attr_len);
     let mut buf = vec![0u8; total];
     buf[0..4].copy_from_slice(&(total as u32).to_ne_bytes());
-    buf[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    buf[4..6].copy_from_slice(&kind.to_ne_bytes());
     buf[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    req.emit(&mut buf[decode::NLMSG_HDRLEN..decode::NLMSG_HDRLEN + body_len]);
+    buf[decode::NLMSG_HDRLEN..decode::NLMSG_HDRLEN + body_len].copy_from_slice(&body);
     if let Some(bc) = bytecode {
         let at = decode::NLMSG_HDRLEN + body_len;
         buf[at..at + 2].copy_from_slice(&(attr_len as u16).to_ne_bytes());
@@ -815,6 +893,22 @@ fn inet_request(
         buf[at + 4..at + 4 + bc.len()].copy_from_slice(&bc);
     }
     Ok(buf)
+}
+
+/// The older inet_diag request type, TCP only: the kernel dumps it with
+/// the family unspecified, so one walk of its tables gives IPv4 and IPv6
+/// sockets alike. Its replies carry this type too.
+const TCPDIAG_GETSOCK: u16 = 18;
+
+/// `struct inet_diag_req` (the older request, 60 bytes): family, source and
+/// destination prefix lengths, extensions, a socket id (unused by a dump),
+/// states, and `idiag_dbs`.
+fn tcpdiag_request(states: u32, ext: u8) -> Vec<u8> {
+    let mut b = vec![0u8; 60];
+    b[0] = libc::AF_INET as u8; // the kernel dumps every family whatever this says
+    b[3] = ext;
+    b[52..56].copy_from_slice(&states.to_ne_bytes());
+    b
 }
 
 /// Evaluates a filter in user space on an IP socket, for sockets read from
@@ -836,9 +930,33 @@ pub fn matches(expr: &Expr, s: &Socket) -> bool {
 mod tests {
     use super::*;
 
+    /// TCP of both families: the older request type (18), a 60-byte
+    /// `struct inet_diag_req` with the extensions at byte 3 and the states
+    /// at byte 52, then the filter as for any other request.
+    #[test]
+    fn both_families_use_the_older_tcp_request() {
+        let f = Expr::Cond(Cond::SPort { lo: 80, hi: 80 });
+        let b = request_bytes(Proto::Tcp, None, 1 << 1, Some(&f), Extensions { tcp_info: true, skmem: false }).unwrap();
+        assert_eq!(u16::from_ne_bytes([b[4], b[5]]), TCPDIAG_GETSOCK);
+        assert_eq!(u16::from_ne_bytes([b[6], b[7]]), NLM_F_REQUEST | NLM_F_DUMP);
+        let body = &b[16..76];
+        assert_eq!(body[3], (1 << 1) | (1 << 3), "INFO and CONG");
+        assert_eq!(u32::from_ne_bytes(body[52..56].try_into().unwrap()), 1 << 1);
+        assert!(body[4..52].iter().all(|&x| x == 0), "no socket id: a dump");
+        assert_eq!(u16::from_ne_bytes([b[78], b[79]]), INET_DIAG_REQ_BYTECODE);
+        assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()) as usize, b.len());
+        assert_eq!(
+            Request::Inet { proto: Proto::Tcp, family: None, states: 2, filter: None, ext: Extensions::NONE }
+                .describe(),
+            "tcp/IPv4 and IPv6"
+        );
+        // UDP has no such request: one per family.
+        assert!(request_bytes(Proto::Udp, None, 1 << 7, None, Extensions::NONE).is_err());
+    }
+
     #[test]
     fn request_layout_without_filter() {
-        let b = request_bytes(Proto::Tcp, Family::Ipv6, 1 << 10, None, Extensions::NONE).unwrap();
+        let b = request_bytes(Proto::Tcp, Some(Family::Ipv6), 1 << 10, None, Extensions::NONE).unwrap();
         // nlmsghdr (16) + inet_diag_req_v2 (56)
         assert_eq!(b.len(), 72);
         assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 72);
@@ -855,7 +973,7 @@ mod tests {
         let f = Expr::Cond(Cond::SPort { lo: 443, hi: 443 });
         let bc = bytecode::compile(&f);
         let ext = Extensions { tcp_info: true, skmem: false };
-        let b = request_bytes(Proto::Udp, Family::Ipv4, 1 << 7, Some(&f), ext).unwrap();
+        let b = request_bytes(Proto::Udp, Some(Family::Ipv4), 1 << 7, Some(&f), ext).unwrap();
         assert_eq!(b.len(), 72 + decode::align4(4 + bc.len()));
         // protocol UDP and no INFO extension for UDP
         assert_eq!(&b[16..20], &[libc::AF_INET as u8, 17, 0, 0]);
@@ -882,7 +1000,7 @@ mod tests {
         let b = Request::Packet.bytes().unwrap();
         assert_eq!((b.len(), b[16], b[17]), (16 + 20, libc::AF_PACKET as u8, 0));
         assert_eq!(u32::from_ne_bytes(b[24..28].try_into().unwrap()), PACKET_SHOW);
-        let raw = request_bytes(Proto::Raw, Family::Ipv6, 1 << 7, None, Extensions::NONE).unwrap();
+        let raw = request_bytes(Proto::Raw, Some(Family::Ipv6), 1 << 7, None, Extensions::NONE).unwrap();
         assert_eq!(&raw[16..20], &[libc::AF_INET6 as u8, libc::IPPROTO_RAW as u8, 0, 0]);
     }
 
@@ -920,12 +1038,13 @@ mod tests {
     #[test]
     fn extension_bits() {
         let both = Extensions { tcp_info: true, skmem: true };
-        let b = request_bytes(Proto::Tcp, Family::Ipv4, 2, None, Extensions { tcp_info: true, skmem: false }).unwrap();
+        let b = request_bytes(Proto::Tcp, Some(Family::Ipv4), 2, None, Extensions { tcp_info: true, skmem: false })
+            .unwrap();
         assert_eq!(b[18], (1 << (2 - 1)) | (1 << (4 - 1))); // INET_DIAG_INFO, INET_DIAG_CONG
-        let b = request_bytes(Proto::Tcp, Family::Ipv4, 2, None, both).unwrap();
+        let b = request_bytes(Proto::Tcp, Some(Family::Ipv4), 2, None, both).unwrap();
         assert_eq!(b[18], 0x02 | 0x08 | 0x40); // and INET_DIAG_SKMEMINFO
         // UDP has no tcp_info; socket memory it has.
-        let b = request_bytes(Proto::Udp, Family::Ipv4, 1 << 7, None, both).unwrap();
+        let b = request_bytes(Proto::Udp, Some(Family::Ipv4), 1 << 7, None, both).unwrap();
         assert_eq!(b[18], 0x40);
     }
 }
