@@ -202,8 +202,8 @@ fn listening(req: &ListenRequest, scope: &Scope, report: &mut Report) -> Result<
     let owners = if req.resolve_owners { Owners::Resolve(&source) } else { Owners::Skip };
     let mut inv = collect_in(scope, &req.query(), owners, Some(order::listen), report)?;
     let procs = &mut inv.procs;
-    let mut sockets: Vec<Socket> =
-        inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, procs)).collect();
+    let mut sockets = std::mem::take(&mut inv.sockets);
+    sockets.retain(|s| req.select.keeps(s) && req.owners.matches(s, procs));
     if req.context {
         attach_context(&mut sockets, &mut inv.procs);
     }
@@ -393,8 +393,9 @@ pub fn conns_with_procs(req: &ConnsRequest, report: &mut Report) -> Result<(Vec<
     let plan = peer_plan(req.query());
     let inv = collect_with_peers(&scope, &plan, owners, Some(order::conns), report)?;
     let mut procs = inv.procs;
-    let mut sockets: Vec<Socket> =
-        inv.sockets.into_iter().filter(|s| req.select.keeps(s) && req.owners.matches(s, &mut procs)).collect();
+    // In place: a filter that keeps everything moves nothing.
+    let mut sockets = inv.sockets;
+    sockets.retain(|s| req.select.keeps(s) && req.owners.matches(s, &mut procs));
     if req.context {
         attach_context(&mut sockets, &mut procs);
     }
@@ -442,13 +443,19 @@ pub fn resolve_owners(
     let mut map = source.build(&job)?;
     report.info(source.describe());
     attach_owners(sockets, &mut map, source, procs, scope, report);
-    link_peers(sockets, &[], &map, procs);
+    link_peers(sockets, &[], None, &map, procs);
     Ok(())
 }
 
 /// Links peers (see `domain::peers`), owners of peers that are in neither
-/// list from the map.
-fn link_peers(sockets: &mut [Socket], candidates: &[Socket], map: &OwnerMap, procs: &mut ProcTable) {
+/// list from the map; the TCP and UDP pairs are found here unless given.
+fn link_peers(
+    sockets: &mut [Socket],
+    candidates: &[Socket],
+    pairs: Option<crate::domain::peers::IpPairs>,
+    map: &OwnerMap,
+    procs: &mut ProcTable,
+) {
     let hidden = !map.denied.is_empty();
     let mut lookup = |inodes: &[u64]| -> Vec<(std::sync::Arc<[Owner]>, bool)> {
         owners_of(inodes, map, procs)
@@ -459,7 +466,8 @@ fn link_peers(sockets: &mut [Socket], candidates: &[Socket], map: &OwnerMap, pro
             })
             .collect()
     };
-    crate::domain::peers::link(sockets, candidates, &mut lookup);
+    let pairs = pairs.unwrap_or_else(|| crate::domain::peers::ip_pairs(sockets, candidates));
+    crate::domain::peers::link_paired(sockets, candidates, pairs, &mut lookup);
 }
 
 /// [`lookup_unix`] for a spec that must name a socket: a path to anything
@@ -623,9 +631,12 @@ pub fn collect_with_peers(
     report: &mut Report,
 ) -> Result<Inventory> {
     let query = &plan.query;
+    // Set once the dump is done: what the walker's core may do meanwhile.
+    let dumped = std::sync::atomic::AtomicBool::new(false);
     // Everything up to the sort runs while the walk does.
     let kernel_side = |report: &mut Report| -> Result<(Vec<Socket>, Vec<String>, Vec<Socket>)> {
         let dumps = dump_all(scope, query, false);
+        dumped.store(true, std::sync::atomic::Ordering::Relaxed);
         timings::mark("kernel dump");
         let (mut sockets, failed) = merge(scope, dumps, report)?;
         let mut candidates = Vec::new();
@@ -657,12 +668,25 @@ pub fn collect_with_peers(
     // the others want the owners of the few sockets dumped, which a source
     // may filter for in the kernel.
     let job = Job::new(details, !details);
-    let (sockets, map) = match source {
+    let (sockets, map, ahead) = match source {
         Some(src) => std::thread::scope(|s| {
             let walker = s.spawn(|| {
-                let map = src.build(&job);
+                let mut map = src.build(&job);
                 timings::mark("owner map");
-                map
+                // A map ready before the dump (BPF's usually is): this core
+                // builds the owner lists of every socket it holds meanwhile,
+                // when every one may be shown (conns).
+                let ahead = match &mut map {
+                    Ok(m) if details && !dumped.load(std::sync::atomic::Ordering::Relaxed) => {
+                        let mut procs = ProcTable::new(std::path::Path::new("/proc"));
+                        procs.seed(std::mem::take(&mut m.infos));
+                        let lists = owner_lists(m, &mut procs);
+                        timings::mark("owner lists built ahead");
+                        Some((procs, lists))
+                    }
+                    _ => None,
+                };
+                (map, ahead)
             });
             let sockets = kernel_side(report);
             // The candidates for peers too: their owners are the peers' owners.
@@ -674,10 +698,11 @@ pub fn collect_with_peers(
                 job.offer(Vec::new());
             }
             src.help(&job);
-            let map = walker.join().unwrap_or_else(|_| Err(std::io::Error::other("the owner source panicked")));
-            (sockets, Some(map))
+            let (map, ahead) =
+                walker.join().unwrap_or_else(|_| (Err(std::io::Error::other("the owner source panicked")), None));
+            (sockets, Some(map), ahead)
         }),
-        None => (kernel_side(report), None),
+        None => (kernel_side(report), None, None),
     };
     let (mut sockets, failed, mut candidates) = sockets?;
     let mut unreadable_netns = Vec::new();
@@ -695,20 +720,40 @@ pub fn collect_with_peers(
         Some(m) => Some(m.map_err(owners_error)?),
         None => None,
     };
-    let mut procs = ProcTable::new(std::path::Path::new("/proc"));
+    let (mut procs, lists) = match ahead {
+        Some((procs, lists)) => (procs, Some(lists)),
+        None => (ProcTable::new(std::path::Path::new("/proc")), None),
+    };
     if let (Some(map), Some(src)) = (&mut map, source) {
         report.info(src.describe());
         procs.seed(std::mem::take(&mut map.infos));
-        attach_owners(&mut sockets, map, src, &mut procs, scope, report);
-        timings::mark("owners attached");
         if !candidates.is_empty() {
             // A socket both dumps found is one socket, not two candidates.
             let shown: std::collections::HashSet<(Option<u64>, u64)> =
                 sockets.iter().map(|s| (s.netns_inode(), s.inode)).collect();
             candidates.retain(|c| !shown.contains(&(c.netns_inode(), c.inode)));
-            fill_owners(&mut candidates, None, map, &mut procs);
         }
-        link_peers(&mut sockets, &candidates, map, &mut procs);
+        // Which connections have both ends here needs addresses only: it is
+        // worked out on another core while the owners are looked up.
+        let (found, pairs) = std::thread::scope(|s| {
+            let pairs = s.spawn(|| crate::domain::peers::ip_pairs(&sockets, &candidates));
+            let inodes = sockets.iter().map(|s| s.inode);
+            let found = match lists {
+                Some(lists) => {
+                    let found = looked_up(inodes, map, &lists);
+                    // While the pairs are still being found.
+                    drop(lists);
+                    found
+                }
+                None => owners_of(&inodes.collect::<Vec<_>>(), map, &mut procs),
+            };
+            (found, pairs.join())
+        });
+        let pairs = pairs.unwrap_or_else(|_| crate::domain::peers::ip_pairs(&sockets, &candidates));
+        attach_found(&mut sockets, found, map, src, &mut procs, scope, report);
+        timings::mark("owners attached");
+        fill_owners(&mut candidates, None, map, &mut procs);
+        link_peers(&mut sockets, &candidates, Some(pairs), map, &mut procs);
         timings::mark("peers linked");
     }
     Ok(Inventory { sockets, procs, map, unreadable_netns })
@@ -849,7 +894,23 @@ pub fn attach_owners(
     scope: &Scope,
     report: &mut Report,
 ) {
-    fill_owners(sockets, None, map, procs);
+    let inodes: Vec<u64> = sockets.iter().map(|s| s.inode).collect();
+    let found = owners_of(&inodes, map, procs);
+    attach_found(sockets, found, map, source, procs, scope, report);
+}
+
+/// [`attach_owners`] with every socket's owners looked up already
+/// ([`owners_of`] their inodes, in order).
+fn attach_found(
+    sockets: &mut [Socket],
+    found: Vec<(std::sync::Arc<[Owner]>, Option<u8>)>,
+    map: &mut OwnerMap,
+    source: &dyn OwnerSource,
+    procs: &mut ProcTable,
+    scope: &Scope,
+    report: &mut Report,
+) {
+    apply_owners(sockets, None, found);
     let mut missed = unheld(sockets, 0..sockets.len());
     if !missed.is_empty() && source.recheck(map, &likely_holders(sockets, &missed)) > 0 {
         fill_owners(sockets, Some(&missed), map, procs);
@@ -1022,7 +1083,14 @@ fn fill_owners(sockets: &mut [Socket], which: Option<&[usize]>, map: &OwnerMap, 
         Some(w) => w.iter().map(|&i| sockets[i].inode).collect(),
         None => sockets.iter().map(|s| s.inode).collect(),
     };
-    for (n, (owners, flags)) in owners_of(&inodes, map, procs).into_iter().enumerate() {
+    let found = owners_of(&inodes, map, procs);
+    apply_owners(sockets, which, found);
+}
+
+/// Writes the owners (and flags) looked up for `which` sockets (all when
+/// `None`), in that order.
+fn apply_owners(sockets: &mut [Socket], which: Option<&[usize]>, found: Vec<(std::sync::Arc<[Owner]>, Option<u8>)>) {
+    for (n, (owners, flags)) in found.into_iter().enumerate() {
         let i = which.map_or(n, |w| w[n]);
         if let Some(f) = flags {
             set_flags(&mut sockets[i], f);
@@ -1039,35 +1107,68 @@ fn owners_of(inodes: &[u64], map: &OwnerMap, procs: &mut ProcTable) -> Vec<(std:
     let links = map.owners_of_all(inodes);
     links
         .into_iter()
-        .map(|links| {
-            let Some(first) = links.first() else {
-                return (crate::model::no_owners(), None);
-            };
-            let owners = links
-                .iter()
-                .map(|l| {
-                    let p = match &last {
-                        Some(p) if p.pid == l.pid => p.clone(),
-                        _ => {
-                            let p = procs.info(l.pid);
-                            last = Some(p.clone());
-                            p
-                        }
-                    };
-                    Owner {
-                        pid: l.pid,
-                        name: p.name.clone(),
-                        user: p.user.clone(),
-                        fd: l.fd,
-                        tid: l.thread(),
-                        cmdline: p.cmdline.clone(),
-                        context: None,
-                    }
-                })
-                .collect();
-            (owners, Some(first.flags))
+        .map(|links| match links.first() {
+            None => (crate::model::no_owners(), None),
+            Some(first) => (owner_list(links, &mut last, procs), Some(first.flags)),
         })
         .collect()
+}
+
+/// One socket's owners: a holder per link (one inode's links).
+fn owner_list(
+    links: &[crate::procs::Link],
+    last: &mut Option<std::sync::Arc<crate::procs::ProcInfo>>,
+    procs: &mut ProcTable,
+) -> std::sync::Arc<[Owner]> {
+    links
+        .iter()
+        .map(|l| {
+            let p = match last.as_ref() {
+                Some(p) if p.pid == l.pid => p.clone(),
+                _ => {
+                    let p = procs.info(l.pid);
+                    *last = Some(p.clone());
+                    p
+                }
+            };
+            Owner {
+                pid: l.pid,
+                name: p.name.clone(),
+                user: p.user.clone(),
+                fd: l.fd,
+                tid: l.thread(),
+                cmdline: p.cmdline.clone(),
+                context: None,
+            }
+        })
+        .collect()
+}
+
+/// Every inode's owners as [`owners_of`] gives them, for all the sockets
+/// the map knows: one list per inode of the map's links, in their order.
+type OwnerLists = Vec<std::sync::Arc<[Owner]>>;
+
+fn owner_lists(map: &OwnerMap, procs: &mut ProcTable) -> OwnerLists {
+    let mut last = None;
+    map.links().chunk_by(|a, b| a.inode == b.inode).map(|links| owner_list(links, &mut last, procs)).collect()
+}
+
+/// [`owners_of`] from lists built ahead (of the same map): the inodes and
+/// the map's, both in inode order, merged.
+fn looked_up(
+    inodes: impl ExactSizeIterator<Item = u64> + Clone,
+    map: &OwnerMap,
+    lists: &OwnerLists,
+) -> Vec<(std::sync::Arc<[Owner]>, Option<u8>)> {
+    let mut out = vec![(crate::model::no_owners(), None); inodes.len()];
+    let mut groups = map.links().chunk_by(|a, b| a.inode == b.inode).zip(lists).peekable();
+    for (inode, i) in crate::procs::by_inode(inodes) {
+        while groups.next_if(|(links, _)| links[0].inode < inode).is_some() {}
+        if let Some((links, owners)) = groups.peek().filter(|(links, _)| links[0].inode == inode) {
+            out[i as usize] = ((*owners).clone(), Some(links[0].flags));
+        }
+    }
+    out
 }
 
 /// Those of `which` that have a file (so some process holds them) but no

@@ -33,9 +33,57 @@ pub type OwnersOf<'a> = &'a mut dyn FnMut(&[u64]) -> Vec<(Arc<[Owner]>, bool)>;
 /// `sockets`); `owners_of` looks up the owners of unix peers found in
 /// neither.
 pub fn link(sockets: &mut [Socket], candidates: &[Socket], owners_of: OwnersOf<'_>) {
-    link_unix(sockets, candidates, owners_of);
-    link_ip(sockets, candidates);
+    let pairs = ip_pairs(sockets, candidates);
+    link_paired(sockets, candidates, pairs, owners_of);
 }
+
+/// [`link`] with the TCP and UDP pairs found beforehand ([`ip_pairs`] of
+/// the same lists): the peers' owners are those the records have now.
+pub fn link_paired(sockets: &mut [Socket], candidates: &[Socket], pairs: IpPairs, owners_of: OwnersOf<'_>) {
+    link_unix(sockets, candidates, owners_of);
+    let pairs = pairs.0;
+    let shown: &[Socket] = sockets;
+    let build = |part: &[(u32, u32)]| -> Vec<Box<Peer>> {
+        let netns = |s: &Socket| s.netns_inode().unwrap_or(0);
+        part.iter()
+            .map(|&(i, j)| {
+                let p = get(shown, candidates, j as usize);
+                Box::new(Peer {
+                    inode: p.inode,
+                    owners: p.owners.clone(),
+                    owners_hidden: p.owners_hidden,
+                    netns: (netns(p) != netns(&shown[i as usize])).then(|| p.netns.clone()).flatten(),
+                })
+            })
+            .collect()
+    };
+    // The records are built from the peers' (read at random: most of the
+    // time is cache misses) on two cores when there are many, then set.
+    let peers = if pairs.len() >= PARALLEL_PAIRS {
+        let (a, b) = pairs.split_at(pairs.len() / 2);
+        let (mut first, second) = std::thread::scope(|s| {
+            let second = s.spawn(|| build(b));
+            (build(a), second.join())
+        });
+        first.extend(second.unwrap_or_else(|_| build(b)));
+        first
+    } else {
+        build(&pairs)
+    };
+    for (&(i, _), peer) in pairs.iter().zip(peers) {
+        sockets[i as usize].peer = Some(peer);
+    }
+}
+
+/// From how many pairs [`link_paired`] builds the peer records on two
+/// threads.
+const PARALLEL_PAIRS: usize = 16 * 1024;
+
+/// The TCP and UDP connections of `sockets` whose other end is a socket
+/// here too: (socket, peer) indices, the peer's counting on into
+/// `candidates`, in the sockets' order.
+#[derive(Debug, Default)]
+pub struct IpPairs(Vec<(u32, u32)>);
 
 /// Which record an index names: one of `sockets` or of `candidates`.
 fn get<'a>(sockets: &'a [Socket], candidates: &'a [Socket], i: usize) -> &'a Socket {
@@ -169,8 +217,9 @@ fn packed(l: Endpoint, r: Endpoint) -> Option<(u128, bool)> {
 /// TCP and UDP peers. The two ends of a connection hash alike
 /// ([`pair_hash`]): sorted by that hash they are neighbours, paired in one
 /// pass over small arrays of their own (the socket records are large: a
-/// pass over them in hash order missed the cache at every step).
-fn link_ip(sockets: &mut [Socket], candidates: &[Socket]) {
+/// pass over them in hash order missed the cache at every step). Reads
+/// addresses only, not owners: it may run while they are attached.
+pub fn ip_pairs(sockets: &[Socket], candidates: &[Socket]) -> IpPairs {
     let netns = |s: &Socket| s.netns_inode().unwrap_or(0);
     let n = sockets.len();
     // Per connected socket: (hash, index) to sort, and what pairing compares:
@@ -192,7 +241,7 @@ fn link_ip(sockets: &mut [Socket], candidates: &[Socket]) {
         }
     }
     if keys.is_empty() {
-        return;
+        return IpPairs::default();
     }
     let reversed_at = |i: u32, j: u32| -> bool {
         let (a, b) = (slot[i as usize] as usize, slot[j as usize] as usize);
@@ -249,17 +298,7 @@ fn link_ip(sockets: &mut [Socket], candidates: &[Socket]) {
     // In the sockets' order: each record is written once, in sequence (and
     // the peers, sorted like them, are read nearly in sequence too).
     found.sort_unstable();
-    for (i, j) in found {
-        let (i, j) = (i as usize, j as usize);
-        let p = get(sockets, candidates, j);
-        let peer = Box::new(Peer {
-            inode: p.inode,
-            owners: p.owners.clone(),
-            owners_hidden: p.owners_hidden,
-            netns: (netns(p) != netns(&sockets[i])).then(|| p.netns.clone()).flatten(),
-        });
-        sockets[i].peer = Some(peer);
-    }
+    IpPairs(found)
 }
 
 #[cfg(test)]

@@ -383,18 +383,7 @@ impl OwnerMap {
     /// one merge against the links, where a binary search per socket misses
     /// the cache at every step (20 ms against 5 ms at 130k sockets).
     pub fn owners_of_all(&self, inodes: &[u64]) -> Vec<&[Link]> {
-        // (inode, index) pairs in order. Socket inodes are 32-bit numbers
-        // (get_next_ino), so a pair packs into one u64, which sorts about
-        // twice as fast as a tuple; wider ones (never seen) take the tuple.
-        let order: Vec<(u64, u32)> = if inodes.iter().all(|&i| i <= u64::from(u32::MAX)) {
-            let mut packed: Vec<u64> = inodes.iter().zip(0u64..).map(|(&ino, i)| ino << 32 | i).collect();
-            packed.sort_unstable();
-            packed.into_iter().map(|p| (p >> 32, p as u32)).collect()
-        } else {
-            let mut pairs: Vec<(u64, u32)> = inodes.iter().zip(0u32..).map(|(&ino, i)| (ino, i)).collect();
-            pairs.sort_unstable();
-            pairs
-        };
+        let order = by_inode(inodes.iter().copied());
         let mut out = vec![&[][..]; inodes.len()];
         let mut at = 0;
         for (inode, i) in order {
@@ -410,6 +399,21 @@ impl OwnerMap {
     /// All links (tests, statistics).
     pub fn links(&self) -> &[Link] {
         &self.links
+    }
+}
+
+/// (inode, index) for each of `inodes`, in inode order. Socket inodes are
+/// 32-bit numbers (get_next_ino), so a pair packs into one u64, which sorts
+/// about twice as fast as a tuple; wider ones (never seen) take the tuple.
+pub fn by_inode(inodes: impl ExactSizeIterator<Item = u64> + Clone) -> Box<dyn Iterator<Item = (u64, u32)>> {
+    if inodes.clone().all(|i| i <= u64::from(u32::MAX)) {
+        let mut packed: Vec<u64> = inodes.zip(0u64..).map(|(ino, i)| ino << 32 | i).collect();
+        packed.sort_unstable();
+        Box::new(packed.into_iter().map(|p| (p >> 32, p as u32)))
+    } else {
+        let mut pairs: Vec<(u64, u32)> = inodes.zip(0u32..).collect();
+        pairs.sort_unstable();
+        Box::new(pairs.into_iter())
     }
 }
 

@@ -129,11 +129,16 @@ fn encode_parallel<T: Sync, E: Encoder<T>>(
     // chunks that wait for its own.
     let lookahead = 2 * threads;
     let written = (std::sync::Mutex::new(0usize), std::sync::Condvar::new());
+    // Buffers come back once written: a few are filled over and over, not
+    // one fresh (page-faulted) megabyte per chunk. Sized by the largest
+    // chunk so far, so that one grows rarely.
+    let spare: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+    let largest = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(threads);
         for _ in 0..threads {
             let tx = tx.clone();
-            let (chunks, next, stop, written) = (&chunks, &next, &stop, &written);
+            let (chunks, next, stop, written, spare, largest) = (&chunks, &next, &stop, &written, &spare, &largest);
             s.spawn(move || {
                 let mut enc = E::default();
                 while !stop.load(Ordering::Relaxed) {
@@ -146,9 +151,12 @@ fn encode_parallel<T: Sync, E: Encoder<T>>(
                             done = cv.wait(done).unwrap_or_else(|e| e.into_inner());
                         }
                     }
+                    let mut buf = spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
                     // About 400 bytes a record, twice that with a peer's owners.
-                    let mut buf = Vec::with_capacity(chunk.len() * 800);
+                    let want = largest.load(Ordering::Relaxed).max(chunk.len() * 800) + 64 * 1024;
+                    buf.reserve(want);
                     encode(&mut enc, &mut buf, chunk, before + i * CHUNK, array);
+                    largest.fetch_max(buf.len(), Ordering::Relaxed);
                     if tx.send((i, buf)).is_err() {
                         break;
                     }
@@ -162,8 +170,10 @@ fn encode_parallel<T: Sync, E: Encoder<T>>(
         let result = (|| {
             for (i, buf) in rx.iter() {
                 waiting.insert(i, buf);
-                while let Some(buf) = waiting.remove(&want) {
+                while let Some(mut buf) = waiting.remove(&want) {
                     w.write_all(&buf)?;
+                    buf.clear();
+                    spare.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
                     want += 1;
                     let (lock, cv) = &written;
                     *lock.lock().unwrap_or_else(|e| e.into_inner()) = want;
