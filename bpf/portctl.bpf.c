@@ -199,22 +199,18 @@ struct {
 
 /* ---- task_file ---- */
 
-/* Fills `o` for a socket descriptor; 0 when the descriptor is not a socket
- * (or this is the iterator's final call, without a file).
+/* The socket of a descriptor (of `task`), NULL when it is not one; `*ino`
+ * gets its inode.
  *
  * The first descriptor of an iterator session also gets a SEEN record:
  * run per process, that says its descriptors were visible at all (a
  * sandbox may hide a process from the iterator as from /proc, and a
  * socket no iterator showed must not be called held by nobody). */
-static __always_inline int owner_of(struct bpf_iter__task_file *ctx, struct owner_rec *o)
+static __always_inline struct socket *socket_of(struct bpf_iter__task_file *ctx, struct task_struct *task,
+						struct file *file, __u64 *ino)
 {
-	struct task_struct *task = ctx->task;
-	struct file *file = ctx->file;
 	struct socket *sock;
-	struct sock *sk;
 
-	if (!task || !file)
-		return 0;
 	if (ctx->meta->seq_num == 0) {
 		struct owner_rec seen = { .tgid = task->tgid, .tid = task->pid, .fd = ~0U, .bits = SEEN };
 
@@ -223,8 +219,18 @@ static __always_inline int owner_of(struct bpf_iter__task_file *ctx, struct owne
 	/* NULL unless file is a socket (f_op == &socket_file_ops): an O_PATH
 	 * descriptor of a socket's path is not one. */
 	sock = bpf_sock_from_file(file);
-	if (!sock)
-		return 0;
+	if (sock)
+		*ino = file->f_inode->i_ino;
+	return sock;
+}
+
+/* Fills `o` for the socket descriptor of `ctx`; 0 for a thread that shares
+ * its leader's table (the leader's descriptor is the one shown). */
+static __always_inline int owner_of(struct bpf_iter__task_file *ctx, struct task_struct *task, struct socket *sock,
+				    struct owner_rec *o)
+{
+	struct sock *sk;
+
 	o->tgid = task->tgid;
 	o->tid = task->pid;
 	/* The kernel skips threads that share their leader's table already;
@@ -235,7 +241,6 @@ static __always_inline int owner_of(struct bpf_iter__task_file *ctx, struct owne
 		o->bits |= OWN_TABLE;
 	}
 	o->fd = ctx->fd;
-	o->ino = file->f_inode->i_ino;
 	sk = sock->sk;
 	if (sk) {
 		unsigned short family = sk->__sk_common.skc_family;
@@ -251,22 +256,37 @@ static __always_inline int owner_of(struct bpf_iter__task_file *ctx, struct owne
 	return 1;
 }
 
+/* Both programs are called once more at the end, without a file. */
 SEC("iter/task_file")
 int owners(struct bpf_iter__task_file *ctx)
 {
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
 	struct owner_rec o = {};
+	struct socket *sock;
 
-	if (owner_of(ctx, &o))
+	if (!task || !file)
+		return 0;
+	sock = socket_of(ctx, task, file, &o.ino);
+	if (sock && owner_of(ctx, task, sock, &o))
 		bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
 	return 0;
 }
 
+/* The socket itself (its struct sock: a cache miss or two) is read only
+ * for the inodes wanted: most descriptors a filtered walk sees are not. */
 SEC("iter/task_file")
 int owners_wanted(struct bpf_iter__task_file *ctx)
 {
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
 	struct owner_rec o = {};
+	struct socket *sock;
 
-	if (owner_of(ctx, &o) && bpf_map_lookup_elem(&wanted, &o.ino))
+	if (!task || !file)
+		return 0;
+	sock = socket_of(ctx, task, file, &o.ino);
+	if (sock && bpf_map_lookup_elem(&wanted, &o.ino) && owner_of(ctx, task, sock, &o))
 		bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
 	return 0;
 }
