@@ -1145,30 +1145,34 @@ fn owner_list(
 }
 
 /// Every inode's owners as [`owners_of`] gives them, for all the sockets
-/// the map knows: one list per inode of the map's links, in their order.
-type OwnerLists = Vec<std::sync::Arc<[Owner]>>;
+/// the map knows: by the index in [`OwnerMap::links`] of each inode's first
+/// link.
+type OwnerLists = Vec<Option<std::sync::Arc<[Owner]>>>;
 
 fn owner_lists(map: &OwnerMap, procs: &mut ProcTable) -> OwnerLists {
     let mut last = None;
-    map.links().chunk_by(|a, b| a.inode == b.inode).map(|links| owner_list(links, &mut last, procs)).collect()
+    let mut lists = vec![None; map.links().len()];
+    let mut at = 0;
+    for links in map.links().chunk_by(|a, b| a.inode == b.inode) {
+        lists[at] = Some(owner_list(links, &mut last, procs));
+        at += links.len();
+    }
+    lists
 }
 
-/// [`owners_of`] from lists built ahead (of the same map): the inodes and
-/// the map's, both in inode order, merged.
+/// [`owners_of`] from lists built ahead (of the same map).
 fn looked_up(
     inodes: impl ExactSizeIterator<Item = u64> + Clone,
     map: &OwnerMap,
     lists: &OwnerLists,
 ) -> Vec<(std::sync::Arc<[Owner]>, Option<u8>)> {
-    let mut out = vec![(crate::model::no_owners(), None); inodes.len()];
-    let mut groups = map.links().chunk_by(|a, b| a.inode == b.inode).zip(lists).peekable();
-    for (inode, i) in crate::procs::by_inode(inodes) {
-        while groups.next_if(|(links, _)| links[0].inode < inode).is_some() {}
-        if let Some((links, owners)) = groups.peek().filter(|(links, _)| links[0].inode == inode) {
-            out[i as usize] = ((*owners).clone(), Some(links[0].flags));
-        }
-    }
-    out
+    map.link_ranges(inodes)
+        .into_iter()
+        .map(|r| match lists.get(r.start as usize).and_then(Option::as_ref).filter(|_| !r.is_empty()) {
+            Some(owners) => (owners.clone(), Some(map.links()[r.start as usize].flags)),
+            None => (crate::model::no_owners(), None),
+        })
+        .collect()
 }
 
 /// Those of `which` that have a file (so some process holds them) but no

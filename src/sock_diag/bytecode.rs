@@ -1,7 +1,9 @@
 //! Compiler from a small filter expression to Linux `inet_diag` bytecode.
 //!
 //! The output goes into an `INET_DIAG_REQ_BYTECODE` (1) rtattr placed after
-//! the `inet_diag_req_v2` of a `SOCK_DIAG_BY_FAMILY` dump request. The kernel
+//! the `inet_diag_req_v2` of a `SOCK_DIAG_BY_FAMILY` dump request (or after
+//! the `inet_diag_req` of a `TCPDIAG_GETSOCK` one, TCP of both families in
+//! one walk, which the kernel filters alike). The kernel
 //! checks it once with `inet_diag_bc_audit()` (any defect makes the whole
 //! request fail with `EINVAL`) and then runs it against every socket with
 //! `inet_diag_bc_run()` (`net/ipv4/inet_diag.c`), the way iproute2's `ss` does
