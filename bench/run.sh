@@ -292,7 +292,7 @@ fi
     echo "kernel=$(uname -r)"
     echo "cpus=$(nproc)"
     echo "timing=bench/interleave.py, $RUNS interleaved rounds"
-    echo "owners=$("$PORTCTL" -v listen --port 1 2>&1 >/dev/null | sed -n 's/^portctl: owners from //p' | head -1)"
+    echo "owners=$(inns "$PORTCTL" -v listen --port 1 2>&1 >/dev/null | sed -n 's/^portctl: owners from //p' | head -1)"
     echo "ss=$(ss -V 2>&1 | head -1)"
     echo "lsof=$(lsof -v 2>&1 | awk '/revision/{print $NF; exit}')"
     echo "netstat=$(netstat --version 2>&1 | head -1)"
