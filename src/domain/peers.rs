@@ -215,7 +215,7 @@ fn packed(l: Endpoint, r: Endpoint) -> Option<(u128, bool)> {
 }
 
 /// TCP and UDP peers. The two ends of a connection hash alike
-/// ([`pair_hash`]): sorted by that hash they are neighbours, paired in one
+/// (`pair_hash`): sorted by that hash they are neighbours, paired in one
 /// pass over small arrays of their own (the socket records are large: a
 /// pass over them in hash order missed the cache at every step). Reads
 /// addresses only, not owners: it may run while they are attached.
