@@ -342,9 +342,10 @@ pub fn dump(query: &Query) -> Result<Dump, DiagError> {
 /// Dumps `proto` sockets of each family into `out`, in the order given: the
 /// first on `r`, the others at the same time, each on a thread with a
 /// netlink socket of its own (it inherits this thread's namespace). Each
-/// dump walks the kernel's whole table, whatever the family: an IPv6 dump
-/// of a host of IPv4 sockets costs a quarter of the IPv4 one, which the
-/// second core now hides. One result per family.
+/// dump walks the kernel's whole table, whatever the family (an IPv6 dump
+/// of a host of IPv4 sockets costs a quarter of the IPv4 one): for UDP,
+/// which no request covers both families of, and TCP on a kernel that
+/// refuses the older request. One result per family.
 fn dump_families(
     r: &mut Reader,
     proto: Proto,
