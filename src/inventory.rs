@@ -1251,6 +1251,34 @@ mod tests {
     use crate::procs::ProcWalk;
     use crate::procs::tests::fake_proc;
 
+    proptest::proptest! {
+        /// The owner lists built ahead (while the dump runs) give what the
+        /// lookup after it gives: the same holders, descriptors, threads and
+        /// flags for every inode, held or not, repeated or not.
+        #[test]
+        fn lists_built_ahead_match_the_lookup(
+            links in proptest::collection::vec((1u64..60, 1u32..6, 3u32..9, 0u32..2, 0u8..8), 0..120),
+            inodes in proptest::collection::vec(0u64..70, 0..80),
+        ) {
+            let links = links
+                .into_iter()
+                .map(|(inode, pid, fd, tid, flags)| crate::procs::Link { inode, pid, fd, tid: tid * (pid + 100), flags })
+                .collect();
+            let map = OwnerMap::from_links(links, Vec::new());
+            // No such processes: their details are unknown, alike both ways.
+            let mut procs = ProcTable::new(std::path::Path::new("/nonexistent/portctl-test-proc"));
+            let lists = owner_lists(&map, &mut procs);
+            let ahead = looked_up(inodes.iter().copied(), &map, &lists);
+            let after = owners_of(&inodes, &map, &mut procs);
+            // (pid, fd, tid) of each holder, and the flags.
+            type Seen = (Vec<(u32, u32, Option<u32>)>, Option<u8>);
+            let view = |v: &[(std::sync::Arc<[Owner]>, Option<u8>)]| -> Vec<Seen> {
+                v.iter().map(|(o, f)| (o.iter().map(|o| (o.pid, o.fd, o.tid)).collect(), *f)).collect()
+            };
+            proptest::prop_assert_eq!(view(&ahead), view(&after));
+        }
+    }
+
     /// The walk and the dump run at once: a connection a server accepted,
     /// or a client opened, after the walk read that process shows up in the
     /// dump with no holder. It gets its owner from the recheck, not

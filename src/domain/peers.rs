@@ -350,6 +350,28 @@ mod tests {
         assert!(mixed.iter().all(|s| s.peer.is_none()));
     }
 
+    /// Enough connections for the peer records to be built on two threads:
+    /// each end still gets the other's inode and owners.
+    #[test]
+    fn many_pairs_each_get_the_other_end() {
+        let n = PARALLEL_PAIRS / 2 + 500;
+        let mut v = Vec::with_capacity(2 * n);
+        for k in 0..n {
+            let (port, client) = (10000 + (k % 50) as u16, 30000 + (k / 50) as u16);
+            let (a, b) = (format!("127.0.0.1:{client}"), format!("127.0.0.2:{port}"));
+            v.push(tcp(&a, &b, 1_000_000 + k as u64, 100, "client"));
+            v.push(tcp(&b, &a, 2_000_000 + k as u64, 200, "server"));
+        }
+        let pairs = ip_pairs(&v, &[]);
+        assert!(pairs.0.len() >= PARALLEL_PAIRS, "{} pairs", pairs.0.len());
+        link_paired(&mut v, &[], pairs, &mut none);
+        for (k, two) in v.chunks(2).enumerate() {
+            let peer = |s: &Socket| s.peer.as_ref().map(|p| (p.inode, p.owners[0].pid));
+            assert_eq!(peer(&two[0]), Some((2_000_000 + k as u64, 200)), "client {k}");
+            assert_eq!(peer(&two[1]), Some((1_000_000 + k as u64, 100)), "server {k}");
+        }
+    }
+
     #[test]
     fn namespaces_keep_their_loopback() {
         let ns = |s: &mut Socket, inode| s.netns = Some(Box::new(NetnsRef { inode, name: Some(format!("ns{inode}")) }));
