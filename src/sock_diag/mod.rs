@@ -642,6 +642,23 @@ impl Reader {
     }
 
     /// Reads one dump's replies. Ok(false) when the kernel marked it interrupted.
+    /// One datagram of replies into `buf` (retried when a signal
+    /// interrupts it); a truncated one is an error.
+    fn recv(&mut self) -> Result<(), DiagError> {
+        self.buf.clear();
+        let n = loop {
+            match self.sock.recv(&mut self.buf, 0) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(DiagError::Io(e)),
+            }
+        };
+        if n > self.buf.len() {
+            return Err(DiagError::Decode(format!("reply of {n} bytes truncated to {}", self.buf.len())));
+        }
+        Ok(())
+    }
+
     fn receive(
         &mut self,
         request: &Request<'_>,
@@ -651,17 +668,7 @@ impl Reader {
     ) -> Result<bool, DiagError> {
         let mut intact = true;
         loop {
-            self.buf.clear();
-            let n = loop {
-                match self.sock.recv(&mut self.buf, 0) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(DiagError::Io(e)),
-                }
-            };
-            if n > self.buf.len() {
-                return Err(DiagError::Decode(format!("reply of {n} bytes truncated to {}", self.buf.len())));
-            }
+            self.recv()?;
             let mut bound = Vec::new();
             let mut done = false;
             for msg in decode::messages(&self.buf) {
@@ -739,17 +746,7 @@ impl Reader {
         self.sock.send(&req, 0).map_err(DiagError::Io)?;
         let what = || format!("SOCK_DESTROY of {} {}", s.proto, s.local);
         loop {
-            self.buf.clear();
-            let n = loop {
-                match self.sock.recv(&mut self.buf, 0) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(DiagError::Io(e)),
-                }
-            };
-            if n > self.buf.len() {
-                return Err(DiagError::Decode(format!("reply of {n} bytes truncated to {}", self.buf.len())));
-            }
+            self.recv()?;
             for msg in decode::messages(&self.buf) {
                 let msg = msg.map_err(DiagError::Decode)?;
                 if msg.seq != seq {
