@@ -769,20 +769,11 @@ fn c_integer(s: &str) -> Option<u64> {
 
 /// The closest keyword, for a "did you mean" hint.
 fn nearest<'k>(word: &str, keys: &[&'k str]) -> Option<&'k str> {
-    keys.iter().map(|k| (edit_distance(word, k), *k)).filter(|(d, k)| *d <= 2 && *d < k.len()).min().map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    keys.iter()
+        .map(|k| (crate::filter::edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2 && *d < k.len())
+        .min()
+        .map(|(_, k)| k)
 }
 
 #[cfg(test)]

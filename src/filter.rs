@@ -440,19 +440,10 @@ impl FromStr for StateSpec {
     }
 }
 
-/// The closest known state or group name, for a "did you mean" hint.
-fn nearest_state(t: &str) -> Option<&'static str> {
-    let names = State::TCP.iter().map(|s| s.as_str()).chain(["unconn"]).chain(GROUPS);
-    names
-        .filter_map(|n| {
-            let d = if t.starts_with(n) || n.starts_with(t) { 1 } else { edit_distance(t, n) };
-            (d <= 3.max(n.len() / 3)).then_some((d, n))
-        })
-        .min()
-        .map(|(_, n)| n)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Edits (insertions, deletions, substitutions of characters) from `a` to
+/// `b`: how near a mistyped word is to a known one, for "did you mean"
+/// hints (here and in `expr`).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -463,6 +454,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// The closest known state or group name, for a "did you mean" hint.
+fn nearest_state(t: &str) -> Option<&'static str> {
+    let names = State::TCP.iter().map(|s| s.as_str()).chain(["unconn"]).chain(GROUPS);
+    names
+        .filter_map(|n| {
+            let d = if t.starts_with(n) || n.starts_with(t) { 1 } else { edit_distance(t, n) };
+            (d <= 3.max(n.len() / 3)).then_some((d, n))
+        })
+        .min()
+        .map(|(_, n)| n)
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, `term`) or number (`15`).
