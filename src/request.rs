@@ -392,7 +392,8 @@ pub struct ManRequest {
 }
 
 /// What the kernel is asked about every TCP and UDP socket, as `ss -tuan`
-/// sees them (so `stats` can be checked against it).
+/// sees them (so `stats` can be checked against it); `who --pid` asks it
+/// too.
 pub fn stats_query() -> sock_diag::Query {
     sock_diag::Query {
         protos: vec![Proto::Tcp, Proto::Udp],

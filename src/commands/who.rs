@@ -15,7 +15,7 @@ use crate::domain::{order, who};
 use crate::error::UserError;
 use crate::filter::UnixSpec;
 use crate::inventory::{self, NatScan, Owners, Scope};
-use crate::model::{Family, Proto, Socket, State, StateSet};
+use crate::model::{Proto, Socket, State, StateSet};
 use crate::netns::{self, Netns};
 use crate::procs::Chosen;
 use crate::render::{self, json};
@@ -217,17 +217,8 @@ fn run_pid(req: &WhoRequest, pid: u32, w: &mut impl Write, report: &mut Report) 
         None => Netns::open(&format!("pid:{pid}")).ok().filter(|n| !n.current),
     };
     let scope = ns.map_or(Scope::Current, Scope::One);
-    let query = crate::sock_diag::Query {
-        protos: vec![Proto::Tcp, Proto::Udp],
-        families: Family::IP.to_vec(),
-        states: StateSet::all(),
-        filter: None,
-        tcp_info: false,
-        skmem: vec![Proto::Udp],
-        bound_inactive: false,
-        any_state_raw: false,
-        source: request::stats_query().source,
-    };
+    // Every TCP and UDP socket, as stats asks for them.
+    let query = request::stats_query();
     let source = Chosen::new(req.owners_from);
     let mut inv = inventory::collect_in(&scope, &query, Owners::Resolve(&source), Some(order::listen), report)?;
     if inv.map.as_ref().is_some_and(|m| m.denied.contains(&pid)) {
